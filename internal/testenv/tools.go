@@ -1,0 +1,254 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A toolModule is one pinned upstream module under tools/ and the commands
+// built from it.
+type toolModule struct {
+	dir      string            // directory under tools/
+	version  string            // upstream version, for the cache key and messages
+	packages []string          // main packages to build; binaries are named by their last path element
+	rename   map[string]string // go build's output name → the tool's name
+	ldflags  string
+	note     string // shown when a build starts
+}
+
+// Binaries built from the pinned modules, by command name.
+const (
+	KubeAPIServer = "kube-apiserver"
+	Kubectl       = "kubectl"
+	Etcd          = "etcd"
+	Kwok          = "kwok"
+)
+
+// KubernetesVersion is the pinned Kubernetes release of kube-apiserver and kubectl.
+const KubernetesVersion = "v1.37.2"
+
+var toolModules = map[string]toolModule{
+	KubeAPIServer: kubernetesTools,
+	Kubectl:       kubernetesTools,
+	Etcd: {
+		dir:      "etcd",
+		version:  "v3.7.3",
+		packages: []string{"go.etcd.io/etcd/server/v3"},
+		// go build names a /v3 module's binary after the element before it.
+		rename: map[string]string{"server": Etcd},
+	},
+	Kwok: {
+		dir:      "kwok",
+		version:  "v0.8.0",
+		packages: []string{"sigs.k8s.io/kwok/cmd/kwok"},
+	},
+}
+
+var kubernetesTools = toolModule{
+	dir:      "kubernetes",
+	version:  KubernetesVersion,
+	packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kubectl"},
+	note:     "about 5 minutes cold on 2 cores",
+	// Without the version stamp the server reports v0.0.0-master+$Format:%H$,
+	// which kubectl cannot parse.
+	ldflags: "-X k8s.io/component-base/version.gitVersion=" + KubernetesVersion +
+		" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
+}
+
+// ToolNames lists every binary testenv can build, in build order.
+func ToolNames() []string { return []string{Etcd, KubeAPIServer, Kubectl, Kwok} }
+
+// toolsDir finds tools/ next to this source file. testenv runs from a source
+// checkout (tests, the demo), so the path recorded by the compiler is real;
+// PORTCULLIS_TESTENV_TOOLS overrides it for unusual layouts.
+func toolsDir() (string, error) {
+	if d := os.Getenv("PORTCULLIS_TESTENV_TOOLS"); d != "" {
+		return d, nil
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("locating testenv tools: no caller information; set PORTCULLIS_TESTENV_TOOLS to internal/testenv/tools")
+	}
+	d := filepath.Join(filepath.Dir(file), "tools")
+	if _, err := os.Stat(filepath.Join(d, "kubernetes", "go.mod")); err != nil {
+		return "", fmt.Errorf("locating testenv tools: %w; run from a Portcullis source checkout or set PORTCULLIS_TESTENV_TOOLS", err)
+	}
+	return d, nil
+}
+
+// CacheDir is where built binaries are kept: $PORTCULLIS_TESTENV_CACHE, or
+// the user cache directory.
+func CacheDir() (string, error) {
+	if d := os.Getenv("PORTCULLIS_TESTENV_CACHE"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the user cache directory: %w; set PORTCULLIS_TESTENV_CACHE", err)
+	}
+	return filepath.Join(d, "portcullis", "testenv"), nil
+}
+
+// binDir is the cache directory of one tool module: its name, upstream
+// version, and a hash of go.mod, go.sum and the Go version, so that any
+// change to the pins or the toolchain builds afresh.
+func (m toolModule) binDir(tools, cache string) (string, error) {
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(tools, m.dir, f))
+		if err != nil {
+			return "", fmt.Errorf("reading tool module %s: %w", m.dir, err)
+		}
+		h.Write(b)
+	}
+	io.WriteString(h, runtime.Version()+m.ldflags)
+	return filepath.Join(cache, fmt.Sprintf("%s-%s-%s", m.dir, m.version, hex.EncodeToString(h.Sum(nil))[:12])), nil
+}
+
+// Tool returns the path of a built binary, building its module first if the
+// cache does not have it. Progress goes to progress (may be nil).
+func Tool(ctx context.Context, name string, progress io.Writer) (string, error) {
+	m, ok := toolModules[name]
+	if !ok {
+		return "", fmt.Errorf("unknown tool %q", name)
+	}
+	tools, err := toolsDir()
+	if err != nil {
+		return "", err
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir, err := m.binDir(tools, cache)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, name)
+	if isExecutable(bin) {
+		return bin, nil
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", fmt.Errorf("creating cache directory: %w", err)
+	}
+	// One build per module at a time across processes: `go test ./...` runs
+	// package test binaries in parallel, and each may need kube-apiserver.
+	unlock, err := lockFile(ctx, filepath.Join(cache, m.dir+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if isExecutable(bin) { // built by another process while we waited
+		return bin, nil
+	}
+	if err := m.build(ctx, filepath.Join(tools, m.dir), dir, progress); err != nil {
+		return "", err
+	}
+	return bin, nil
+}
+
+func (m toolModule) build(ctx context.Context, src, dst string, progress io.Writer) error {
+	if progress == nil {
+		progress = io.Discard
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("building %s %s: the go command is not on PATH: install Go 1.26 or newer", m.dir, m.version)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), m.dir+"-build-")
+	if err != nil {
+		return fmt.Errorf("building %s: %w", m.dir, err)
+	}
+	defer os.RemoveAll(tmp)
+	start := time.Now()
+	fmt.Fprintf(progress, "testenv: building %s from %s %s into %s (once per machine%s)\n",
+		strings.Join(m.commandNames(), ", "), m.dir, m.version, dst, strings.TrimSuffix("; "+m.note, "; "))
+	args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace("-s -w " + m.ldflags), "-o", tmp + string(filepath.Separator)}
+	args = append(args, m.packages...)
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = src
+	// The tool modules are separate from Portcullis's own; a go.work or a
+	// GOFLAGS=-mod=vendor from the caller must not leak into them.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("building %s %s in %s: %w\n%s\nthe Go module proxy must be reachable for the first build", m.dir, m.version, src, err, tail(out.String(), 40))
+	}
+	for from, to := range m.rename {
+		if err := os.Rename(filepath.Join(tmp, from), filepath.Join(tmp, to)); err != nil {
+			return fmt.Errorf("building %s: %w", m.dir, err)
+		}
+	}
+	// Publish atomically: a reader either sees no directory or a complete one.
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("building %s: publishing binaries: %w", m.dir, err)
+	}
+	fmt.Fprintf(progress, "testenv: built %s in %s\n", strings.Join(m.commandNames(), ", "), time.Since(start).Round(time.Second))
+	return nil
+}
+
+func (m toolModule) commandNames() []string {
+	var names []string
+	for _, p := range m.packages {
+		n := filepath.Base(p)
+		if strings.HasPrefix(n, "v") && len(n) > 1 && strings.Trim(n[1:], "0123456789") == "" {
+			n = filepath.Base(filepath.Dir(p))
+		}
+		if r, ok := m.rename[n]; ok {
+			n = r
+		}
+		names = append(names, n)
+	}
+	return names
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// lockFile takes an exclusive flock, waiting until ctx is done.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening build lock: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("taking build lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for build lock %s: %w", path, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
