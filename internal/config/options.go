@@ -1,0 +1,153 @@
+package config
+
+import (
+	"log/slog"
+	"net/url"
+	"time"
+)
+
+// Options is the whole server configuration after the environment and the
+// optional YAML file have been merged (environment wins) and every encoded
+// value (base64, *_FILE) has been decoded. Each field names its environment
+// variable; the YAML key is the same name in lower case. Defaults live in
+// Defaults() and nowhere else.
+type Options struct {
+	// Address is the listen address of the main listener. ADDRESS; default ":443".
+	Address string
+
+	// AuthenticateServiceURL is the public URL of the sign-in service.
+	// AUTHENTICATE_SERVICE_URL; no default.
+	AuthenticateServiceURL *url.URL
+
+	// Certificate and CertificateKey are the PEM server certificate chain and
+	// key. CERTIFICATE / CERTIFICATE_KEY (base64 of PEM) or CERTIFICATE_FILE /
+	// CERTIFICATE_KEY_FILE (a PEM file); no default.
+	Certificate    []byte
+	CertificateKey []byte
+
+	// CookieSecret seals session cookies and login state; exactly 32 bytes.
+	// COOKIE_SECRET (base64) or COOKIE_SECRET_FILE; no default.
+	CookieSecret []byte
+	// CookieName is the session cookie's name. COOKIE_NAME; default "_pomerium".
+	CookieName string
+	// CookieExpire bounds a session's life. COOKIE_EXPIRE; default 14h.
+	CookieExpire time.Duration
+
+	// SharedSecret is the key material shared by all replicas (token signing
+	// when SigningKey is unset); at least 32 bytes. SHARED_SECRET (base64) or
+	// SHARED_SECRET_FILE; no default.
+	SharedSecret []byte
+	// SigningKey is a PEM EC or RSA private key for issued tokens.
+	// SIGNING_KEY (base64 of PEM) or SIGNING_KEY_FILE; no default.
+	SigningKey []byte
+
+	// IDPProvider names the identity provider (oidc, google, github, …).
+	// IDP_PROVIDER; no default.
+	IDPProvider string
+	// IDPProviderURL is the issuer URL. IDP_PROVIDER_URL; no default.
+	IDPProviderURL string
+	// IDPClientID / IDPClientSecret are the OAuth2 client credentials.
+	// IDP_CLIENT_ID, IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_FILE).
+	IDPClientID     string
+	IDPClientSecret string
+	// IDPScopes overrides the requested scopes. IDP_SCOPES (comma list; a
+	// list or a comma list in the file); default none (the provider's).
+	IDPScopes []string
+
+	// InsecureServer serves plain HTTP, for use behind a TLS-terminating
+	// load balancer. INSECURE_SERVER; default false.
+	InsecureServer bool
+	// MetricsAddress serves Prometheus metrics when set. METRICS_ADDRESS;
+	// default "" (off).
+	MetricsAddress string
+	// LogLevel is debug, info, warn or error. LOG_LEVEL; default info.
+	LogLevel slog.Level
+	// LogFormat is "json" or "text". LOG_FORMAT; default "json".
+	LogFormat string
+
+	// Routes come from POLICY and ROUTES (base64 of a YAML list) or the
+	// file's `policy:` and `routes:` keys, in that order.
+	Routes []Route
+}
+
+// Route maps one public host to one Kubernetes API server (or any upstream).
+// Each field's comment names its YAML key (the same in POLICY and ROUTES).
+// Route defaults are applied by Load, see Defaults.
+type Route struct {
+	// From is the public URL (scheme and host, optional port) requests
+	// arrive at. from; required.
+	From *url.URL
+	// To lists the upstream URLs; the proxy moves on to the next one when a
+	// connection fails. to (a URL or a list of URLs); required.
+	To []*url.URL
+
+	// Policy is the route's PPL policy as parsed from the config; the policy
+	// package compiles it. policy; default nil (no rules).
+	Policy *Policy
+
+	// TLSSkipVerify turns off verification of the upstream's certificate.
+	// tls_skip_verify; default false. Dangerous: the server warns at start.
+	TLSSkipVerify bool
+	// TLSServerName overrides the name verified in the upstream's
+	// certificate. tls_server_name; default the host of To.
+	TLSServerName string
+
+	// TLSCustomCA is the PEM bundle that verifies the upstream, from
+	// tls_custom_ca (base64 of PEM) or tls_custom_ca_file (a PEM file);
+	// default the system roots.
+	TLSCustomCA []byte
+	// TLSClientCert and TLSClientKey are the PEM client certificate and key
+	// presented to the upstream, from tls_client_cert / tls_client_key
+	// (base64 of PEM) or tls_client_cert_file / tls_client_key_file.
+	TLSClientCert []byte
+	TLSClientKey  []byte
+	// The *File fields keep the path when a *_file key was used (the file
+	// has been read into the field above), for messages and reload.
+	TLSCustomCAFile   string
+	TLSClientCertFile string
+	TLSClientKeyFile  string
+
+	// AllowSPDY / AllowWebsockets permit upgraded connections. allow_spdy,
+	// allow_websockets; both default to true on Kubernetes routes and false
+	// elsewhere.
+	AllowSPDY       bool
+	AllowWebsockets bool
+
+	// KubernetesServiceAccountToken (inline) or KubernetesServiceAccountTokenFile
+	// (re-read on rotation) make this a Kubernetes route: requests are sent
+	// with this token and Impersonate-* headers.
+	// kubernetes_service_account_token / kubernetes_service_account_token_file;
+	// at most one of them. Load does not read the file: it is read at run
+	// time, so that a rotated projected token is picked up.
+	KubernetesServiceAccountToken     string
+	KubernetesServiceAccountTokenFile string
+
+	// PreserveHostHeader sends the client's Host header upstream instead of
+	// the host of To. preserve_host_header; default false.
+	PreserveHostHeader bool
+	// PassIdentityHeaders adds the signed identity headers upstream.
+	// pass_identity_headers; default false.
+	PassIdentityHeaders bool
+
+	// Timeout bounds a whole request; 0 means none. timeout; default 30s,
+	// and none on Kubernetes routes, whose watch, logs -f and exec streams
+	// are long-lived.
+	Timeout time.Duration
+	// IdleTimeout closes a stream idle for that long; 0 means none.
+	// idle_timeout; default 5m, and none on Kubernetes routes.
+	IdleTimeout time.Duration
+
+	// Legacy access keys (allowed_users, allowed_domains,
+	// allow_any_authenticated_user, allow_public_unauthenticated_access);
+	// the policy package turns them into rules. Defaults empty and false.
+	AllowedUsers                     []string
+	AllowedDomains                   []string
+	AllowAnyAuthenticatedUser        bool
+	AllowPublicUnauthenticatedAccess bool
+}
+
+// IsKubernetes reports whether the route forwards to kube-apiserver with
+// impersonation.
+func (r *Route) IsKubernetes() bool {
+	return r.KubernetesServiceAccountToken != "" || r.KubernetesServiceAccountTokenFile != ""
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Summary describes o in a few lines for "portcullis --check-config": what
+// it listens on and how, where users sign in, and each route. It says
+// whether each secret is set, never its value.
+func (o *Options) Summary() string {
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%-14s %s\n", label+":", fmt.Sprintf(format, args...))
+	}
+
+	switch {
+	case o.InsecureServer:
+		line("listen", "%s, plain HTTP (insecure_server: TLS must end in front of it)", o.Address)
+	case len(o.Certificate) != 0:
+		line("listen", "%s, TLS with %s", o.Address, describeCert(o.Certificate))
+	default:
+		line("listen", "%s, TLS with no certificate configured", o.Address)
+	}
+	if o.MetricsAddress != "" {
+		line("metrics", "%s", o.MetricsAddress)
+	}
+	if o.AuthenticateServiceURL != nil {
+		line("authenticate", "%s", o.AuthenticateServiceURL)
+	} else {
+		line("authenticate", "not set")
+	}
+	idp := o.IDPProvider
+	if idp == "" {
+		idp = "not set"
+	}
+	if o.IDPProviderURL != "" {
+		idp += " at " + o.IDPProviderURL
+	}
+	if o.IDPClientID != "" {
+		idp += fmt.Sprintf(", client id %q", o.IDPClientID)
+	}
+	idp += ", client secret " + setOrNot(len(o.IDPClientSecret) != 0)
+	if len(o.IDPScopes) != 0 {
+		idp += ", scopes " + strings.Join(o.IDPScopes, ",")
+	}
+	line("identity", "%s", idp)
+	line("cookie", "%s, expires after %s", o.CookieName, o.CookieExpire)
+	line("cookie secret", "%s", secretState(o.CookieSecret))
+	line("shared secret", "%s", secretState(o.SharedSecret))
+	if len(o.SigningKey) != 0 {
+		line("signing key", "set")
+	} else {
+		line("signing key", "not set: tokens are signed with the shared secret")
+	}
+	line("log", "%s, %s", strings.ToLower(o.LogLevel.String()), o.LogFormat)
+
+	line("routes", "%d", len(o.Routes))
+	for _, r := range o.Routes {
+		var to []string
+		for _, u := range r.To {
+			to = append(to, u.String())
+		}
+		from := "(no from)"
+		if r.From != nil {
+			from = r.From.String()
+		}
+		fmt.Fprintf(&b, "  %s → %s\n", from, strings.Join(to, ", "))
+		fmt.Fprintf(&b, "      %s\n", strings.Join(routeTraits(&r), "; "))
+	}
+	return b.String()
+}
+
+// secretState says whether a secret that GenerateMissingSecrets would fill
+// is set.
+func secretState(b []byte) string {
+	if len(b) != 0 {
+		return "set"
+	}
+	return "not set: a random one is generated at start, which is fine for one replica only"
+}
+
+func setOrNot(set bool) string {
+	if set {
+		return "set"
+	}
+	return "not set"
+}
+
+// routeTraits lists what matters about a route, one short phrase each.
+func routeTraits(r *Route) []string {
+	var t []string
+	switch {
+	case r.KubernetesServiceAccountTokenFile != "":
+		t = append(t, fmt.Sprintf("kubernetes (token from %s)", r.KubernetesServiceAccountTokenFile))
+	case r.KubernetesServiceAccountToken != "":
+		t = append(t, "kubernetes (token inline)")
+	default:
+		t = append(t, "not kubernetes")
+	}
+	var up []string
+	if r.AllowSPDY {
+		up = append(up, "spdy")
+	}
+	if r.AllowWebsockets {
+		up = append(up, "websockets")
+	}
+	if len(up) == 0 {
+		up = append(up, "none")
+	}
+	t = append(t, "upgrades: "+strings.Join(up, ", "))
+	timeout := func(d time.Duration) string {
+		if d == 0 {
+			return "none"
+		}
+		return d.String()
+	}
+	t = append(t, fmt.Sprintf("timeout %s, idle %s", timeout(r.Timeout), timeout(r.IdleTimeout)))
+	if r.TLSSkipVerify {
+		t = append(t, "tls_skip_verify (upstream certificate not checked)")
+	}
+	if r.TLSCustomCA != nil {
+		t = append(t, "custom CA")
+	}
+	if r.TLSClientCert != nil {
+		t = append(t, "client certificate")
+	}
+	if r.TLSServerName != "" {
+		t = append(t, "server name "+r.TLSServerName)
+	}
+	var access []string
+	if r.Policy != nil {
+		n := len(r.Policy.Rules)
+		access = append(access, fmt.Sprintf("policy of %d rule%s", n, map[bool]string{true: "", false: "s"}[n == 1]))
+	}
+	if len(r.AllowedUsers) != 0 {
+		access = append(access, fmt.Sprintf("%d allowed users", len(r.AllowedUsers)))
+	}
+	if len(r.AllowedDomains) != 0 {
+		access = append(access, "allowed domains "+strings.Join(r.AllowedDomains, ","))
+	}
+	if r.AllowAnyAuthenticatedUser {
+		access = append(access, "any signed-in user")
+	}
+	if r.AllowPublicUnauthenticatedAccess {
+		access = append(access, "public, no sign-in")
+	}
+	if len(access) == 0 {
+		access = append(access, "nobody (no policy)")
+	}
+	t = append(t, "access: "+strings.Join(access, ", "))
+	return t
+}
+
+// describeCert names the hosts and expiry of the first certificate in a
+// PEM chain. A certificate is public: it may be shown.
+func describeCert(chain []byte) string {
+	b := firstPEM(chain, func(t string) bool { return t == "CERTIFICATE" })
+	if b == nil {
+		return "a certificate that is not PEM"
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return "a certificate that does not parse"
+	}
+	names := c.DNSNames
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		names = []string{c.Subject.CommonName}
+	}
+	return fmt.Sprintf("a certificate for %s, valid until %s", strings.Join(names, ", "), c.NotAfter.UTC().Format(time.DateOnly))
+}
