@@ -1,0 +1,180 @@
+// Command portcullis is the identity-aware access proxy for the Kubernetes
+// API. It reads its configuration from the environment and an optional
+// YAML file (--config), then serves until SIGINT or SIGTERM. All logic
+// lives in internal packages; this file parses flags, sets up logging and
+// maps errors to exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/server"
+)
+
+// version is set at build time:
+// go build -ldflags "-X main.version=v1.2.3" ./cmd/portcullis
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // bad configuration, or the server failed
+	exitUsage   = 2 // bad flags or arguments, as the flag package does
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default behaviour: a second
+		// SIGINT or SIGTERM ends the process at once instead of waiting
+		// for the graceful shutdown.
+		<-ctx.Done()
+		stop()
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode reports err (unless run already did) and maps it to an exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var e *exitError
+	if !errors.As(err, &e) {
+		e = &exitError{code: exitFailure, err: err}
+	}
+	if !e.reported {
+		fmt.Fprintf(stderr, "portcullis: %v\n", e.err)
+	}
+	return e.code
+}
+
+// exitError gives an error its exit code. reported means run has already
+// printed everything about it (the flag package's message, the list of
+// configuration problems), so main only exits.
+type exitError struct {
+	code     int
+	reported bool
+	err      error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run is the whole command, with its environment passed in so tests can
+// call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
+	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "read settings from this YAML `file`; environment variables override it")
+	checkConfig := fs.Bool("check-config", false, "load and validate the configuration, print a summary or every problem, and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: portcullis [--config FILE] [--check-config] [--version]\n\n"+
+			"Settings come from environment variables (ADDRESS, CERTIFICATE, COOKIE_SECRET, ROUTES, …)\n"+
+			"and from the optional YAML file, whose keys are the same names in lower case.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		// The flag package has printed the problem and the usage.
+		return &exitError{code: exitUsage, reported: true, err: err}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q; settings come from flags, the environment and --config", fs.Arg(0))}
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "portcullis %s\n", version)
+		return nil
+	}
+
+	// Load validates too, and reports every problem at once.
+	opts, err := config.Load(*configFile, lookupEnv)
+	if err != nil {
+		return reportProblems(stderr, err)
+	}
+
+	if *checkConfig {
+		fmt.Fprintln(stdout, strings.TrimRight(opts.Summary(), "\n"))
+		// Say what a start would generate, without generating it here: a
+		// copy takes the new values.
+		preview := *opts
+		if generated := preview.GenerateMissingSecrets(); len(generated) > 0 {
+			fmt.Fprintf(stdout, "not set, so generated at each start: %s (set them when running more than one replica)\n",
+				strings.Join(generated, ", "))
+		}
+		return nil
+	}
+
+	// A missing secret in a single-replica setup is generated rather than
+	// refused (DESIGN.md), and said loudly below.
+	generated := opts.GenerateMissingSecrets()
+	logger := newLogger(stderr, opts)
+	logger.Info("starting portcullis", "version", version)
+	if len(generated) > 0 {
+		logger.Warn("generated random secrets because they were not set; "+
+			"sessions and tokens will not survive a restart, and with more than one replica "+
+			"these MUST be set to the same value on every replica",
+			"generated", generated)
+	}
+	srv, err := server.New(opts, logger)
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// newLogger builds the process's logger from LOG_LEVEL and LOG_FORMAT.
+func newLogger(w io.Writer, opts *config.Options) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: opts.LogLevel}
+	if strings.EqualFold(opts.LogFormat, "text") {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// reportProblems prints each configuration problem on its own line, then
+// how many there were, and returns an error main will not print again.
+func reportProblems(stderr io.Writer, err error) error {
+	problems := problemList(err)
+	for _, p := range problems {
+		// A problem of several lines keeps them together, indented.
+		fmt.Fprintf(stderr, "config: %s\n", strings.ReplaceAll(p, "\n", "\n  "))
+	}
+	fmt.Fprintf(stderr, "%d problem(s) found\n", len(problems))
+	return &exitError{code: exitFailure, reported: true, err: err}
+}
+
+// problemList flattens an errors.Join tree (Load reports every problem
+// at once) into one message per problem.
+func problemList(err error) []string {
+	var list []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if msg := strings.TrimSpace(err.Error()); msg != "" {
+			list = append(list, msg)
+		}
+	}
+	walk(err)
+	return list
+}

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// logBuffer collects a test server's logs; they are printed if the test
+// fails. (t.Output cannot be used: net/http may log after a test returns.)
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testLogger returns a debug-level JSON logger whose output the test can
+// read, and which is shown if the test fails.
+func testLogger(t *testing.T) (*slog.Logger, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	return slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), logs
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", s, err)
+	}
+	return u
+}
+
+// insecureOptions returns plain-HTTP options with one route per `from`.
+func insecureOptions(t testing.TB, froms ...string) *config.Options {
+	t.Helper()
+	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true}
+	for _, f := range froms {
+		opts.Routes = append(opts.Routes, config.Route{
+			From: mustURL(t, f),
+			To:   []*url.URL{mustURL(t, "https://127.0.0.1:6443")},
+		})
+	}
+	return opts
+}
+
+// namedRoute is a per-route handler that answers 200 "route <from>".
+func namedRoute(r *config.Route) http.Handler {
+	body := "route " + r.From.String()
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(body))
+	})
+}
+
+// testServer is a Server serving on 127.0.0.1:0 for one test.
+type testServer struct {
+	*Server
+	url        string // http(s)://127.0.0.1:port
+	metricsURL string // "" unless metrics were asked for
+	stop       func() error
+}
+
+// serve starts s on loopback listeners; stop (also run at cleanup) cancels
+// its context and returns what Serve returned.
+func serve(t *testing.T, s *Server, withMetrics bool) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mln net.Listener
+	if withMetrics {
+		if mln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln, mln) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Serve returned before it was ready: %v", err)
+	}
+	ts := &testServer{Server: s, url: "http://" + ln.Addr().String()}
+	if s.tlsConfig != nil {
+		ts.url = "https://" + ln.Addr().String()
+	}
+	if mln != nil {
+		ts.metricsURL = "http://" + mln.Addr().String()
+	}
+	ts.stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return errTimeout
+		}
+	})
+	t.Cleanup(func() {
+		if err := ts.stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ts
+}
+
+var errTimeout = errors.New("Serve did not return within 30s of its context's end")
+
+// newClient returns a client for one test, closed at cleanup.
+func newClient(t *testing.T, tr *http.Transport) *http.Client {
+	t.Helper()
+	if tr == nil {
+		tr = &http.Transport{}
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// selfSignedCert returns a PEM certificate and key for 127.0.0.1 and
+// localhost, issued by a fresh CA, and a pool that trusts that CA.
+func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	ca, err := testenv.NewCA("portcullis-server-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err = ca.Issue("portcullis test", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, keyPEM, ca.Pool()
+}

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are one Server's Prometheus collectors, on a registry of its own
+// rather than the global one, so that servers (and tests) never share or
+// collide.
+type metrics struct {
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_http_requests_total",
+			Help: "HTTP requests served, by route (its `from` URL, \"internal\" or \"unmatched\"), status code and method. A stream counts when it ends.",
+		}, []string{"route", "code", "method"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "portcullis_http_request_duration_seconds",
+			Help: "Time from a request's arrival to the end of its response, by route and method; streams (watch, exec) last as long as they are open.",
+			// Prometheus' defaults stop at 10s; watches and logs -f run
+			// for minutes, so add a few coarse buckets above.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"route", "method"}),
+	}
+	m.registry.MustRegister(
+		m.requests,
+		m.duration,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) observe(route, method string, code int, d time.Duration) {
+	method = methodLabel(method)
+	m.requests.WithLabelValues(route, strconv.Itoa(code), method).Inc()
+	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// methodLabel bounds the method label: a client can send any token as a
+// method, and every distinct label value is a new time series.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
+}
+
+// handler serves /metrics, and nothing else, for the metrics listener.
+func (m *metrics) handler(logger *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+		ErrorLog: newErrorLog(logger.With("component", "promhttp")),
+		// Also count scrape errors, on this registry.
+		Registry: m.registry,
+	}))
+	return mux
+}

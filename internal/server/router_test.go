@@ -1,0 +1,312 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+)
+
+func TestCanonicalHost(t *testing.T) {
+	tests := []struct {
+		host string
+		want string
+	}{
+		{"k8s.example.com", "k8s.example.com"},
+		{"K8S.Example.COM", "k8s.example.com"},
+		{"k8s.example.com:443", "k8s.example.com:443"},
+		{"k8s.example.com.", "k8s.example.com"},
+		{"k8s.example.com.:8443", "k8s.example.com:8443"},
+		{"k8s.example.com:", "k8s.example.com"},
+		{"127.0.0.1:8443", "127.0.0.1:8443"},
+		{"[::1]:9443", "[::1]:9443"},
+		{"[::1]", "::1"},
+		{"[FE80::1%eth0]:443", "[fe80::1%eth0]:443"},
+		{"127.0.0.1.", "127.0.0.1"},
+		// Not hosts: match nothing.
+		{"", ""},
+		{"k8s..example.com", ""},
+		{"k8s.example.com..", ""},
+		{"k8s.example.com:https", ""},
+		{"a b", ""},
+		{"[k8s.example.com]", ""},
+		{"[127.0.0.1]:443", ""},
+		{"[[::1]]", ""},
+	}
+	for _, tt := range tests {
+		if got := canonicalHost(tt.host); got != tt.want {
+			t.Errorf("canonicalHost(%q) = %q, want %q", tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestRouting(t *testing.T) {
+	opts := insecureOptions(t,
+		"https://k8s.example.com",
+		"https://127.0.0.1:8443",
+		"http://plain.example.com",
+		"https://explicit.example.com:443",
+		"https://[::1]:9443",
+	)
+	logger, _ := testLogger(t)
+	s, err := newServer(opts, logger, namedRoute)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name     string
+		host     string
+		path     string
+		accept   string
+		wantCode int
+		wantBody string // exact, unless wantJSON
+		wantJSON *kubeStatus
+	}{
+		{name: "exact host", host: "k8s.example.com", wantCode: 200, wantBody: "route https://k8s.example.com"},
+		{name: "default port given", host: "k8s.example.com:443", wantCode: 200, wantBody: "route https://k8s.example.com"},
+		{name: "case-insensitive", host: "K8s.Example.COM:443", wantCode: 200, wantBody: "route https://k8s.example.com"},
+		{name: "trailing dot", host: "k8s.example.com.", wantCode: 200, wantBody: "route https://k8s.example.com"},
+		{name: "explicit default port in from", host: "explicit.example.com", wantCode: 200, wantBody: "route https://explicit.example.com:443"},
+		{name: "http default port", host: "plain.example.com:80", wantCode: 200, wantBody: "route http://plain.example.com"},
+		{name: "non-default port matches exactly", host: "127.0.0.1:8443", wantCode: 200, wantBody: "route https://127.0.0.1:8443"},
+		{name: "ipv6 literal", host: "[::1]:9443", wantCode: 200, wantBody: "route https://[::1]:9443"},
+		{name: "path is kept", host: "k8s.example.com", path: "/api/v1/namespaces", wantCode: 200, wantBody: "route https://k8s.example.com"},
+		{
+			name: "other port on a known host", host: "k8s.example.com:8443", wantCode: 404,
+			wantJSON: notFoundStatus(`portcullis: no route is configured for host "k8s.example.com:8443"`),
+		},
+		{
+			name: "non-default port route without port", host: "127.0.0.1", wantCode: 404,
+			wantJSON: notFoundStatus(`portcullis: no route is configured for host "127.0.0.1"`),
+		},
+		{
+			name: "non-default port route on the default port", host: "127.0.0.1:443", wantCode: 404,
+			wantJSON: notFoundStatus(`portcullis: no route is configured for host "127.0.0.1:443"`),
+		},
+		{
+			name: "unknown host, kubectl", host: "nope.example.com", accept: "application/json, */*", wantCode: 404,
+			wantJSON: notFoundStatus(`portcullis: no route is configured for host "nope.example.com"`),
+		},
+		{
+			name: "unknown host, browser", host: "nope.example.com", accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", wantCode: 404,
+			wantBody: "portcullis: no route is configured for host \"nope.example.com\"\n",
+		},
+		{
+			name: "no host", host: "", wantCode: 404,
+			wantJSON: notFoundStatus("portcullis: the request names no host (Host header), and routes are chosen by host"),
+		},
+		{name: "ping on a route host", host: "k8s.example.com", path: "/ping", wantCode: 200, wantBody: "OK\n"},
+		{name: "ping on an unknown host", host: "203.0.113.9", path: "/ping", wantCode: 200, wantBody: "OK\n"},
+		{name: "healthz on an unknown host", host: "nope.example.com", path: "/healthz", wantCode: 200, wantBody: `{"status":"ready"}` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tt.path
+			if path == "" {
+				path = "/"
+			}
+			req := httptest.NewRequest("GET", path, nil)
+			req.Host = tt.host
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			rec := httptest.NewRecorder()
+			s.handler.ServeHTTP(rec, req)
+			if rec.Code != tt.wantCode {
+				t.Errorf("status: got %d, want %d (body %q)", rec.Code, tt.wantCode, rec.Body.String())
+			}
+			if tt.wantJSON != nil {
+				if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type: got %q, want application/json", ct)
+				}
+				var got kubeStatus
+				if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+					t.Fatalf("decoding Status %q: %v", rec.Body.String(), err)
+				}
+				if diff := cmp.Diff(*tt.wantJSON, got); diff != "" {
+					t.Errorf("Status (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if got := rec.Body.String(); got != tt.wantBody {
+				t.Errorf("body: got %q, want %q", got, tt.wantBody)
+			}
+		})
+	}
+}
+
+func notFoundStatus(msg string) *kubeStatus {
+	return &kubeStatus{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: msg, Reason: "NotFound", Code: 404}
+}
+
+func TestRouteHandlerPlaceholderIsNotImplemented(t *testing.T) {
+	logger, _ := testLogger(t)
+	s, err := New(insecureOptions(t, "https://k8s.example.com"), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/api/v1/pods", nil)
+	req.Host = "k8s.example.com"
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+
+	if rec.Code != http.StatusNotImplemented {
+		t.Errorf("status: got %d, want 501", rec.Code)
+	}
+	// The exact bytes kubectl receives.
+	want := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
+		`"message":"portcullis: proxying for route \"https://k8s.example.com\" is not implemented yet",` +
+		`"reason":"NotImplemented","code":501}` + "\n"
+	if got := rec.Body.String(); got != want {
+		t.Errorf("body:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestNewRejectsRoutesSharingAHost(t *testing.T) {
+	tests := []struct {
+		name  string
+		froms []string
+	}{
+		{"same from", []string{"https://a.example.com", "https://a.example.com"}},
+		{"case and default port", []string{"https://a.example.com", "https://A.example.com:443"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(insecureOptions(t, tt.froms...), nil)
+			if err == nil || !strings.Contains(err.Error(), "both serve host") {
+				t.Errorf("New: got error %v, want one saying the routes both serve a host", err)
+			}
+		})
+	}
+	// Different ports of one name are different hosts.
+	if _, err := New(insecureOptions(t, "https://a.example.com", "https://a.example.com:8443"), nil); err != nil {
+		t.Errorf("New with routes on two ports of one host: %v", err)
+	}
+}
+
+func TestNewRouteWithoutValidFrom(t *testing.T) {
+	opts := &config.Options{InsecureServer: true, Routes: []config.Route{{}}}
+	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), "route 1 has no `from` host") {
+		t.Errorf("New: got error %v, want one naming route 1's missing from", err)
+	}
+	opts = insecureOptions(t, "https://ok.example.com", "https://bad_host..example.com")
+	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), `route 2 ("https://bad_host..example.com"): "bad_host..example.com" is not a valid host name`) {
+		t.Errorf("New: got error %v, want one naming route 2's host", err)
+	}
+}
+
+func TestNewTLSCertificateProblems(t *testing.T) {
+	certPEM, keyPEM, _ := selfSignedCert(t)
+	otherCert, _, _ := selfSignedCert(t)
+	tests := []struct {
+		name      string
+		cert, key []byte
+		wantErr   []string // substrings
+	}{
+		{
+			name:    "none",
+			wantErr: []string{"CERTIFICATE and CERTIFICATE_KEY", "CERTIFICATE_FILE and CERTIFICATE_KEY_FILE", "INSECURE_SERVER=true"},
+		},
+		{name: "no key", cert: certPEM, wantErr: []string{"CERTIFICATE is set but CERTIFICATE_KEY is not"}},
+		{name: "no cert", key: keyPEM, wantErr: []string{"CERTIFICATE_KEY is set but CERTIFICATE is not"}},
+		{name: "not PEM", cert: []byte("nope"), key: keyPEM, wantErr: []string{"loading TLS certificate (CERTIFICATE, CERTIFICATE_KEY)"}},
+		{name: "key of another cert", cert: otherCert, key: keyPEM, wantErr: []string{"loading TLS certificate", "private key does not match"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(&config.Options{Certificate: tt.cert, CertificateKey: tt.key}, nil)
+			if err == nil {
+				t.Fatal("New: got no error")
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("New: got error %q, want it to contain %q", err, want)
+				}
+			}
+		})
+	}
+	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM}, nil); err != nil {
+		t.Errorf("New with a good certificate: %v", err)
+	}
+}
+
+func TestInternalEndpointMethods(t *testing.T) {
+	logger, _ := testLogger(t)
+	s, err := New(insecureOptions(t), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, path string
+		wantCode     int
+		wantBody     string
+	}{
+		{"GET", "/ping", 200, "OK\n"},
+		{"HEAD", "/ping", 200, "OK\n"}, // the recorder keeps what net/http would drop
+		{"POST", "/ping", 405, ""},
+		{"GET", "/healthz", 200, `{"status":"ready"}` + "\n"},
+		{"DELETE", "/healthz", 405, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			s.handler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			if rec.Code != tt.wantCode {
+				t.Errorf("status: got %d, want %d", rec.Code, tt.wantCode)
+			}
+			if tt.wantCode == 405 {
+				if got := rec.Header().Get("Allow"); got != "GET, HEAD" {
+					t.Errorf("Allow: got %q, want %q", got, "GET, HEAD")
+				}
+				return
+			}
+			if got := rec.Body.String(); got != tt.wantBody {
+				t.Errorf("body: got %q, want %q", got, tt.wantBody)
+			}
+			if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control: got %q, want no-store", got)
+			}
+		})
+	}
+}
+
+// FuzzHostAndRequestID sends arbitrary Host and X-Request-Id headers, as
+// any client can, through the whole pipeline.
+func FuzzHostAndRequestID(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"k8s.example.com", ""},
+		{"K8S.example.com.:443", "abc"},
+		{"[::1]:9443", "x\ny"},
+		{"[::1", strings.Repeat("a", 65)},
+		{"a:b:c", "<>"},
+		{"", "ok.id"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	s, err := newServer(insecureOptions(f, "https://k8s.example.com", "https://[::1]:9443"), nil, namedRoute)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, host, id string) {
+		if got := canonicalHost(canonicalHost(host)); got != canonicalHost(host) {
+			t.Errorf("canonicalHost is not idempotent on %q: %q, then %q", host, canonicalHost(host), got)
+		}
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Host = host
+		req.Header.Set("X-Request-Id", id)
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK && rec.Code != http.StatusNotFound {
+			t.Errorf("Host %q: status %d, want 200 or 404", host, rec.Code)
+		}
+		if got := rec.Header().Get("X-Request-Id"); !validRequestID(got) {
+			t.Errorf("X-Request-Id %q answered with %q, which is not well formed", id, got)
+		}
+	})
+}

@@ -1,0 +1,310 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+)
+
+// DefaultShutdownTimeout is how long Run and Serve let in-flight requests
+// and upgraded streams go on after their context is done, unless
+// Server.ShutdownTimeout says otherwise.
+const DefaultShutdownTimeout = 30 * time.Second
+
+const (
+	// readHeaderTimeout bounds the time a client may take to send a
+	// request's headers (slowloris). It is the only read bound on the main
+	// listener: see newMainServer.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections with no request in flight.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds request headers; Kubernetes' own default is 1 MiB.
+	maxHeaderBytes = 1 << 20
+	// metricsTimeout bounds a whole scrape on the metrics listener, which
+	// has no long-lived streams.
+	metricsTimeout = 30 * time.Second
+)
+
+// Server serves Portcullis's main listener and, when configured, its
+// metrics listener. Create it with New; serve with Run (listens on the
+// configured addresses) or Serve (on listeners the caller made).
+type Server struct {
+	// ShutdownTimeout bounds graceful shutdown: how long in-flight requests
+	// and upgraded streams may go on after the context passed to Run or
+	// Serve is done, before their connections are closed. New sets it to
+	// DefaultShutdownTimeout (as does zero); change it before calling Run
+	// or Serve.
+	ShutdownTimeout time.Duration
+
+	opts      *config.Options
+	logger    *slog.Logger
+	tlsConfig *tls.Config // nil: plain HTTP (INSECURE_SERVER)
+	metrics   *metrics
+	handler   http.Handler // the whole pipeline: see pipeline
+	hijacked  *connTracker // connections handlers took over (upgrades)
+
+	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
+	// balancers stop sending new work while in-flight requests finish.
+	shuttingDown atomic.Bool
+
+	mu          sync.Mutex
+	served      bool
+	addr        net.Addr
+	metricsAddr net.Addr
+	ready       chan struct{} // closed once Serve is accepting connections
+}
+
+// New checks opts for what the server itself needs (a certificate unless
+// INSECURE_SERVER is set, routes with distinct hosts) and builds the
+// request pipeline. It does not listen: see Run and Serve. A nil logger
+// discards logs.
+func New(opts *config.Options, logger *slog.Logger) (*Server, error) {
+	return newServer(opts, logger, routeHandler)
+}
+
+// newServer is New with the per-route handler as a parameter, so tests can
+// put a handler of their own behind the real middleware and router.
+func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.Route) http.Handler) (*Server, error) {
+	if opts == nil {
+		return nil, errors.New("creating server: no options")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		ShutdownTimeout: DefaultShutdownTimeout,
+		opts:            opts,
+		logger:          logger,
+		metrics:         newMetrics(),
+		hijacked:        newConnTracker(),
+		ready:           make(chan struct{}),
+	}
+	if !opts.InsecureServer {
+		cfg, err := newTLSConfig(opts.Certificate, opts.CertificateKey)
+		if err != nil {
+			return nil, fmt.Errorf("creating server: %w", err)
+		}
+		if leaf := cfg.Certificates[0].Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+			logger.Warn("the TLS certificate has expired; clients will refuse it",
+				"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+		}
+		s.tlsConfig = cfg
+	}
+	rt, err := newRouter(opts.Routes, forRoute, http.HandlerFunc(s.serveHealthz))
+	if err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	s.handler = s.pipeline(rt)
+	return s, nil
+}
+
+// Run listens on the configured ADDRESS and, if set, METRICS_ADDRESS, and
+// serves until ctx is done; then it shuts down gracefully (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	if s.opts.Address == "" {
+		return errors.New("listening: no address configured (ADDRESS)")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.Address)
+	if err != nil {
+		return fmt.Errorf("listening on %s (ADDRESS): %w", s.opts.Address, err)
+	}
+	var metricsLn net.Listener
+	if s.opts.MetricsAddress != "" {
+		metricsLn, err = lc.Listen(ctx, "tcp", s.opts.MetricsAddress)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s (METRICS_ADDRESS): %w", s.opts.MetricsAddress, err)
+		}
+	}
+	return s.Serve(ctx, ln, metricsLn)
+}
+
+// Serve serves the main pipeline on ln (with TLS unless INSECURE_SERVER is
+// set) and Prometheus metrics on metricsLn, which may be nil. It returns
+// when ctx is done and shutdown has finished, or when a listener fails.
+//
+// Shutdown: /healthz turns to 503, the listeners close, and in-flight
+// requests and hijacked (upgraded) connections get ShutdownTimeout to
+// finish; whatever is left is then closed. Serve closes both listeners and
+// may be called only once per Server.
+func (s *Server) Serve(ctx context.Context, ln, metricsLn net.Listener) error {
+	fail := func(err error) error {
+		for _, l := range []net.Listener{ln, metricsLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return err
+	}
+	if ln == nil {
+		return fail(errors.New("serving: no listener"))
+	}
+	s.mu.Lock()
+	if s.served {
+		s.mu.Unlock()
+		return fail(errors.New("serving: Serve was already called on this server"))
+	}
+	s.served = true
+	s.addr = ln.Addr()
+	if metricsLn != nil {
+		s.metricsAddr = metricsLn.Addr()
+	}
+	s.mu.Unlock()
+
+	errc := make(chan error, 2)
+	pending := 1 // servers whose Serve has not returned
+
+	main := s.newMainServer()
+	go func() {
+		var err error
+		if s.tlsConfig != nil {
+			err = main.ServeTLS(ln, "", "")
+		} else {
+			err = main.Serve(ln)
+		}
+		errc <- fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	}()
+	var others []*http.Server
+	if metricsLn != nil {
+		msrv := s.newMetricsServer()
+		others = append(others, msrv)
+		pending++
+		go func() {
+			errc <- fmt.Errorf("serving metrics on %s: %w", metricsLn.Addr(), msrv.Serve(metricsLn))
+		}()
+	}
+
+	if s.tlsConfig == nil {
+		// Dangerous switches log at start (STYLE.md): without TLS, session
+		// cookies and bearer tokens cross the network in the clear.
+		s.logger.Warn("INSECURE_SERVER is set: serving plain HTTP without TLS; "+
+			"only do this behind a proxy or load balancer that terminates TLS",
+			"address", ln.Addr().String())
+	}
+	attrs := []any{"address", ln.Addr().String(), "tls", s.tlsConfig != nil, "routes", len(s.opts.Routes)}
+	if metricsLn != nil {
+		attrs = append(attrs, "metrics_address", metricsLn.Addr().String())
+	}
+	s.logger.Info("serving", attrs...)
+	close(s.ready)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		pending--
+		s.logger.Error("listener failed; shutting down", "error", err)
+	}
+
+	// Stop the main listener first and the metrics one last, so the drain
+	// itself can still be scraped.
+	s.shutdown(ctx, main, others...)
+	for ; pending > 0; pending-- {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// shutdown drains main, then the hijacked connections, then the others,
+// all within one ShutdownTimeout, and closes whatever is still open then.
+func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*http.Server) {
+	s.shuttingDown.Store(true)
+	timeout := s.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	s.logger.Info("shutting down", "timeout", timeout)
+	// The parent ctx is already done; keep its values, not its cancellation.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+
+	// http.Server.Shutdown closes the listener and idle connections and
+	// waits for active ones, but not for hijacked ones: net/http handed
+	// those to the handler (ReverseProxy's 101 Switching Protocols path),
+	// so the tracker waits for them.
+	graceful := main.Shutdown(sctx) == nil
+	graceful = s.hijacked.wait(sctx) == nil && graceful
+	for _, o := range others {
+		graceful = o.Shutdown(sctx) == nil && graceful
+	}
+	if !graceful {
+		s.logger.Warn("graceful shutdown timed out; closing the remaining connections",
+			"timeout", timeout, "upgraded_connections", s.hijacked.len())
+		main.Close()
+		s.hijacked.closeAll()
+		for _, o := range others {
+			o.Close()
+		}
+	}
+	s.logger.Info("stopped")
+}
+
+// newMainServer builds the http.Server for the main listener.
+func (s *Server) newMainServer() *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	var tlsConfig *tls.Config
+	if s.tlsConfig != nil {
+		// HTTP/2 only over TLS, negotiated by ALPN; h2c is not offered.
+		// SPDY (kubectl exec on older clients) asks for http/1.1 by ALPN.
+		protocols.SetHTTP2(true)
+		tlsConfig = s.tlsConfig.Clone()
+	}
+	return &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         tlsConfig,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// No ReadTimeout or WriteTimeout: they bound a whole request, and
+		// kubectl's watch, logs -f, exec and port-forward streams must
+		// never be cut. Per-route timeouts belong to the proxy.
+		ErrorLog: newErrorLog(s.logger.With("component", "net/http")),
+	}
+}
+
+// newMetricsServer builds the http.Server for the metrics listener.
+func (s *Server) newMetricsServer() *http.Server {
+	return &http.Server{
+		Handler:           s.metrics.handler(s.logger),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       metricsTimeout,
+		WriteTimeout:      metricsTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          newErrorLog(s.logger.With("component", "net/http", "listener", "metrics")),
+	}
+}
+
+// Ready is closed once Serve is accepting connections; after that Addr
+// (and MetricsAddr, if metrics are served) report the bound addresses.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the main listener's address, or nil before Serve has begun.
+// With ADDRESS=127.0.0.1:0 it is how a caller learns the port.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// MetricsAddr is the metrics listener's address, or nil when metrics are
+// not served or Serve has not begun.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metricsAddr
+}
