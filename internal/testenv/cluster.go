@@ -49,6 +49,7 @@ type Cluster struct {
 	KubectlPath string
 
 	etcd, apiserver *Process
+	extra           []*Process // started against the cluster (kwok), stopped first
 }
 
 // ClusterOptions tunes StartCluster.
@@ -262,6 +263,10 @@ func (c *Cluster) Stop() {
 }
 
 func (c *Cluster) stopProcesses() {
+	for _, p := range c.extra {
+		p.Stop(10 * time.Second)
+	}
+	c.extra = nil
 	c.apiserver.Stop(10 * time.Second)
 	c.etcd.Stop(10 * time.Second)
 	c.apiserver, c.etcd = nil, nil

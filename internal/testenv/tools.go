@@ -26,6 +26,10 @@ type toolModule struct {
 	rename   map[string]string // go build's output name → the tool's name
 	ldflags  string
 	note     string // shown when a build starts
+	// assets are files of the upstream module copied next to the
+	// binaries (module, then path inside it), so that tests do not depend
+	// on the module cache staying put.
+	assets map[string][]string
 }
 
 // Binaries built from the pinned modules, by command name.
@@ -53,6 +57,7 @@ var toolModules = map[string]toolModule{
 		dir:      "kwok",
 		version:  "v0.8.0",
 		packages: []string{"sigs.k8s.io/kwok/cmd/kwok"},
+		assets:   map[string][]string{"sigs.k8s.io/kwok": kwokAssets},
 	},
 }
 
@@ -114,6 +119,9 @@ func (m toolModule) binDir(tools, cache string) (string, error) {
 		h.Write(b)
 	}
 	io.WriteString(h, runtime.Version()+m.ldflags)
+	for mod, files := range m.assets {
+		io.WriteString(h, mod+strings.Join(files, ","))
+	}
 	return filepath.Join(cache, fmt.Sprintf("%s-%s-%s", m.dir, m.version, hex.EncodeToString(h.Sum(nil))[:12])), nil
 }
 
@@ -187,6 +195,9 @@ func (m toolModule) build(ctx context.Context, src, dst string, progress io.Writ
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("building %s %s in %s: %w\n%s\nthe Go module proxy must be reachable for the first build", m.dir, m.version, src, err, tail(out.String(), 40))
 	}
+	if err := m.copyAssets(ctx, goBin, src, tmp); err != nil {
+		return err
+	}
 	for from, to := range m.rename {
 		if err := os.Rename(filepath.Join(tmp, from), filepath.Join(tmp, to)); err != nil {
 			return fmt.Errorf("building %s: %w", m.dir, err)
@@ -197,6 +208,35 @@ func (m toolModule) build(ctx context.Context, src, dst string, progress io.Writ
 		return fmt.Errorf("building %s: publishing binaries: %w", m.dir, err)
 	}
 	fmt.Fprintf(progress, "testenv: built %s in %s\n", strings.Join(m.commandNames(), ", "), time.Since(start).Round(time.Second))
+	return nil
+}
+
+// copyAssets copies the listed files of upstream modules into dst/assets,
+// keeping their paths.
+func (m toolModule) copyAssets(ctx context.Context, goBin, src, dst string) error {
+	for mod, files := range m.assets {
+		cmd := exec.CommandContext(ctx, goBin, "list", "-m", "-f", "{{.Dir}}", mod)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("locating module %s: %w", mod, err)
+		}
+		modDir := strings.TrimSpace(string(out))
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(modDir, f))
+			if err != nil {
+				return fmt.Errorf("copying %s from %s: %w", f, mod, err)
+			}
+			to := filepath.Join(dst, "assets", f)
+			if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(to, b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
