@@ -1,0 +1,131 @@
+package session
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Paths of the discovery endpoints, the same as Pomerium's, served on every
+// route host.
+const (
+	WellKnownPath = "/.well-known/pomerium"
+	JWKSPath      = "/.well-known/pomerium/jwks.json"
+)
+
+// discoveryMaxAge is how long clients and shared caches may keep the
+// discovery documents. The key only changes with a restart under new
+// configuration; five minutes bounds how long a verifier keeps an old key
+// after that without making every verifier refetch on every token.
+const discoveryMaxAge = 5 * time.Minute
+
+// JWKSHandler serves JWKS at JWKSPath, with Cache-Control and an ETag so
+// that a verifier's If-None-Match gets 304 Not Modified.
+func (k *Keys) JWKSHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveDiscovery(w, r, k.jwks, k.jwksETag)
+	})
+}
+
+// WellKnownHandler serves the discovery document at WellKnownPath, as
+// Pomerium does:
+//
+//	{
+//	  "issuer": "<Keys.Issuer>",
+//	  "jwks_uri": "https://<host>/.well-known/pomerium/jwks.json",
+//	  "authentication_callback_endpoint": "<authenticateURL>/oauth2/callback",
+//	  "frontchannel_logout_uri": "https://<host>/.pomerium/sign_out"
+//	}
+//
+// <host> is the request's Host; the scheme is always https, as behind a
+// TLS-terminating load balancer the request itself may be plain HTTP.
+// Unlike Pomerium, which reports the route's own URL, "issuer" is the
+// value tokens really carry in "iss". A nil authenticateURL stands for
+// the request's own host.
+func (k *Keys) WellKnownHandler(authenticateURL *url.URL) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !validHost(r.Host) {
+			http.Error(w, "bad Host header", http.StatusBadRequest)
+			return
+		}
+		here := &url.URL{Scheme: "https", Host: r.Host}
+		auth := authenticateURL
+		if auth == nil {
+			auth = here
+		}
+		doc := struct {
+			Issuer                 string `json:"issuer"`
+			JWKSURI                string `json:"jwks_uri"`                         // RFC 7517
+			AuthenticationCallback string `json:"authentication_callback_endpoint"` // RFC 6749
+			FrontchannelLogoutURI  string `json:"frontchannel_logout_uri"`          // OpenID Connect Front-Channel Logout 1.0
+		}{
+			Issuer:                 k.issuer,
+			JWKSURI:                here.ResolveReference(&url.URL{Path: JWKSPath}).String(),
+			AuthenticationCallback: auth.ResolveReference(&url.URL{Path: "/oauth2/callback"}).String(),
+			FrontchannelLogoutURI:  here.ResolveReference(&url.URL{Path: "/.pomerium/sign_out"}).String(),
+		}
+		body, err := json.Marshal(doc)
+		if err != nil { // a struct of strings always marshals
+			http.Error(w, "encoding discovery document", http.StatusInternalServerError)
+			return
+		}
+		// The document depends on Host, so its ETag is computed per
+		// request; hashing a few hundred bytes is cheap.
+		serveDiscovery(w, r, body, etag(body))
+	})
+}
+
+// serveDiscovery writes a public, cacheable JSON document. http.ServeContent
+// does the conditional part (If-None-Match → 304, RFC 9110, section 13.1.2)
+// and HEAD.
+func serveDiscovery(w http.ResponseWriter, r *http.Request, body []byte, tag string) {
+	h := w.Header()
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "max-age="+strconv.Itoa(int(discoveryMaxAge/time.Second))+", public")
+	h.Set("ETag", tag)
+	// Public keys and URLs: any origin may read them, as with Pomerium.
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// etag returns a strong entity tag for body.
+func etag(body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`
+}
+
+// validHost reports whether a Host header is a plain host[:port] we may
+// put into a URL: no userinfo, path, query or anything else a client could
+// smuggle into the document.
+func validHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._:[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
