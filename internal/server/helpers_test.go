@@ -61,7 +61,7 @@ func mustURL(t testing.TB, s string) *url.URL {
 // insecureOptions returns plain-HTTP options with one route per `from`.
 func insecureOptions(t testing.TB, froms ...string) *config.Options {
 	t.Helper()
-	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true}
+	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true, SharedSecret: testSecret}
 	for _, f := range froms {
 		opts.Routes = append(opts.Routes, config.Route{
 			From: mustURL(t, f),
@@ -69,6 +69,14 @@ func insecureOptions(t testing.TB, froms ...string) *config.Options {
 		})
 	}
 	return opts
+}
+
+// testSecret is a SHARED_SECRET for tests: token keys derive from it.
+var testSecret = bytes.Repeat([]byte("k"), 32)
+
+// infallible adapts a per-route handler that cannot fail to newServer.
+func infallible(f func(*config.Route) http.Handler) func(*config.Route) (http.Handler, error) {
+	return func(r *config.Route) (http.Handler, error) { return f(r), nil }
 }
 
 // namedRoute is a per-route handler that answers 200 "route <from>".

@@ -22,7 +22,7 @@ func TestRequestID(t *testing.T) {
 		})
 	}
 	logger, _ := testLogger(t)
-	s, err := newServer(insecureOptions(t, "https://k8s.example.com"), logger, forRoute)
+	s, err := newServer(insecureOptions(t, "https://k8s.example.com"), logger, infallible(forRoute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestRequestID(t *testing.T) {
 
 func TestAccessLogOmitsCredentials(t *testing.T) {
 	logger, logs := testLogger(t)
-	s, err := newServer(insecureOptions(t, "https://k8s.example.com"), logger, namedRoute)
+	s, err := newServer(insecureOptions(t, "https://k8s.example.com"), logger, infallible(namedRoute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func panicky(*config.Route) http.Handler {
 
 func TestPanicRecovery(t *testing.T) {
 	logger, logs := testLogger(t)
-	s, err := newServer(insecureOptions(t, "http://route.test"), logger, panicky)
+	s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(panicky))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ type hostRoute struct {
 // (clients omit the default port from Host; RFC 9110 §7.2); any other port
 // must match exactly, so `https://127.0.0.1:8443` serves Host
 // "127.0.0.1:8443" and nothing else.
-func newRouter(routes []config.Route, forRoute func(*config.Route) http.Handler, healthz http.Handler) (*router, error) {
+func newRouter(routes []config.Route, forRoute func(*config.Route) (http.Handler, error), healthz http.Handler) (*router, error) {
 	rt := &router{hosts: make(map[string]hostRoute), healthz: healthz}
 	owner := make(map[string]int) // host → index of the route that has it
 	for i := range routes {
@@ -49,7 +49,11 @@ func newRouter(routes []config.Route, forRoute func(*config.Route) http.Handler,
 		if hosts == nil {
 			return nil, fmt.Errorf("routing: route %d (%q): %q is not a valid host name or IP address", i+1, from, r.From.Host)
 		}
-		hr := hostRoute{label: from, handler: forRoute(r)}
+		handler, err := forRoute(r)
+		if err != nil {
+			return nil, fmt.Errorf("route %d (%q): %w", i+1, from, err)
+		}
+		hr := hostRoute{label: from, handler: handler}
 		for _, host := range hosts {
 			if j, dup := owner[host]; dup {
 				return nil, fmt.Errorf("routing: routes %d (%q) and %d (%q) both serve host %q",
@@ -181,17 +185,6 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.setRoute(hr.label)
 	hr.handler.ServeHTTP(w, r)
-}
-
-// routeHandler returns the handler for one route's requests (everything but
-// the internal endpoints). Proxying lives in a later package; until it
-// lands, a route says so honestly instead of pretending to be an upstream.
-// This is the one function that change replaces.
-func routeHandler(route *config.Route) http.Handler {
-	msg := fmt.Sprintf("portcullis: proxying for route %q is not implemented yet", route.From.String())
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusNotImplemented, "NotImplemented", msg)
-	})
 }
 
 // serveNoRoute answers a request for a host no route serves: a Kubernetes

@@ -54,7 +54,7 @@ func TestRouting(t *testing.T) {
 		"https://[::1]:9443",
 	)
 	logger, _ := testLogger(t)
-	s, err := newServer(opts, logger, namedRoute)
+	s, err := newServer(opts, logger, infallible(namedRoute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,9 @@ func notFoundStatus(msg string) *kubeStatus {
 	return &kubeStatus{Kind: "Status", APIVersion: "v1", Status: "Failure", Message: msg, Reason: "NotFound", Code: 404}
 }
 
-func TestRouteHandlerPlaceholderIsNotImplemented(t *testing.T) {
+// A route request without a Portcullis token is refused with a Status
+// kubectl understands, and never reaches the proxy.
+func TestRouteRequestWithoutTokenIsUnauthorized(t *testing.T) {
 	logger, _ := testLogger(t)
 	s, err := New(insecureOptions(t, "https://k8s.example.com"), logger)
 	if err != nil {
@@ -156,13 +158,13 @@ func TestRouteHandlerPlaceholderIsNotImplemented(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.handler.ServeHTTP(rec, req)
 
-	if rec.Code != http.StatusNotImplemented {
-		t.Errorf("status: got %d, want 501", rec.Code)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("status: got %d, want 401", rec.Code)
 	}
 	// The exact bytes kubectl receives.
 	want := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
-		`"message":"portcullis: proxying for route \"https://k8s.example.com\" is not implemented yet",` +
-		`"reason":"NotImplemented","code":501}` + "\n"
+		`"message":"portcullis: no valid credentials: the request has no Portcullis token: run any kubectl command to sign in again",` +
+		`"reason":"Unauthorized","code":401}` + "\n"
 	if got := rec.Body.String(); got != want {
 		t.Errorf("body:\n got %s\nwant %s", got, want)
 	}
@@ -191,7 +193,7 @@ func TestNewRejectsRoutesSharingAHost(t *testing.T) {
 }
 
 func TestNewRouteWithoutValidFrom(t *testing.T) {
-	opts := &config.Options{InsecureServer: true, Routes: []config.Route{{}}}
+	opts := &config.Options{InsecureServer: true, SharedSecret: testSecret, Routes: []config.Route{{}}}
 	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), "route 1 has no `from` host") {
 		t.Errorf("New: got error %v, want one naming route 1's missing from", err)
 	}
@@ -231,7 +233,7 @@ func TestNewTLSCertificateProblems(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM}, nil); err != nil {
+	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret}, nil); err != nil {
 		t.Errorf("New with a good certificate: %v", err)
 	}
 }
@@ -289,7 +291,7 @@ func FuzzHostAndRequestID(f *testing.F) {
 	} {
 		f.Add(seed[0], seed[1])
 	}
-	s, err := newServer(insecureOptions(f, "https://k8s.example.com", "https://[::1]:9443"), nil, namedRoute)
+	s, err := newServer(insecureOptions(f, "https://k8s.example.com", "https://[::1]:9443"), nil, infallible(namedRoute))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/proxy"
+	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
 // DefaultShutdownTimeout is how long Run and Serve let in-flight requests
@@ -49,8 +51,10 @@ type Server struct {
 	logger    *slog.Logger
 	tlsConfig *tls.Config // nil: plain HTTP (INSECURE_SERVER)
 	metrics   *metrics
-	handler   http.Handler // the whole pipeline: see pipeline
-	hijacked  *connTracker // connections handlers took over (upgrades)
+	handler   http.Handler   // the whole pipeline: see pipeline
+	hijacked  *connTracker   // connections handlers took over (upgrades)
+	keys      *session.Keys  // signs and verifies Portcullis tokens
+	proxies   []*proxy.Proxy // one per route, closed at shutdown
 
 	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
 	// balancers stop sending new work while in-flight requests finish.
@@ -68,12 +72,13 @@ type Server struct {
 // request pipeline. It does not listen: see Run and Serve. A nil logger
 // discards logs.
 func New(opts *config.Options, logger *slog.Logger) (*Server, error) {
-	return newServer(opts, logger, routeHandler)
+	return newServer(opts, logger, nil)
 }
 
 // newServer is New with the per-route handler as a parameter, so tests can
 // put a handler of their own behind the real middleware and router.
-func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.Route) http.Handler) (*Server, error) {
+// A nil forRoute means the real route handler (routeHandler).
+func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.Route) (http.Handler, error)) (*Server, error) {
 	if opts == nil {
 		return nil, errors.New("creating server: no options")
 	}
@@ -98,6 +103,14 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 				"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 		}
 		s.tlsConfig = cfg
+	}
+	keys, err := newKeys(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	s.keys = keys
+	if forRoute == nil {
+		forRoute = s.routeHandler
 	}
 	rt, err := newRouter(opts.Routes, forRoute, http.HandlerFunc(s.serveHealthz))
 	if err != nil {
@@ -247,6 +260,9 @@ func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*htt
 		for _, o := range others {
 			o.Close()
 		}
+	}
+	for _, p := range s.proxies {
+		p.Close() // idle upstream connections
 	}
 	s.logger.Info("stopped")
 }

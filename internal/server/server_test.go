@@ -19,7 +19,7 @@ import (
 func TestTLSNegotiatesHTTP2AndHTTP1(t *testing.T) {
 	certPEM, keyPEM, pool := selfSignedCert(t)
 	logger, _ := testLogger(t)
-	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM}
+	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret}
 	s, err := New(opts, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestInsecureServerServesPlainHTTPAndWarns(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	logger, _ := testLogger(t)
-	s, err := newServer(insecureOptions(t, "http://route.test"), logger, namedRoute)
+	s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(namedRoute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func (b *blocking) handler(*config.Route) http.Handler {
 func TestGracefulShutdownLetsInFlightRequestFinish(t *testing.T) {
 	logger, _ := testLogger(t)
 	b := newBlocking()
-	s, err := newServer(insecureOptions(t, "http://route.test"), logger, b.handler)
+	s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(b.handler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestGracefulShutdownLetsInFlightRequestFinish(t *testing.T) {
 func TestShutdownTimeoutCutsStuckRequest(t *testing.T) {
 	logger, logs := testLogger(t)
 	b := newBlocking()
-	s, err := newServer(insecureOptions(t, "http://route.test"), logger, b.handler)
+	s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(b.handler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func dialUpgrade(t *testing.T, ts *testServer) (net.Conn, *bufio.Reader) {
 func TestShutdownDrainsUpgradedConnections(t *testing.T) {
 	t.Run("stream ends within the timeout", func(t *testing.T) {
 		logger, _ := testLogger(t)
-		s, err := newServer(insecureOptions(t, "http://route.test"), logger, upgrader)
+		s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(upgrader))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +410,7 @@ func TestShutdownDrainsUpgradedConnections(t *testing.T) {
 
 	t.Run("stream outlives the timeout", func(t *testing.T) {
 		logger, _ := testLogger(t)
-		s, err := newServer(insecureOptions(t, "http://route.test"), logger, upgrader)
+		s, err := newServer(insecureOptions(t, "http://route.test"), logger, infallible(upgrader))
 		if err != nil {
 			t.Fatal(err)
 		}

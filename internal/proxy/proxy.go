@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/identity"
+	"github.com/portcullis-proxy/portcullis/internal/kube"
+)
+
+// Proxy forwards the requests of one route. It is built once per route and
+// safe for concurrent use.
+type Proxy struct {
+	route      *config.Route
+	kubernetes bool
+	saToken    kube.TokenSource // Kubernetes routes only
+	cookieName string
+	targets    *failover
+	rp         *httputil.ReverseProxy
+	logger     *slog.Logger
+}
+
+// Options are what a Proxy needs besides its route.
+type Options struct {
+	// CookieName is the session cookie, removed before a request goes
+	// upstream.
+	CookieName string
+	Logger     *slog.Logger
+}
+
+// New builds the proxy of a route: its transports, its upstream list and,
+// for a Kubernetes route, its service-account token source (a token file is
+// read now, so a missing file fails start-up, and re-read when it changes).
+func New(route *config.Route, opts Options) (*Proxy, error) {
+	if len(route.To) == 0 {
+		return nil, fmt.Errorf("route %s: no upstream (`to`)", route.From)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("route", route.From.String())
+	tlsConfig, err := upstreamTLS(route)
+	if err != nil {
+		return nil, fmt.Errorf("route %s: %w", route.From, err)
+	}
+	h2, h1 := newTransports(tlsConfig)
+	p := &Proxy{
+		route:      route,
+		kubernetes: route.IsKubernetes(),
+		cookieName: opts.CookieName,
+		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
+		logger:     logger,
+	}
+	if p.kubernetes {
+		if route.KubernetesServiceAccountTokenFile != "" {
+			ft, err := kube.NewFileToken(route.KubernetesServiceAccountTokenFile, logger)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: %w", route.From, err)
+			}
+			p.saToken = ft
+		} else {
+			p.saToken = kube.StaticToken(route.KubernetesServiceAccountToken)
+		}
+	}
+	var rt http.RoundTripper = p.targets
+	if p.kubernetes {
+		rt = requireImpersonation{rt}
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    rt,
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if p.kubernetes {
+		// Flush every write at once: watch events and log lines must reach
+		// kubectl as they happen, not when a buffer fills.
+		p.rp.FlushInterval = -1
+	}
+	return p, nil
+}
+
+// upstreamAuth is what the handler resolved for the rewrite, which cannot
+// fail: the service-account token and the person to impersonate.
+type upstreamAuth struct {
+	token string
+	id    *identity.Identity
+}
+
+type upstreamAuthKey struct{}
+
+// ServeHTTP forwards r. On a Kubernetes route the request must carry an
+// identity (identity.NewContext); without one it is refused with 401 and
+// never forwarded.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if up := r.Header.Get("Upgrade"); up != "" && isUpgrade(r.Header) && !p.allowsUpgrade(up) {
+		kube.WriteStatus(w, http.StatusForbidden, fmt.Sprintf("portcullis: upgrade to %q is not allowed on this route (allow_spdy: %t, allow_websockets: %t)",
+			up, p.route.AllowSPDY, p.route.AllowWebsockets))
+		return
+	}
+	ctx := r.Context()
+	if p.kubernetes {
+		id := identity.FromContext(ctx)
+		if id == nil {
+			kube.Unauthenticated(w, "no signed-in user")
+			return
+		}
+		if err := kube.CheckImpersonation(id.Email, id.Groups); err != nil {
+			p.logger.Warn("refusing to impersonate", "error", err)
+			kube.WriteStatus(w, http.StatusForbidden, "portcullis: your identity cannot be passed to Kubernetes: "+err.Error())
+			return
+		}
+		tok, err := p.saToken.Token()
+		if err != nil {
+			p.logger.Error("no service-account token", "error", err)
+			kube.WriteStatus(w, http.StatusServiceUnavailable, "portcullis: the proxy has no service-account token for this cluster; an administrator must check kubernetes_service_account_token")
+			return
+		}
+		ctx = context.WithValue(ctx, upstreamAuthKey{}, &upstreamAuth{token: tok, id: id})
+	}
+	if p.route.Timeout > 0 && !isUpgrade(r.Header) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.route.Timeout)
+		defer cancel()
+	}
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// allowsUpgrade applies allow_spdy and allow_websockets.
+func (p *Proxy) allowsUpgrade(protocol string) bool {
+	switch {
+	case strings.HasPrefix(strings.ToUpper(protocol), "SPDY/"):
+		return p.route.AllowSPDY
+	case strings.EqualFold(protocol, "websocket"):
+		return p.route.AllowWebsockets
+	default:
+		return false
+	}
+}
+
+// rewrite builds the upstream request. It runs after ReverseProxy removed
+// hop-by-hop headers, so what it sets survives even a client's
+// "Connection: Authorization" (STYLE: Rewrite, not Director).
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(p.targets.pick())
+	if p.route.PreserveHostHeader {
+		pr.Out.Host = pr.In.Host
+	}
+	pr.SetXForwarded()
+	// Nothing a client sent may choose the identity the upstream sees:
+	// every credential and identity header goes, on every route.
+	kube.StripCredentials(pr.Out.Header, p.cookieName)
+	if !p.kubernetes {
+		return
+	}
+	auth, _ := pr.In.Context().Value(upstreamAuthKey{}).(*upstreamAuth)
+	if auth == nil {
+		return // requireImpersonation refuses the request
+	}
+	if err := kube.SetImpersonation(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
+		// ServeHTTP checked these; SetImpersonation left no credential
+		// behind, and requireImpersonation refuses the request.
+		p.logger.Error("setting impersonation headers", "error", err)
+	}
+}
+
+// errNoImpersonation is the transport's refusal of a Kubernetes request
+// that lacks the impersonation headers.
+var errNoImpersonation = errors.New("refusing to forward a Kubernetes request without impersonation headers")
+
+// requireImpersonation is the last check before a Kubernetes request leaves:
+// it must carry the service account's token and a user to impersonate, or
+// it would run with the service account's own rights.
+type requireImpersonation struct{ rt http.RoundTripper }
+
+func (t requireImpersonation) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Impersonate-User") == "" || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errNoImpersonation
+	}
+	return t.rt.RoundTrip(r)
+}
+
+// upstreamError answers a failed round trip with a Status kubectl can show
+// and logs the cause with the route.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errNoImpersonation) {
+		p.logger.Error("upstream request refused", "error", err)
+		kube.WriteStatus(w, http.StatusInternalServerError, "portcullis: internal error: the request was not forwarded")
+		return
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		p.logger.Debug("client canceled request", "path", r.URL.Path)
+		w.WriteHeader(499) // nginx's "client closed request", for the access log only
+		return
+	}
+	// Transport failures come with the outgoing request; the others (a
+	// refused protocol switch) with the incoming one.
+	upstream := p.route.To[0].String()
+	if r.URL.Host != "" {
+		upstream = r.URL.Scheme + "://" + r.URL.Host
+	}
+	p.logger.Warn("upstream request failed", "upstream", upstream, "method", r.Method, "path", r.URL.Path, "error", err)
+	kube.UpstreamError(w, upstream, err)
+}
+
+// Close releases the route's idle upstream connections.
+func (p *Proxy) Close() {
+	if t, ok := p.targets.rt.(byProtocol); ok {
+		t.h2.(*http.Transport).CloseIdleConnections()
+		t.h1.(*http.Transport).CloseIdleConnections()
+	}
+}
