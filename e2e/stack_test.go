@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// stack is a real kube-apiserver with a kwok node, and the real portcullis
+// binary in front of it configured as the guide configures it, with its
+// service-account token in a file (so tests can rotate it).
+type stack struct {
+	cluster    *testenv.Cluster
+	kwok       *testenv.KwokNode
+	ca         *testenv.CA // signed Portcullis's serving certificate
+	keys       *session.Keys
+	routeURL   string // https://127.0.0.1:PORT
+	audience   string // the route's host, the audience of its tokens
+	dir        string
+	tokenFile  string
+	env        []string
+	bin        string
+	portcullis *testenv.Process
+}
+
+// startStack brings everything up for one test (and its subtests); a kwok
+// node too if the test runs pods.
+func startStack(t *testing.T, ctx context.Context, withKwok bool) *stack {
+	t.Helper()
+	s := &stack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
+	var err error
+	if withKwok {
+		if s.kwok, err = s.cluster.StartKwok(ctx); err != nil {
+			t.Fatalf("testenv: starting kwok: %v", err)
+		}
+	}
+	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
+		if _, _, err := s.cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saToken, err := s.cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokenFile = filepath.Join(s.dir, "sa-token")
+	if err := os.WriteFile(s.tokenFile, []byte(saToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if s.ca, err = testenv.NewCA("portcullis-e2e"); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := s.ca.Issue("portcullis", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.routeURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.audience = fmt.Sprintf("127.0.0.1:%d", port)
+	authURL := fmt.Sprintf("https://localhost:%d", port)
+	secret := random(32)
+	if s.keys, err = session.NewKeys(nil, secret, authURL); err != nil {
+		t.Fatal(err)
+	}
+	policy := fmt.Sprintf(`- from: %s
+  to: %s
+  tls_custom_ca: %s
+  policy:
+    - allow:
+        or:
+          - authenticated_user: true
+  kubernetes_service_account_token_file: %s
+`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), s.tokenFile)
+	s.env = []string{
+		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
+		"AUTHENTICATE_SERVICE_URL=" + authURL,
+		"CERTIFICATE=" + b64(cert),
+		"CERTIFICATE_KEY=" + b64(key),
+		"COOKIE_SECRET=" + b64(random(32)),
+		"SHARED_SECRET=" + b64(secret),
+		"POLICY=" + b64([]byte(policy)),
+		"LOG_LEVEL=debug",
+	}
+	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
+		t.Fatal(err)
+	}
+	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, s.env, s.routeURL+"/healthz", s.ca.ClientTLS())
+	return s
+}
+
+// token mints a Portcullis token for the route, the way the sign-in
+// service does: same issuer code, same shared secret.
+func (s *stack) token(t *testing.T, email string, groups ...string) string {
+	t.Helper()
+	return s.tokenWith(t, session.Claims{Subject: "sub-" + email, Email: email, Groups: groups, Audience: s.audience, Expiry: time.Now().Add(time.Hour)})
+}
+
+func (s *stack) tokenWith(t *testing.T, c session.Claims) string {
+	t.Helper()
+	tok, err := s.keys.Issue(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// kubeconfig writes a kubeconfig whose user sends `Bearer Pomerium-<jwt>`
+// to the route, as the exec-credential plugin makes kubectl do.
+func (s *stack) kubeconfig(t *testing.T, jwt string) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["portcullis"] = &clientcmdapi.Cluster{Server: s.routeURL, CertificateAuthorityData: s.ca.CertPEM}
+	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: "Pomerium-" + jwt}
+	cfg.Contexts["portcullis"] = &clientcmdapi.Context{Cluster: "portcullis", AuthInfo: "user", Namespace: "default"}
+	cfg.CurrentContext = "portcullis"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// as runs kubectl through Portcullis with a kubeconfig and returns stdout,
+// stderr and the error.
+func (s *stack) as(ctx context.Context, kubeconfig string, stdin string, args ...string) (string, string, error) {
+	var in *strings.Reader
+	if stdin != "" {
+		in = strings.NewReader(stdin)
+	}
+	full := append([]string{"--kubeconfig", kubeconfig}, args...)
+	if in == nil {
+		return s.cluster.Kubectl(ctx, nil, full...)
+	}
+	return s.cluster.Kubectl(ctx, in, full...)
+}
