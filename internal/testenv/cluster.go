@@ -227,11 +227,18 @@ func (c *Cluster) writeKubeconfig() error {
 	return nil
 }
 
+// KubectlCmd returns a kubectl command for long-running uses (port-forward,
+// logs -f, get -w); the caller starts and ends it.
+func (c *Cluster) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, c.KubectlPath, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "HOME="+c.Dir)
+	return cmd
+}
+
 // Kubectl runs the pinned kubectl as cluster admin (unless args choose
 // another --kubeconfig or --token) and returns its stdout and stderr.
 func (c *Cluster) Kubectl(ctx context.Context, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, c.KubectlPath, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "HOME="+c.Dir)
+	cmd := c.KubectlCmd(ctx, args...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
