@@ -50,6 +50,9 @@ type Cluster struct {
 
 	etcd, apiserver *Process
 	extra           []*Process // started against the cluster (kwok), stopped first
+	etcdURL         string
+	apiPort         int
+	apiserverBin    string
 }
 
 // ClusterOptions tunes StartCluster.
@@ -168,37 +171,8 @@ func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
 	}
 
 	c.URL = "https://" + hostPort(ports[2])
-	f := func(n string) string { return filepath.Join(c.Dir, n) }
-	c.apiserver, err = StartProcess("kube-apiserver", c.Dir, bins[KubeAPIServer], []string{
-		"--etcd-servers", clientURL,
-		"--secure-port", strconv.Itoa(ports[2]),
-		"--bind-address", "127.0.0.1",
-		// A loopback advertise address is refused unless the endpoint
-		// reconciler is off.
-		"--advertise-address", "127.0.0.1",
-		"--endpoint-reconciler-type", "none",
-		"--tls-cert-file", f("apiserver.crt"), "--tls-private-key-file", f("apiserver.key"),
-		"--cert-dir", f("certs"),
-		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", f("sa.pub"),
-		"--service-account-signing-key-file", f("sa.key"),
-		"--authorization-mode", "RBAC",
-		"--token-auth-file", f("tokens.csv"),
-		"--service-cluster-ip-range", "10.96.0.0/12",
-		"--audit-log-path", c.AuditLogPath, "--audit-policy-file", f("audit-policy.yaml"),
-		// kwok nodes have only an InternalIP.
-		"--kubelet-preferred-address-types", "InternalIP",
-		"--allow-privileged",
-		"--profiling=false",
-	}, nil)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: c.CA.ClientTLS()}, Timeout: 5 * time.Second}
-	defer client.CloseIdleConnections()
-	if err := c.apiserver.waitFor(ctx, 90*time.Second, "kube-apiserver is ready", func(ctx context.Context) error {
-		return httpOK(ctx, client, c.URL+"/readyz", c.AdminToken, "ok")
-	}); err != nil {
+	c.etcdURL, c.apiPort, c.apiserverBin = clientURL, ports[2], bins[KubeAPIServer]
+	if err := c.StartAPIServer(ctx); err != nil {
 		return err
 	}
 	return c.writeKubeconfig()
@@ -233,6 +207,53 @@ func (c *Cluster) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, c.KubectlPath, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "HOME="+c.Dir)
 	return cmd
+}
+
+// StartAPIServer starts kube-apiserver on the cluster's port (again, after
+// StopAPIServer) and waits until it is ready. etcd keeps the data.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	f := func(n string) string { return filepath.Join(c.Dir, n) }
+	var err error
+	c.apiserver, err = StartProcess("kube-apiserver", c.Dir, c.apiserverBin, []string{
+		"--etcd-servers", c.etcdURL,
+		"--secure-port", strconv.Itoa(c.apiPort),
+		"--bind-address", "127.0.0.1",
+		// A loopback advertise address is refused unless the endpoint
+		// reconciler is off.
+		"--advertise-address", "127.0.0.1",
+		"--endpoint-reconciler-type", "none",
+		"--tls-cert-file", f("apiserver.crt"), "--tls-private-key-file", f("apiserver.key"),
+		"--cert-dir", f("certs"),
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", f("sa.pub"),
+		"--service-account-signing-key-file", f("sa.key"),
+		"--authorization-mode", "RBAC",
+		"--token-auth-file", f("tokens.csv"),
+		"--service-cluster-ip-range", "10.96.0.0/12",
+		"--audit-log-path", c.AuditLogPath, "--audit-policy-file", f("audit-policy.yaml"),
+		// kwok nodes have only an InternalIP.
+		"--kubelet-preferred-address-types", "InternalIP",
+		"--allow-privileged",
+		"--profiling=false",
+	}, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: c.CA.ClientTLS()}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	if err := c.apiserver.waitFor(ctx, 90*time.Second, "kube-apiserver is ready", func(ctx context.Context) error {
+		return httpOK(ctx, client, c.URL+"/readyz", c.AdminToken, "ok")
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// StopAPIServer stops kube-apiserver, as an outage or an upgrade would;
+// StartAPIServer brings it back on the same address.
+func (c *Cluster) StopAPIServer() {
+	c.apiserver.Stop(10 * time.Second)
+	c.apiserver = nil
 }
 
 // Kubectl runs the pinned kubectl as cluster admin (unless args choose

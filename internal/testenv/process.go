@@ -30,7 +30,8 @@ type Process struct {
 // outlives a crashed test.
 func StartProcess(name, dir, bin string, args []string, env []string) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
+	// Appended to, so a restarted component keeps its earlier log.
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
