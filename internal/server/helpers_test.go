@@ -168,3 +168,14 @@ func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) 
 	}
 	return certPEM, keyPEM, ca.Pool()
 }
+
+// kubeStatus is the part of a Kubernetes Status the tests compare.
+type kubeStatus struct {
+	Kind       string   `json:"kind"`
+	APIVersion string   `json:"apiVersion"`
+	Metadata   struct{} `json:"metadata"`
+	Status     string   `json:"status"`
+	Message    string   `json:"message"`
+	Reason     string   `json:"reason"`
+	Code       int      `json:"code"`
+}

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/kube"
 )
 
 // pipeline composes the request pipeline. The order is fixed and matters:
@@ -68,7 +70,7 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 				h := rw.Header()
 				clear(h) // drop what the handler set for the response it never sent
 				h.Set(headerRequestID, id)
-				writeStatus(rw, http.StatusInternalServerError, "InternalError",
+				kube.WriteStatus(rw, http.StatusInternalServerError,
 					fmt.Sprintf("portcullis: internal error (request id %s)", id))
 			}
 		}()

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/portcullis-proxy/portcullis/internal/kube"
+
 	"github.com/portcullis-proxy/portcullis/internal/config"
 )
 
@@ -198,7 +200,7 @@ func serveNoRoute(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusNotFound, msg)
 		return
 	}
-	writeStatus(w, http.StatusNotFound, "NotFound", msg)
+	kube.WriteStatus(w, http.StatusNotFound, msg)
 }
 
 // servePing answers liveness checks: the process is up and serving.
@@ -231,7 +233,7 @@ func allowGetOrHead(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeStatus(w, http.StatusMethodNotAllowed, "MethodNotAllowed",
+	kube.WriteStatus(w, http.StatusMethodNotAllowed,
 		fmt.Sprintf("portcullis: %s is not allowed on %s; use GET or HEAD", r.Method, r.URL.Path))
 	return false
 }
