@@ -53,6 +53,13 @@ type Options struct {
 	// IDPScopes overrides the requested scopes. IDP_SCOPES (comma list; a
 	// list or a comma list in the file); default none (the provider's).
 	IDPScopes []string
+	// IDPGroupsClaim names the ID token claim that lists the user's groups.
+	// IDP_GROUPS_CLAIM; default "groups".
+	IDPGroupsClaim string
+	// IDPUsersFile is the users file of the built-in provider
+	// (IDP_PROVIDER=builtin): email, groups and bcrypt password hash per
+	// user. IDP_USERS_FILE; no default.
+	IDPUsersFile string
 
 	// InsecureServer serves plain HTTP, for use behind a TLS-terminating
 	// load balancer. INSECURE_SERVER; default false.

@@ -93,6 +93,14 @@ func topSettings() []setting {
 			o.IDPScopes, ok = l.list(v, true)
 			return ok
 		}},
+		{key: "idp_groups_claim", decode: func(l *loader, v value, o *Options) (ok bool) {
+			o.IDPGroupsClaim, ok = l.str(v)
+			return ok
+		}},
+		{key: "idp_users_file", decode: func(l *loader, v value, o *Options) (ok bool) {
+			o.IDPUsersFile, ok = l.str(v)
+			return ok
+		}},
 		{key: "insecure_server", decode: func(l *loader, v value, o *Options) (ok bool) {
 			o.InsecureServer, ok = l.boolean(v)
 			return ok
