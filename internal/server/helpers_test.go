@@ -61,7 +61,7 @@ func mustURL(t testing.TB, s string) *url.URL {
 // insecureOptions returns plain-HTTP options with one route per `from`.
 func insecureOptions(t testing.TB, froms ...string) *config.Options {
 	t.Helper()
-	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true, SharedSecret: testSecret}
+	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true, SharedSecret: testSecret, CookieSecret: testSecret}
 	for _, f := range froms {
 		opts.Routes = append(opts.Routes, config.Route{
 			From: mustURL(t, f),

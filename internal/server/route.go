@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/identity"
+	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/session"
@@ -15,8 +18,12 @@ import (
 
 // routeHandler is the request path of one route, read top to bottom:
 //
-//  1. the token endpoints every route host serves (/.well-known/pomerium);
-//  2. authenticate: a Portcullis token for this route → an Identity;
+//  1. the endpoints every route host serves: /.well-known/pomerium (token
+//     keys) and /.pomerium/ (sign-in hand-off, programmatic login, who am
+//     I, sign-out);
+//  2. authenticate: a Portcullis token or session cookie for this route →
+//     an Identity; a browser without one is sent to sign in, kubectl gets
+//     a 401 Status;
 //  3. authorize: the route's policy (not enforced yet: see README);
 //  4. proxy: credentials out, service-account token and Impersonate-* in,
 //     forward, stream.
@@ -26,61 +33,63 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 		return nil, err
 	}
 	s.proxies = append(s.proxies, p)
+	audience := route.From.Host
 	next := http.Handler(p)
 	if !route.AllowPublicUnauthenticatedAccess {
-		next = s.authenticate(route, next)
+		next = s.authenticate(audience, next)
 	}
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/.well-known/pomerium":
+		switch {
+		case r.URL.Path == "/.well-known/pomerium":
 			wellKnown.ServeHTTP(w, r)
-		case "/.well-known/pomerium/jwks.json":
+		case r.URL.Path == "/.well-known/pomerium/jwks.json":
 			jwks.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/.pomerium") && s.auth.RouteEndpoints(w, r, audience):
 		default:
 			next.ServeHTTP(w, r)
 		}
 	}), nil
 }
 
-// authenticate resolves the request's Portcullis token into an Identity
-// for the rest of the path, or answers 401. The token must have been
-// issued for this route: its audience is the route's host, so a token for
-// one cluster does not open another.
-func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handler {
-	audience := route.From.Host
+// authenticate resolves who the request is from into an Identity for the
+// rest of the path, or refuses it. A token must have been issued for this
+// route (its audience is the route's host), so a token for one cluster does
+// not open another.
+func (s *Server) authenticate(audience string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok, err := session.TokenFromRequest(r.Header)
+		id, err := s.auth.Identify(r, audience)
+		if err == nil {
+			next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
+			return
+		}
+		if !kube.WantsKubernetesStatus(r) {
+			s.auth.RedirectToSignIn(w, r)
+			return
+		}
+		s.logger.Info("refused request credentials", "request_id", RequestID(r.Context()), "error", err)
 		switch {
-		case err != nil:
-			s.logger.Info("refused request credentials", "request_id", RequestID(r.Context()), "error", err)
-			kube.Unauthenticated(w, err.Error())
-			return
-		case !ok:
+		case errors.Is(err, authenticate.ErrNoCredentials):
 			kube.Unauthenticated(w, "the request has no Portcullis token")
-			return
+		case errors.Is(err, session.ErrExpired), errors.Is(err, authenticate.ErrSessionEnded):
+			kube.SessionExpired(w)
+		default:
+			kube.Unauthenticated(w, err.Error())
 		}
-		claims, err := s.keys.Verify(token, audience, time.Now())
-		if err != nil {
-			s.logger.Info("refused token", "request_id", RequestID(r.Context()), "error", err)
-			if errors.Is(err, session.ErrExpired) {
-				kube.SessionExpired(w)
-			} else {
-				kube.Unauthenticated(w, err.Error())
-			}
-			return
-		}
-		id := &identity.Identity{
-			User:      claims.Subject,
-			Email:     claims.Email,
-			Name:      claims.Name,
-			Groups:    claims.Groups,
-			SessionID: claims.SessionID,
-			Expiry:    claims.Expiry,
-		}
-		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 	})
+}
+
+// verifyToken is s.keys.Verify answered from the server's cache of
+// verified tokens: kubectl sends the same token with every request, and a
+// signature verification costs far more than the rest of authentication.
+// The cache still checks expiry and audience on every request. The claims
+// may be shared with other requests: read only.
+func (s *Server) verifyToken(token, audience string, now time.Time) (*session.Claims, error) {
+	if s.tokens == nil {
+		return s.keys.Verify(token, audience, now)
+	}
+	return s.tokens.Verify(token, audience, now)
 }
 
 // tokenIssuer is the "iss" of the tokens this server issues and accepts:
@@ -100,4 +109,46 @@ func newKeys(opts *config.Options) (*session.Keys, error) {
 		return nil, fmt.Errorf("creating token keys (SIGNING_KEY or SHARED_SECRET): %w", err)
 	}
 	return keys, nil
+}
+
+// newAuthenticator builds sign-in: the cookie sealer, the session store
+// and, when IDP_PROVIDER is set, the identity provider.
+func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
+	opts := s.opts
+	sealer, err := session.NewSealer(opts.CookieSecret)
+	if err != nil {
+		return nil, err
+	}
+	var provider idp.Provider
+	if opts.IDPProvider != "" {
+		if opts.AuthenticateServiceURL == nil {
+			return nil, errors.New("IDP_PROVIDER is set but AUTHENTICATE_SERVICE_URL is not: the provider redirects back to it")
+		}
+		redirect := *opts.AuthenticateServiceURL
+		redirect.Path = strings.TrimSuffix(redirect.Path, "/") + "/oauth2/callback"
+		provider, err = idp.New(idp.Options{
+			Provider:     opts.IDPProvider,
+			ProviderURL:  opts.IDPProviderURL,
+			ClientID:     opts.IDPClientID,
+			ClientSecret: opts.IDPClientSecret,
+			Scopes:       opts.IDPScopes,
+			RedirectURL:  redirect.String(),
+			GroupsClaim:  opts.IDPGroupsClaim,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return authenticate.New(authenticate.Options{
+		AuthenticateURL: opts.AuthenticateServiceURL,
+		CookieName:      opts.CookieName,
+		CookieExpire:    opts.CookieExpire,
+		Sealer:          sealer,
+		Keys:            s.keys,
+		Verify:          s.verifyToken,
+		Store:           session.NewMemoryStore(),
+		Provider:        provider,
+		RouteAudience:   func(host string) (string, bool) { return s.router.audience(host) },
+		Logger:          s.logger,
+	})
 }

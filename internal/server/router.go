@@ -29,8 +29,40 @@ type router struct {
 }
 
 type hostRoute struct {
-	label   string // metrics label: the route's `from`
-	handler http.Handler
+	label    string // metrics label: the route's `from`
+	audience string // the route's token audience: its `from` host; "" for the authenticate host
+	handler  http.Handler
+}
+
+// routeLabelAuthenticate labels the authenticate host's requests.
+const routeLabelAuthenticate = "authenticate"
+
+// addAuthenticateHost serves the sign-in service on the host of
+// AUTHENTICATE_SERVICE_URL, which no route may also claim.
+func (rt *router) addAuthenticateHost(u *url.URL, h http.Handler) error {
+	if u == nil {
+		return nil
+	}
+	hosts := routeHosts(u)
+	if hosts == nil {
+		return fmt.Errorf("routing: AUTHENTICATE_SERVICE_URL host %q is not a valid host name or IP address", u.Host)
+	}
+	for _, host := range hosts {
+		if r, dup := rt.hosts[host]; dup {
+			return fmt.Errorf("routing: AUTHENTICATE_SERVICE_URL and route %q both serve host %q: give the sign-in service a host of its own", r.label, host)
+		}
+		rt.hosts[host] = hostRoute{label: routeLabelAuthenticate, handler: h}
+	}
+	return nil
+}
+
+// audience returns the token audience of the route serving host.
+func (rt *router) audience(host string) (string, bool) {
+	hr, ok := rt.hosts[canonicalHost(host)]
+	if !ok || hr.audience == "" {
+		return "", false
+	}
+	return hr.audience, true
 }
 
 // newRouter indexes routes by host. A `from` without a port, or with its
@@ -55,7 +87,7 @@ func newRouter(routes []config.Route, forRoute func(*config.Route) (http.Handler
 		if err != nil {
 			return nil, fmt.Errorf("route %d (%q): %w", i+1, from, err)
 		}
-		hr := hostRoute{label: from, handler: handler}
+		hr := hostRoute{label: from, audience: r.From.Host, handler: handler}
 		for _, host := range hosts {
 			if j, dup := owner[host]; dup {
 				return nil, fmt.Errorf("routing: routes %d (%q) and %d (%q) both serve host %q",

@@ -193,7 +193,7 @@ func TestNewRejectsRoutesSharingAHost(t *testing.T) {
 }
 
 func TestNewRouteWithoutValidFrom(t *testing.T) {
-	opts := &config.Options{InsecureServer: true, SharedSecret: testSecret, Routes: []config.Route{{}}}
+	opts := &config.Options{InsecureServer: true, SharedSecret: testSecret, CookieSecret: testSecret, Routes: []config.Route{{}}}
 	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), "route 1 has no `from` host") {
 		t.Errorf("New: got error %v, want one naming route 1's missing from", err)
 	}
@@ -233,7 +233,7 @@ func TestNewTLSCertificateProblems(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret}, nil); err != nil {
+	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret, CookieSecret: testSecret}, nil); err != nil {
 		t.Errorf("New with a good certificate: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/session"
@@ -55,6 +56,12 @@ type Server struct {
 	hijacked  *connTracker   // connections handlers took over (upgrades)
 	keys      *session.Keys  // signs and verifies Portcullis tokens
 	proxies   []*proxy.Proxy // one per route, closed at shutdown
+
+	// tokens remembers the tokens keys verified, for every route: see
+	// verifyToken (route.go).
+	tokens *session.VerifyCache
+	auth   *authenticate.Authenticator // sign-in and identification
+	router *router
 
 	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
 	// balancers stop sending new work while in-flight requests finish.
@@ -109,13 +116,21 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	s.keys = keys
+	s.tokens = session.NewVerifyCache(keys, session.DefaultVerifyCacheSize)
 	if forRoute == nil {
 		forRoute = s.routeHandler
+	}
+	if s.auth, err = s.newAuthenticator(); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	rt, err := newRouter(opts.Routes, forRoute, http.HandlerFunc(s.serveHealthz))
 	if err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
+	if err := rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.auth.AuthenticateHandler()); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
+	}
+	s.router = rt
 	s.handler = s.pipeline(rt)
 	return s, nil
 }

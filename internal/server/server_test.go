@@ -19,7 +19,7 @@ import (
 func TestTLSNegotiatesHTTP2AndHTTP1(t *testing.T) {
 	certPEM, keyPEM, pool := selfSignedCert(t)
 	logger, _ := testLogger(t)
-	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret}
+	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret, CookieSecret: testSecret}
 	s, err := New(opts, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,391 @@
+package authenticate
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
+	"github.com/portcullis-proxy/portcullis/internal/idp"
+	"github.com/portcullis-proxy/portcullis/internal/session"
+)
+
+// Options are what an Authenticator needs. Without a Provider (no
+// IDP_PROVIDER) nobody can sign in, but tokens and cookies issued by
+// another replica are still recognised.
+type Options struct {
+	// AuthenticateURL is the public URL of the sign-in service
+	// (AUTHENTICATE_SERVICE_URL); the provider redirects to its
+	// /oauth2/callback.
+	AuthenticateURL *url.URL
+	CookieName      string
+	CookieExpire    time.Duration
+	Sealer          *session.Sealer
+	Keys            *session.Keys
+	// Verify checks a Portcullis token for an audience (Keys.Verify, or a
+	// cache in front of it).
+	Verify   func(token, audience string, now time.Time) (*session.Claims, error)
+	Store    session.Store
+	Provider idp.Provider
+	// RouteAudience says whether host (a Host header) is a configured
+	// route, and returns its token audience.
+	RouteAudience func(host string) (audience string, ok bool)
+	Logger        *slog.Logger
+}
+
+// Authenticator serves the sign-in endpoints and identifies requests.
+type Authenticator struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu        sync.Mutex
+	usedState map[string]time.Time // state nonces already redeemed, until they expire
+}
+
+// stateTTL bounds a sign-in round trip to the provider and back.
+const stateTTL = 10 * time.Minute
+
+// New returns an Authenticator.
+func New(opts Options) (*Authenticator, error) {
+	if opts.Provider != nil && opts.AuthenticateURL == nil {
+		return nil, errors.New("sign-in: AUTHENTICATE_SERVICE_URL is not set: the identity provider needs it for its callback")
+	}
+	if opts.Sealer == nil || opts.Keys == nil || opts.Store == nil || opts.Verify == nil || opts.RouteAudience == nil {
+		return nil, errors.New("sign-in: incomplete options")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Authenticator{opts: opts, log: log, now: time.Now, usedState: map[string]time.Time{}}, nil
+}
+
+// loginState travels sealed in the OAuth state parameter.
+type loginState struct {
+	CSRF         string `json:"c"`
+	Nonce        string `json:"n"`
+	Verifier     string `json:"v"`
+	Redirect     string `json:"r"`           // where the person goes after sign-in
+	Audience     string `json:"a"`           // the route the token is for
+	Programmatic bool   `json:"p,omitempty"` // deliver pomerium_jwt to a loopback URL
+}
+
+// programmaticLogin travels sealed in the sign-in URL the login API returns.
+type programmaticLogin struct {
+	Redirect string `json:"r"`
+	Audience string `json:"a"`
+}
+
+const (
+	purposeState = "portcullis state"
+	purposeCSRF  = "portcullis csrf"
+	purposeLogin = "portcullis programmatic login"
+)
+
+func (a *Authenticator) sessionPurpose(host string) string { return "portcullis session " + host }
+func (a *Authenticator) csrfCookie() string                { return a.opts.CookieName + "_csrf" }
+
+// SignInConfigured reports whether people can sign in here.
+func (a *Authenticator) SignInConfigured() bool { return a.opts.Provider != nil }
+
+// AuthenticateHandler serves the authenticate host.
+func (a *Authenticator) AuthenticateHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.pomerium/sign_in", a.signIn)
+	mux.HandleFunc("GET /oauth2/callback", a.callback)
+	mux.HandleFunc("GET /.pomerium/sign_out", a.signOutAuthenticate)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.page(w, http.StatusNotFound, "Not found", "This is the Portcullis sign-in service. Open the address of your cluster instead.")
+	})
+	return mux
+}
+
+// signIn starts a sign-in, or hands an existing one to the route.
+func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
+	if !a.SignInConfigured() {
+		a.page(w, http.StatusNotImplemented, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		return
+	}
+	q := r.URL.Query()
+	var st loginState
+	switch {
+	case q.Get("pomerium_login") != "":
+		raw, err := a.opts.Sealer.Open(purposeLogin, q.Get("pomerium_login"), a.now())
+		var pl programmaticLogin
+		if err != nil || json.Unmarshal(raw, &pl) != nil {
+			a.page(w, http.StatusBadRequest, "Sign-in link expired", "This sign-in link is invalid or has expired. Run the command again to get a new one.")
+			return
+		}
+		if _, err := loopbackRedirect(pl.Redirect); err != nil {
+			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			return
+		}
+		st = loginState{Redirect: pl.Redirect, Audience: pl.Audience, Programmatic: true}
+	default:
+		target, audience, err := a.routeRedirect(q.Get("pomerium_redirect_uri"))
+		if err != nil {
+			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			return
+		}
+		st = loginState{Redirect: target, Audience: audience}
+	}
+	// Already signed in on the authenticate host: no provider round trip.
+	if sess := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); sess != nil {
+		a.handOff(w, r, sess, st)
+		return
+	}
+	st.CSRF, st.Nonce, st.Verifier = rand.Text(), rand.Text(), oauth2.GenerateVerifier()
+	raw, _ := json.Marshal(st)
+	state := a.opts.Sealer.Seal(purposeState, raw, a.now().Add(stateTTL))
+	authURL, err := a.opts.Provider.AuthCodeURL(r.Context(), state, st.Nonce, st.Verifier)
+	if err != nil {
+		a.log.Warn("starting sign-in", "error", err)
+		a.page(w, http.StatusBadGateway, "Identity provider unavailable", "Portcullis could not reach your identity provider. Try again in a moment.")
+		return
+	}
+	// The CSRF cookie ties the callback to this browser: a state value
+	// lifted from one browser does not complete a sign-in in another.
+	a.setCookie(w, a.csrfCookie(), a.opts.Sealer.Seal(purposeCSRF, []byte(st.CSRF), a.now().Add(stateTTL)), a.now().Add(stateTTL))
+	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// routeRedirect checks a browser flow's return address: an https (or
+// http, for INSECURE_SERVER) URL on a configured route host.
+func (a *Authenticator) routeRedirect(raw string) (target, audience string, err error) {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return "", "", errors.New("the sign-in link has no valid pomerium_redirect_uri: open the address of your cluster to sign in")
+	}
+	audience, ok := a.opts.RouteAudience(u.Host)
+	if !ok {
+		return "", "", fmt.Errorf("%q is not an address Portcullis serves, so it will not send you there", u.Host)
+	}
+	return u.String(), audience, nil
+}
+
+// callback completes a sign-in: it checks state and CSRF cookie, exchanges
+// the code, creates the session and hands it off.
+func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
+	if !a.SignInConfigured() {
+		a.page(w, http.StatusNotImplemented, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		return
+	}
+	q := r.URL.Query()
+	raw, err := a.opts.Sealer.Open(purposeState, q.Get("state"), a.now())
+	var st loginState
+	if err != nil || json.Unmarshal(raw, &st) != nil {
+		a.page(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is invalid or took too long. Start again from the address of your cluster.")
+		return
+	}
+	c, err := r.Cookie(a.csrfCookie())
+	var csrf []byte
+	if err == nil {
+		csrf, err = a.opts.Sealer.Open(purposeCSRF, c.Value, a.now())
+	}
+	if err != nil || string(csrf) != st.CSRF {
+		a.page(w, http.StatusBadRequest, "Sign-in not started here", "This sign-in was not started in this browser. Start again from the address of your cluster.")
+		return
+	}
+	if !a.redeemState(st.CSRF) {
+		a.page(w, http.StatusBadRequest, "Sign-in already used", "This sign-in was already completed. Start again from the address of your cluster.")
+		return
+	}
+	a.clearCookie(w, a.csrfCookie())
+	if e := q.Get("error"); e != "" {
+		a.page(w, http.StatusForbidden, "Sign-in refused", "Your identity provider refused the sign-in: "+e+" "+q.Get("error_description"))
+		return
+	}
+	id, toks, err := a.opts.Provider.Exchange(r.Context(), q.Get("code"), st.Verifier, st.Nonce)
+	if err != nil {
+		a.log.Warn("sign-in callback failed", "error", err)
+		if errors.Is(err, idp.ErrProviderUnavailable) {
+			a.page(w, http.StatusBadGateway, "Identity provider unavailable", "Portcullis could not reach your identity provider to finish signing you in. Try again in a moment.")
+			return
+		}
+		a.page(w, http.StatusUnauthorized, "Sign-in failed", "Your identity provider's answer could not be verified. Start again from the address of your cluster.")
+		return
+	}
+	now := a.now()
+	sess := &session.Session{
+		ID: session.NewSessionID(), Subject: id.Subject, Email: id.Email, Name: id.Name, Groups: id.Groups,
+		CreatedAt: now, ExpiresAt: now.Add(a.opts.CookieExpire),
+		IDPRefreshToken: toks.RefreshToken, IDPIDToken: toks.IDToken, IDPExpiry: toks.Expiry,
+	}
+	if err := a.opts.Store.Put(r.Context(), sess); err != nil {
+		a.log.Error("storing session", "error", err)
+		a.page(w, http.StatusServiceUnavailable, "Sign-in could not be saved", "Portcullis could not store your session. Try again in a moment.")
+		return
+	}
+	a.log.Info("signed in", "email", sess.Email, "session", sess.ID[:8])
+	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(a.opts.AuthenticateURL.Host), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
+	a.handOff(w, r, sess, st)
+}
+
+// redeemState records a sign-in as completed; false if it already was (a
+// replayed callback).
+func (a *Authenticator) redeemState(csrf string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	for k, exp := range a.usedState {
+		if now.After(exp) {
+			delete(a.usedState, k)
+		}
+	}
+	if _, used := a.usedState[csrf]; used {
+		return false
+	}
+	a.usedState[csrf] = now.Add(stateTTL)
+	return true
+}
+
+// handOff gives a session to the route it was for: a token to a loopback
+// listener for portcullis-cli, or the route host's callback for a browser.
+func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *session.Session, st loginState) {
+	tok, err := a.opts.Keys.Issue(session.Claims{
+		Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups,
+		SessionID: sess.ID, Audience: st.Audience, Expiry: sess.ExpiresAt,
+	})
+	if err != nil {
+		a.log.Error("issuing token", "error", err)
+		a.page(w, http.StatusInternalServerError, "Sign-in failed", "Portcullis could not issue your credentials.")
+		return
+	}
+	if st.Programmatic {
+		u, err := loopbackRedirect(st.Redirect)
+		if err != nil {
+			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			return
+		}
+		q := u.Query()
+		q.Set("pomerium_jwt", tok)
+		u.RawQuery = q.Encode()
+		http.Redirect(w, r, u.String(), http.StatusFound)
+		return
+	}
+	target, _ := url.Parse(st.Redirect)
+	cb := &url.URL{Scheme: target.Scheme, Host: target.Host, Path: "/.pomerium/callback/"}
+	cb.RawQuery = url.Values{"pomerium_jwt": {tok}, "pomerium_redirect_uri": {st.Redirect}}.Encode()
+	http.Redirect(w, r, cb.String(), http.StatusFound)
+}
+
+// sessionFromCookie returns the live session named by the cookie for host.
+func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session.Session {
+	c, err := r.Cookie(a.opts.CookieName)
+	if err != nil {
+		return nil
+	}
+	sid, err := a.opts.Sealer.Open(a.sessionPurpose(host), c.Value, a.now())
+	if err != nil {
+		return nil
+	}
+	sess, err := a.opts.Store.Get(r.Context(), string(sid))
+	if err != nil {
+		return nil
+	}
+	return sess
+}
+
+// signOutAuthenticate ends the sign-in on the authenticate host and, if
+// the provider has one, at the provider.
+func (a *Authenticator) signOutAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if sess := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); sess != nil {
+		a.opts.Store.Delete(r.Context(), sess.ID)
+		a.clearCookie(w, a.opts.CookieName)
+		if a.SignInConfigured() {
+			if u := a.opts.Provider.EndSessionURL(r.Context(), sess.IDPIDToken, ""); u != "" {
+				http.Redirect(w, r, u, http.StatusFound)
+				return
+			}
+		}
+	}
+	a.clearCookie(w, a.opts.CookieName)
+	a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+}
+
+// Cookies are Secure unless the service itself is plain http (a
+// development setup), HttpOnly, and SameSite=Lax: the provider's redirect
+// back is a top-level GET, which Lax lets through, while cross-site
+// subrequests carry no session.
+func (a *Authenticator) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: "/", Expires: expires,
+		Secure: a.secureCookies(), HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func (a *Authenticator) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
+		Secure: a.secureCookies(), HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func (a *Authenticator) secureCookies() bool {
+	return a.opts.AuthenticateURL == nil || a.opts.AuthenticateURL.Scheme != "http"
+}
+
+// ErrNoCredentials means the request carries no token and no session cookie.
+var ErrNoCredentials = errors.New("the request has no Portcullis token or session cookie")
+
+// ErrSessionEnded means the token or cookie names a session that expired or
+// was signed out.
+var ErrSessionEnded = errors.New("your session ended (expired or signed out)")
+
+// Identify returns who a route request is from: a Portcullis token for the
+// route (whose session, if it names one, must still be live), or the route
+// host's session cookie.
+func (a *Authenticator) Identify(r *http.Request, audience string) (*identity.Identity, error) {
+	token, ok, err := session.TokenFromRequest(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		c, err := a.opts.Verify(token, audience, a.now())
+		if err != nil {
+			return nil, err
+		}
+		if c.SessionID != "" {
+			if _, err := a.opts.Store.Get(r.Context(), c.SessionID); err != nil {
+				return nil, ErrSessionEnded
+			}
+		}
+		return &identity.Identity{User: c.Subject, Email: c.Email, Name: c.Name, Groups: c.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, nil
+	}
+	if _, err := r.Cookie(a.opts.CookieName); err != nil {
+		return nil, ErrNoCredentials
+	}
+	sess := a.sessionFromCookie(r, audience)
+	if sess == nil {
+		return nil, ErrSessionEnded
+	}
+	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: sess.ID, Expiry: sess.ExpiresAt}, nil
+}
+
+// RedirectToSignIn sends a browser to sign in and come back to r's URL.
+func (a *Authenticator) RedirectToSignIn(w http.ResponseWriter, r *http.Request) {
+	if !a.SignInConfigured() {
+		a.page(w, http.StatusUnauthorized, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		return
+	}
+	back := &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	if r.TLS == nil {
+		back.Scheme = "http"
+	}
+	http.Redirect(w, r, a.signInURL(url.Values{"pomerium_redirect_uri": {back.String()}}), http.StatusFound)
+}
+
+func (a *Authenticator) signInURL(q url.Values) string {
+	u := *a.opts.AuthenticateURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/.pomerium/sign_in"
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,155 @@
+package authenticate
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/kube"
+)
+
+// RouteEndpoints serves the /.pomerium/ endpoints of a route host whose
+// token audience is audience. It reports false for any other path.
+func (a *Authenticator) RouteEndpoints(w http.ResponseWriter, r *http.Request, audience string) bool {
+	switch r.URL.Path {
+	case "/.pomerium/api/v1/login":
+		a.programmaticLogin(w, r, audience)
+	case "/.pomerium/callback/", "/.pomerium/callback":
+		a.routeCallback(w, r, audience)
+	case "/.pomerium/sign_out":
+		a.routeSignOut(w, r, audience)
+	case "/.pomerium/", "/.pomerium":
+		a.whoAmI(w, r, audience)
+	default:
+		return false
+	}
+	return true
+}
+
+// programmaticLogin answers portcullis-cli with the URL to open in a
+// browser; after sign-in the token goes to the loopback redirect URI.
+func (a *Authenticator) programmaticLogin(w http.ResponseWriter, r *http.Request, audience string) {
+	if !a.SignInConfigured() {
+		http.Error(w, "sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER", http.StatusNotImplemented)
+		return
+	}
+	u, err := loopbackRedirect(r.URL.Query().Get("pomerium_redirect_uri"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	raw, _ := json.Marshal(programmaticLogin{Redirect: u.String(), Audience: audience})
+	sealed := a.opts.Sealer.Seal(purposeLogin, raw, a.now().Add(stateTTL))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte(a.signInURL(url.Values{"pomerium_login": {sealed}})))
+}
+
+// routeCallback receives a signed-in session on the route host: the token
+// must be for this route and its session live; it becomes this host's
+// session cookie, and the browser goes back where it was going (on this
+// host only).
+func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, audience string) {
+	q := r.URL.Query()
+	c, err := a.opts.Verify(q.Get("pomerium_jwt"), audience, a.now())
+	if err != nil || c.SessionID == "" {
+		a.page(w, http.StatusBadRequest, "Sign-in link invalid", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
+		return
+	}
+	sess, err := a.opts.Store.Get(r.Context(), c.SessionID)
+	if err != nil {
+		a.page(w, http.StatusUnauthorized, "Session ended", "That session has ended. Open the address of your cluster to sign in again.")
+		return
+	}
+	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(audience), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
+	back := "/"
+	if u, err := url.Parse(q.Get("pomerium_redirect_uri")); err == nil && u.Host == r.Host && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") {
+		back = (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).String()
+	}
+	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// routeSignOut ends the session everywhere: tokens issued for it stop
+// working at once, and the authenticate host forgets it too.
+func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, audience string) {
+	if id, err := a.Identify(r, audience); err == nil && id.SessionID != "" {
+		a.opts.Store.Delete(r.Context(), id.SessionID)
+		a.log.Info("signed out", "email", id.Email, "session", id.SessionID[:min(8, len(id.SessionID))])
+	}
+	a.clearCookie(w, a.opts.CookieName)
+	if a.opts.AuthenticateURL == nil {
+		a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+		return
+	}
+	u := *a.opts.AuthenticateURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/.pomerium/sign_out"
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// whoAmI shows the signed-in person: HTML for people, JSON for scripts.
+func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience string) {
+	id, err := a.Identify(r, audience)
+	if err != nil {
+		if !kube.WantsKubernetesStatus(r) {
+			a.RedirectToSignIn(w, r)
+			return
+		}
+		kube.Unauthenticated(w, err.Error())
+		return
+	}
+	info := struct {
+		Email     string    `json:"email"`
+		Name      string    `json:"name,omitempty"`
+		User      string    `json:"user"`
+		Groups    []string  `json:"groups"`
+		SessionID string    `json:"-"`
+		Expiry    time.Time `json:"expires_at"`
+	}{id.Email, id.Name, id.User, id.Groups, id.SessionID, id.Expiry}
+	if info.Groups == nil {
+		info.Groups = []string{}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if kube.WantsKubernetesStatus(r) || !acceptsHTML(r) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(info)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	whoAmITemplate.Execute(w, info)
+}
+
+func acceptsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// page answers a browser with a small HTML page.
+func (a *Authenticator) page(w http.ResponseWriter, code int, title, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	pageTemplate.Execute(w, struct{ Title, Message string }{title, message})
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} · Portcullis</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+`))
+
+var whoAmITemplate = template.Must(template.New("whoami").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signed in · Portcullis</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}dt{font-weight:600;margin-top:.6rem}</style>
+</head><body><h1>Signed in to Portcullis</h1>
+<dl><dt>Email</dt><dd id="email">{{.Email}}</dd>
+{{if .Name}}<dt>Name</dt><dd>{{.Name}}</dd>{{end}}
+<dt>Groups</dt><dd id="groups">{{range $i, $g := .Groups}}{{if $i}}, {{end}}{{$g}}{{else}}(none){{end}}</dd>
+<dt>Session ends</dt><dd>{{.Expiry.Format "2006-01-02 15:04 MST"}}</dd></dl>
+<p><a href="/.pomerium/sign_out">Sign out</a></p></body></html>
+`))

@@ -1,0 +1,40 @@
+// Package builtin is the OpenID provider built into Portcullis
+// (IDP_PROVIDER=builtin), so that the whole sign-in flow runs on a laptop, in
+// a demo or in a test without a cloud identity provider.
+//
+// It is a real OpenID Connect provider built on zitadel's OpenID-certified
+// op package, not hand-rolled OAuth: discovery, JWKS, the authorization
+// code flow with PKCE, refresh tokens, userinfo, revocation and
+// end_session all come from op. This package supplies what op leaves to
+// its user: the people (a YAML users file with bcrypt password hashes, see
+// LoadUsers), the registered clients, a login page, and in-memory storage.
+//
+// What it guarantees:
+//   - Every client must use PKCE with S256; only the authorization code
+//     flow is offered (no implicit flow). Client secrets are compared in
+//     constant time.
+//   - An authorization code works once and for a minute. A used code
+//     presented again revokes the tokens issued for it (RFC 6749 section
+//     10.5). Refresh tokens rotate on every use; a used one presented again
+//     revokes its whole chain.
+//   - The ID token and the userinfo response carry email and
+//     email_verified (scope email), name and preferred_username (scope
+//     profile), and groups (a list, always), so that a client needs no
+//     userinfo call to learn who signed in.
+//   - The login page is one form. It is bound to the sign-in request and
+//     to the browser that opened it (a cookie), accepts POST from the same
+//     origin only, checks the password with one bcrypt comparison whether
+//     or not the email is known, and answers "wrong email or password"
+//     either way. Five wrong passwords end the sign-in request.
+//   - Storage is bounded: sign-ins in progress expire after ten minutes,
+//     tokens when their life ends, and each kind of entry has a ceiling
+//     past which new ones are refused rather than memory growing.
+//
+// There is no browser session (single sign-on): every sign-in asks for the
+// password, and prompt=none is answered with login_required. Everything
+// lives in memory and is lost on restart; there is one process only. New
+// logs a warning saying this provider is for development and demos.
+//
+// It must not be used as Portcullis's identity in production, nor grow
+// user management: users come from the file, read at start.
+package builtin
