@@ -102,8 +102,8 @@ Try:
   KUBECONFIG=%s kubectl get --raw /version     # the cluster directly, as admin
 
 Not there yet: sign-in with the built-in provider and portcullis-cli's kubectl
-exec-credential plugin, so kubectl cannot go through Portcullis yet (requests to
-the route answer 501). See README.md for what works today.
+exec-credential plugin, so kubectl cannot sign in through Portcullis yet: a
+request to the route without a token answers 401. See README.md.
 
 Press Ctrl-C to stop; everything started here is removed.
 `, route, cluster.URL, srv.LogPath, cluster.Kubeconfig, caFile, route, cluster.Kubeconfig)
