@@ -6,15 +6,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // TestKubernetesDataPath is a person's kubectl session through Portcullis:
@@ -161,6 +165,59 @@ func TestKubernetesDataPath(t *testing.T) {
 		t.Run("port-forward over "+transport.name, func(t *testing.T) {
 			t.Setenv("KUBECTL_PORT_FORWARD_WEBSOCKETS", transport.ws)
 			portForward(t, ctx, s, admin, 4<<20)
+		})
+	}
+
+	// kwok loses exit codes and never ends stdin; a fake node of our own,
+	// serving Kubernetes' streaming code, shows those through the proxy.
+	fake, err := c.StartFakeNode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RunFakePod(ctx, fake, "demo", "box"); err != nil {
+		t.Fatal(err)
+	}
+	for _, transport := range []struct{ name, ws string }{{"websocket", "true"}, {"spdy", "false"}} {
+		t.Run("exec exit code, stdin EOF, cp into a pod and tty resize over "+transport.name, func(t *testing.T) {
+			t.Setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", transport.ws)
+			_, _, err := s.as(ctx, admin, "", "-n", "demo", "exec", "box", "--", "sh", "-c", "exit 7")
+			var exitErr *exec.ExitError
+			if !errors.As(err, &exitErr) || exitErr.ExitCode() != 7 {
+				t.Errorf("exec sh -c 'exit 7': got %v, want kubectl to exit 7", err)
+			}
+			out, _, err := s.as(ctx, admin, "line one\nline two\n", "-n", "demo", "exec", "-i", "box", "--", "cat")
+			if err != nil || out != "line one\nline two\n" {
+				t.Errorf("exec -i cat: got %q, %v; want both lines and a clean end", out, err)
+			}
+			src := filepath.Join(t.TempDir(), "upload.txt")
+			writeFile(t, src, "uploaded over "+transport.name+"\n")
+			if _, _, err := s.as(ctx, admin, "", "cp", src, "demo/box:upload-"+transport.name+".txt"); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(fake.WorkDir, "upload-"+transport.name+".txt")); string(b) != "uploaded over "+transport.name+"\n" {
+				t.Errorf("cp into the pod: the pod has %q", b)
+			}
+
+			tctx, tcancel := context.WithTimeout(ctx, time.Minute)
+			defer tcancel()
+			term, err := testenv.StartOnTerminal(c.KubectlCmd(tctx, "--kubeconfig", admin, "-n", "demo", "exec", "-it", "box", "--", "fakenode-report-size"), 24, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer term.Close()
+			if err := term.Shows(tctx, "24x80\r\n"); err != nil {
+				t.Fatalf("initial terminal size: %v", err)
+			}
+			if err := term.Resize(40, 132); err != nil {
+				t.Fatal(err)
+			}
+			if err := term.Shows(tctx, "40x132\r\n"); err != nil {
+				t.Fatalf("after resizing the terminal: %v", err)
+			}
+			term.PTY.Write([]byte{0x04}) // Ctrl-D: the terminal is raw, so it reaches the command
+			if err := term.Wait(tctx); err != nil {
+				t.Errorf("kubectl exec -it, then Ctrl-D: %v, want success", err)
+			}
 		})
 	}
 

@@ -40,6 +40,10 @@ var kwokStages = []string{
 	"kustomize/stage/pod/fast/pod-delete.yaml",
 }
 
+// kwokNodeAnnotation marks the nodes kwok manages (kwok's own convention,
+// kwok.x-k8s.io/node: fake).
+const kwokNodeAnnotation = "kwok.x-k8s.io/node"
+
 // KwokNode is a simulated node (sigs.k8s.io/kwok) registered with a Cluster:
 // pods scheduled on it run, and exec, logs, attach and port-forward reach
 // it through the real kube-apiserver, configured per pod with kwok's CRs.
@@ -88,7 +92,9 @@ func (c *Cluster) StartKwok(ctx context.Context) (*KwokNode, error) {
 	proc, err := StartProcess("kwok", c.Dir, bin, []string{
 		"--kubeconfig", c.Kubeconfig,
 		"--config", stagesFile,
-		"--manage-all-nodes",
+		// Only the node registered below: other nodes of the cluster (a
+		// FakeNode) keep the status their owner gives them.
+		"--manage-nodes-with-annotation-selector", kwokNodeAnnotation + "=fake",
 		"--node-ip", "127.0.0.1",
 		"--node-port", strconv.Itoa(port),
 		"--server-address", hostPort(port),
@@ -100,8 +106,12 @@ func (c *Cluster) StartKwok(ctx context.Context) (*KwokNode, error) {
 	c.extra = append(c.extra, proc)
 	k := &KwokNode{NodeName: "kwok-node", proc: proc}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: k.NodeName, Labels: map[string]string{"type": "kwok"}},
-		Status:     corev1.NodeStatus{Allocatable: resources(), Capacity: resources()},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        k.NodeName,
+			Labels:      map[string]string{"type": "kwok"},
+			Annotations: map[string]string{kwokNodeAnnotation: "fake"},
+		},
+		Status: corev1.NodeStatus{Allocatable: resources(), Capacity: resources()},
 	}
 	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("registering the kwok node: %w", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,9 @@ const (
 	Kubectl       = "kubectl"
 	Etcd          = "etcd"
 	Kwok          = "kwok"
+	// FakeNodeTool is the fake kubelet of FakeNode, built from our own
+	// source in tools/fakenode.
+	FakeNodeTool = "fakenode"
 )
 
 // KubernetesVersion is the pinned Kubernetes release of kube-apiserver and kubectl.
@@ -59,6 +63,12 @@ var toolModules = map[string]toolModule{
 		packages: []string{"sigs.k8s.io/kwok/cmd/kwok"},
 		assets:   map[string][]string{"sigs.k8s.io/kwok": kwokAssets},
 	},
+	FakeNodeTool: {
+		dir: "fakenode",
+		// Our own source, pinned by the hash of the module's files.
+		version:  "local",
+		packages: []string{"github.com/portcullis-proxy/portcullis/internal/testenv/tools/fakenode"},
+	},
 }
 
 var kubernetesTools = toolModule{
@@ -73,7 +83,7 @@ var kubernetesTools = toolModule{
 }
 
 // ToolNames lists every binary testenv can build, in build order.
-func ToolNames() []string { return []string{Etcd, KubeAPIServer, Kubectl, Kwok} }
+func ToolNames() []string { return []string{Etcd, KubeAPIServer, Kubectl, Kwok, FakeNodeTool} }
 
 // toolsDir finds tools/ next to this source file. testenv runs from a source
 // checkout (tests, the demo), so the path recorded by the compiler is real;
@@ -107,16 +117,42 @@ func CacheDir() (string, error) {
 }
 
 // binDir is the cache directory of one tool module: its name, upstream
-// version, and a hash of go.mod, go.sum and the Go version, so that any
-// change to the pins or the toolchain builds afresh.
+// version, and a hash of every file in the module directory (go.mod and
+// go.sum for the pinned upstream modules, also the source of our own) and
+// the Go version, so that any change to the pins, the source or the
+// toolchain builds afresh.
 func (m toolModule) binDir(tools, cache string) (string, error) {
 	h := sha256.New()
+	// go.mod and go.sum first and bare, then any other file with its name:
+	// a module of only those two keeps the hash, and the cached build, it
+	// had before other files counted.
 	for _, f := range []string{"go.mod", "go.sum"} {
 		b, err := os.ReadFile(filepath.Join(tools, m.dir, f))
 		if err != nil {
 			return "", fmt.Errorf("reading tool module %s: %w", m.dir, err)
 		}
 		h.Write(b)
+	}
+	root := filepath.Join(tools, m.dir)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "go.mod" || rel == "go.sum" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		// Name and length first, so that no two file sets hash alike.
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", filepath.ToSlash(rel), len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("reading tool module %s: %w", m.dir, err)
 	}
 	io.WriteString(h, runtime.Version()+m.ldflags)
 	for mod, files := range m.assets {
