@@ -124,6 +124,12 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 		if opts.AuthenticateServiceURL == nil {
 			return nil, errors.New("IDP_PROVIDER is set but AUTHENTICATE_SERVICE_URL is not: the provider redirects back to it")
 		}
+		var client *http.Client
+		if opts.IDPProvider == "builtin" {
+			if s.builtinIDP, client, err = s.newBuiltinIDP(); err != nil {
+				return nil, err
+			}
+		}
 		redirect := *opts.AuthenticateServiceURL
 		redirect.Path = strings.TrimSuffix(redirect.Path, "/") + "/oauth2/callback"
 		provider, err = idp.New(idp.Options{
@@ -134,6 +140,7 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 			Scopes:       opts.IDPScopes,
 			RedirectURL:  redirect.String(),
 			GroupsClaim:  opts.IDPGroupsClaim,
+			HTTPClient:   client,
 		})
 		if err != nil {
 			return nil, err

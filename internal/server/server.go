@@ -61,7 +61,10 @@ type Server struct {
 	// verifyToken (route.go).
 	tokens *session.VerifyCache
 	auth   *authenticate.Authenticator // sign-in and identification
-	router *router
+	// builtinIDP serves the built-in provider (IDP_PROVIDER=builtin) on the
+	// authenticate host; nil otherwise.
+	builtinIDP http.Handler
+	router     *router
 
 	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
 	// balancers stop sending new work while in-flight requests finish.
@@ -127,7 +130,7 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 	if err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
-	if err := rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.auth.AuthenticateHandler()); err != nil {
+	if err := rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.authenticateHost()); err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	s.router = rt

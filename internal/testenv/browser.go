@@ -44,7 +44,7 @@ func (b *Browser) SignIn(ctx context.Context, start, username, password, stopAt 
 	if err != nil {
 		return nil, "", fmt.Errorf("browser: bad start URL: %w", err)
 	}
-	method, form := http.MethodGet, url.Values(nil)
+	method, form, origin := http.MethodGet, url.Values(nil), ""
 	submitted := false
 	for hop := 0; hop < 20; hop++ {
 		if stopAt != "" && strings.HasPrefix(next.String(), stopAt) {
@@ -61,6 +61,8 @@ func (b *Browser) SignIn(ctx context.Context, start, username, password, stopAt 
 		req.Header.Set("Accept", "text/html,application/xhtml+xml")
 		if form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			// As a browser does for a form POST: the page's origin.
+			req.Header.Set("Origin", origin)
 		}
 		b.Visited = append(b.Visited, method+" "+next.String())
 		resp, err := b.Client.Do(req)
@@ -95,6 +97,7 @@ func (b *Browser) SignIn(ctx context.Context, start, username, password, stopAt 
 				fields.Set(name, username)
 			}
 		}
+		origin = next.Scheme + "://" + next.Host
 		if next, err = next.Parse(action); err != nil {
 			return nil, "", fmt.Errorf("browser: bad form action %q: %w", action, err)
 		}

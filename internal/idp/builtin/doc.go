@@ -13,10 +13,12 @@
 //   - Every client must use PKCE with S256; only the authorization code
 //     flow is offered (no implicit flow). Client secrets are compared in
 //     constant time.
-//   - An authorization code works once and for a minute. A used code
-//     presented again revokes the tokens issued for it (RFC 6749 section
-//     10.5). Refresh tokens rotate on every use; a used one presented again
-//     revokes its whole chain.
+//   - An authorization code works once and for a minute; an exchange the
+//     provider refuses (wrong verifier, wrong secret) does not use it up. A
+//     used code presented again revokes the tokens issued for it (RFC 6749
+//     section 10.5). Refresh tokens rotate on every use; a used one
+//     presented again revokes its whole chain. Revocation (RFC 7009) and
+//     end_session revoke tokens at once.
 //   - The ID token and the userinfo response carry email and
 //     email_verified (scope email), name and preferred_username (scope
 //     profile), and groups (a list, always), so that a client needs no

@@ -27,6 +27,8 @@ import (
 const (
 	clientID     = "portcullis"
 	clientSecret = "test-client-secret"
+	// publicClientID has no secret and a loopback redirect URI.
+	publicClientID = "portcullis-cli"
 	// redirectURI is never requested: the browser stops when it is sent
 	// there, and the test reads the code from the URL.
 	redirectURI       = "http://127.0.0.1:9/oauth2/callback"
@@ -99,6 +101,10 @@ func startIdP(t *testing.T, o options) *idp {
 			Secret:                 clientSecret,
 			RedirectURIs:           []string{redirectURI},
 			PostLogoutRedirectURIs: []string{postLogoutURI},
+		}, {
+			// A public client, as a CLI is: no secret, any loopback port.
+			ID:           publicClientID,
+			RedirectURIs: []string{"http://127.0.0.1/callback"},
 		}},
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SigningKey:     o.signingKey,

@@ -130,9 +130,11 @@ func New(cfg Config) (*Provider, error) {
 	accessTTL := ttl("the access token TTL", cfg.AccessTokenTTL, defaultAccessTokenTTL)
 	idTTL := ttl("the ID token TTL", cfg.IDTokenTTL, defaultIDTokenTTL)
 	refreshTTL := ttl("the refresh token TTL", cfg.RefreshTokenTTL, defaultRefreshTokenTTL)
-	key, err := newSigningKey(cfg.SigningKey)
-	if err != nil {
-		problems = append(problems, err)
+	var key *signingKey
+	if cfg.SigningKey != nil || len(problems) == 0 { // no key generated in vain
+		if key, err = newSigningKey(cfg.SigningKey); err != nil {
+			problems = append(problems, err)
+		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("starting the built-in identity provider: %w", errors.Join(problems...))

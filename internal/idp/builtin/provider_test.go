@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
 
@@ -535,10 +536,39 @@ func TestRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var disc struct {
-		Revocation string `json:"revocation_endpoint"`
+		Revocation    string `json:"revocation_endpoint"`
+		Introspection string `json:"introspection_endpoint"`
 	}
 	if err := d.oidc.Claims(&disc); err != nil {
 		t.Fatal(err)
+	}
+	// introspect asks the introspection endpoint (RFC 7662) about an
+	// access token, as the client.
+	introspect := func(accessToken string) (active bool, sub, client string) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, disc.Introspection,
+			strings.NewReader(url.Values{"token": {accessToken}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(clientID, clientSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Active   bool   `json:"active"`
+			Subject  string `json:"sub"`
+			ClientID string `json:"client_id"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatalf("introspection: %s: %v", resp.Status, err)
+		}
+		return r.Active, r.Subject, r.ClientID
+	}
+	if active, sub, client := introspect(tok.AccessToken); !active || sub == "" || client != clientID {
+		t.Errorf("introspection of a live token: got active=%v sub=%q client_id=%q, want active, a subject and %q", active, sub, client, clientID)
+	}
+	if active, _, _ := introspect("not-a-token"); active {
+		t.Error("introspection of garbage: active")
 	}
 	revoke := func(user, pass string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, disc.Revocation,
@@ -571,6 +601,9 @@ func TestRevocation(t *testing.T) {
 	}
 	if _, err := d.userinfo(t.Context(), tok); err == nil {
 		t.Error("the access token of a revoked refresh token still works")
+	}
+	if active, _, _ := introspect(tok.AccessToken); active {
+		t.Error("introspection says a revoked access token is active")
 	}
 }
 
@@ -624,6 +657,46 @@ func TestClientAuthentication(t *testing.T) {
 	_, err := bad.Exchange(t.Context(), code, oauth2.VerifierOption(f.verifier))
 	if got := oauthErrorCode(t, err); got != "invalid_client" {
 		t.Errorf("wrong client secret: got %q, want invalid_client", got)
+	}
+}
+
+// TestPublicClient signs in with a client that has no secret, as a CLI
+// does: PKCE alone authenticates the exchange, and the redirect URI may use
+// any loopback port (RFC 8252 section 7.3).
+func TestPublicClient(t *testing.T) {
+	d := startIdP(t, options{})
+	const cliRedirect = "http://127.0.0.1:54321/callback"
+	cli := &oauth2.Config{ClientID: publicClientID, Endpoint: d.oauth.Endpoint, RedirectURL: cliRedirect, Scopes: testScopes}
+	verifier := oauth2.GenerateVerifier()
+	authURL := cli.AuthCodeURL("cli-state", oauth2.S256ChallengeOption(verifier))
+	final, page, err := testenv.NewBrowser(nil).SignIn(t.Context(), authURL, aliceEmail, alicePassword, cliRedirect)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, page)
+	}
+	code := final.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code at %s", final.Redacted())
+	}
+	if _, err := cli.Exchange(t.Context(), code, oauth2.VerifierOption(oauth2.GenerateVerifier())); err == nil {
+		t.Error("a public client exchanged a code with a wrong verifier")
+	}
+	tok, err := cli.Exchange(t.Context(), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("public client exchange: %v", err)
+	}
+	idt, err := d.oidc.Verifier(&oidc.Config{ClientID: publicClientID}).Verify(t.Context(), tok.Extra("id_token").(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c claims
+	if err := idt.Claims(&c); err != nil || c.Email != aliceEmail {
+		t.Errorf("public client ID token: email %q, error %v", c.Email, err)
+	}
+	// Another host than loopback is not a registered redirect.
+	bad := *cli
+	bad.RedirectURL = "http://evil.example:54321/callback"
+	if resp, _ := get(t, bad.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier))); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("authorize with an unregistered redirect URI: got %s, want 400 (never a redirect to it)", resp.Status)
 	}
 }
 

@@ -41,9 +41,11 @@ type authRequest struct {
 	subject  string
 	authTime time.Time
 
-	// code is the one authorization code issued, and when it expires.
+	// code is the one authorization code issued, and when it expires;
+	// redeemed says tokens were issued for it.
 	code        string
 	codeExpires time.Time
+	redeemed    bool
 }
 
 var (

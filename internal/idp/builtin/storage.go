@@ -398,7 +398,7 @@ func (s *storage) AuthRequestByCode(_ context.Context, code string) (op.AuthRequ
 func (s *storage) redeemLocked(r *authRequest) error {
 	now := s.now()
 	a, ok := s.authRequests[r.id]
-	if !ok || a.code == "" || s.codes[a.code] != r.id {
+	if !ok || a.redeemed || a.code == "" || s.codes[a.code] != r.id {
 		s.revokeGrantLocked(r.id)
 		return oidc.ErrInvalidGrant().WithDescription("the authorization code was already used")
 	}
@@ -407,7 +407,8 @@ func (s *storage) redeemLocked(r *authRequest) error {
 	}
 	delete(s.codes, a.code)
 	s.rememberLocked(s.spentCodes, a.code, a.id, now.Add(max(s.refreshTTL, s.accessTTL)))
-	a.code = ""
+	// a.code stays set, so that SaveAuthCode issues no second code.
+	a.redeemed = true
 	return nil
 }
 

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// testHash is a valid bcrypt hash (of "password", cost 4).
+// testHash is a well-formed bcrypt hash at cost 4.
 const testHash = "$2a$04$fjUNwz/YX9MDZTA.NQcZp.7QCJr/YlWBA/4T0Dqr/nYjSK3Izbhgu"
 
 func TestLoadUsers(t *testing.T) {

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
+)
+
+// builtinIDPPath is where the built-in provider lives on the authenticate
+// host (IDP_PROVIDER=builtin): its issuer is AUTHENTICATE_SERVICE_URL plus
+// this path.
+const builtinIDPPath = "/.portcullis/idp"
+
+// newBuiltinIDP starts the built-in OpenID provider for IDP_PROVIDER=builtin
+// and fills in the provider settings in s.opts (issuer, client) that point
+// sign-in at it, as if the operator had set them. It returns
+// the provider's handler, for the authenticate host, and an HTTP client
+// that reaches that handler in process: the server need not trust its own
+// certificate, nor be listening yet, to talk to its own provider.
+func (s *Server) newBuiltinIDP() (http.Handler, *http.Client, error) {
+	opts := s.opts
+	if opts.IDPUsersFile == "" {
+		return nil, nil, errors.New("IDP_PROVIDER=builtin needs IDP_USERS_FILE: a YAML list of {email, groups, password_hash}")
+	}
+	users, err := builtin.LoadUsers(opts.IDPUsersFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	issuer := *opts.AuthenticateServiceURL
+	issuer.Path = strings.TrimSuffix(issuer.Path, "/") + builtinIDPPath
+	callback := *opts.AuthenticateServiceURL
+	callback.Path = strings.TrimSuffix(callback.Path, "/") + "/oauth2/callback"
+	if opts.IDPClientID == "" {
+		opts.IDPClientID = "portcullis"
+	}
+	if opts.IDPClientSecret == "" {
+		// Both ends are this process; derive the secret rather than make
+		// the operator invent one.
+		sum := sha256.Sum256(append([]byte("portcullis builtin idp client\x00"), opts.SharedSecret...))
+		opts.IDPClientSecret = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	p, err := builtin.New(builtin.Config{
+		Issuer: issuer.String(),
+		Users:  users,
+		Clients: []builtin.Client{{
+			ID: opts.IDPClientID, Secret: opts.IDPClientSecret,
+			RedirectURIs: []string{callback.String()},
+		}},
+		Logger:    s.logger,
+		CryptoKey: sha256.Sum256(append([]byte("portcullis builtin idp crypto\x00"), opts.SharedSecret...)),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the built-in identity provider: %w", err)
+	}
+	opts.IDPProviderURL = issuer.String()
+	client := &http.Client{Transport: inProcess{p.Handler()}}
+	return p.Handler(), client, nil
+}
+
+// inProcess is an http.RoundTripper that serves requests with a handler
+// in this process. The built-in provider's answers (discovery, JWKS, token,
+// userinfo) are small and complete, so recording them whole is fine.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	in := r.Clone(r.Context())
+	in.RequestURI = (&url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}).RequestURI()
+	in.Host = r.URL.Host
+	if in.Body == nil {
+		in.Body = http.NoBody
+	}
+	t.h.ServeHTTP(rec, in)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// authenticateHost is the handler of the authenticate host: sign-in, and
+// the built-in provider when there is one.
+func (s *Server) authenticateHost() http.Handler {
+	if s.builtinIDP == nil {
+		return s.auth.AuthenticateHandler()
+	}
+	mux := http.NewServeMux()
+	mux.Handle(builtinIDPPath+"/", s.builtinIDP)
+	mux.Handle("/", s.auth.AuthenticateHandler())
+	return mux
+}
