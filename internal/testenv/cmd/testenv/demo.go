@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
@@ -68,6 +69,17 @@ func demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The built-in provider signs people in; its one user is the one the
+	// RBAC binding above makes cluster-admin.
+	const demoUser, demoPassword = "someuser@example.com", "portcullis-demo"
+	hash, err := builtin.HashPassword(demoPassword)
+	if err != nil {
+		return err
+	}
+	usersFile := filepath.Join(dir, "users.yaml")
+	if err := os.WriteFile(usersFile, []byte(fmt.Sprintf("- email: %s\n  groups: [demo]\n  password_hash: %q\n", demoUser, hash)), 0o600); err != nil {
+		return err
+	}
 	route := fmt.Sprintf("https://127.0.0.1:%d", *port)
 	b64 := base64.StdEncoding.EncodeToString
 	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  allow_spdy: true\n  policy:\n    - allow:\n        or:\n          - email:\n              is: someuser@example.com\n  kubernetes_service_account_token: %q\n",
@@ -80,6 +92,8 @@ func demo(ctx context.Context, args []string) error {
 		"COOKIE_SECRET=" + b64(randomBytes(32)),
 		"SHARED_SECRET=" + b64(randomBytes(32)),
 		"POLICY=" + b64([]byte(policy)),
+		"IDP_PROVIDER=builtin",
+		"IDP_USERS_FILE=" + usersFile,
 		"LOG_FORMAT=text",
 	}
 	srv, err := testenv.StartServerProcess(ctx, "portcullis", bin, dir, nil, env, route+"/healthz", ca.ClientTLS())
@@ -92,21 +106,22 @@ func demo(ctx context.Context, args []string) error {
 Portcullis is running.
 
   route              %s  →  kube-apiserver %s
+  sign-in            built-in provider at https://localhost:%d/.portcullis/idp
+  demo user          %s, password %s (cluster-admin via RBAC)
   service account    default/portcullis (may impersonate users and groups)
-  RBAC               someuser@example.com is cluster-admin (deploy/kubernetes/user-binding.yaml)
   Portcullis log     %s
   admin kubeconfig   %s
 
 Try:
+  a browser on this machine: %s/.pomerium/   (trust %s, or accept the warning)
   curl --cacert %s %s/healthz
   KUBECONFIG=%s kubectl get --raw /version     # the cluster directly, as admin
 
-Not there yet: sign-in with the built-in provider and portcullis-cli's kubectl
-exec-credential plugin, so kubectl cannot sign in through Portcullis yet: a
-request to the route without a token answers 401. See README.md.
+Not there yet: portcullis-cli's kubectl exec-credential plugin, so kubectl
+cannot sign in through Portcullis yet. See README.md.
 
 Press Ctrl-C to stop; everything started here is removed.
-`, route, cluster.URL, srv.LogPath, cluster.Kubeconfig, caFile, route, cluster.Kubeconfig)
+`, route, cluster.URL, *port, demoUser, demoPassword, srv.LogPath, cluster.Kubeconfig, route, caFile, caFile, route, cluster.Kubeconfig)
 
 	select {
 	case <-ctx.Done():
