@@ -50,6 +50,7 @@ type Authenticator struct {
 
 	mu        sync.Mutex
 	usedState map[string]time.Time // state nonces already redeemed, until they expire
+	nextSweep time.Time            // when redeemState next drops expired entries
 }
 
 // stateTTL bounds a sign-in round trip to the provider and back.
@@ -166,6 +167,13 @@ func (a *Authenticator) routeRedirect(raw string) (target, audience string, err 
 	if raw == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return "", "", errors.New("the sign-in link has no valid pomerium_redirect_uri: open the address of your cluster to sign in")
 	}
+	// The hand-off carries a token for the route in this URL's query, and
+	// the router matches a route's host whatever the scheme: over plain
+	// http anyone on the path could read the token. Plain http is only for
+	// a development setup whose sign-in service is itself plain http.
+	if u.Scheme == "http" && !a.plainHTTP() {
+		return "", "", fmt.Errorf("%q is plain http: Portcullis only sends your sign-in back over https", u.Host)
+	}
 	audience, ok := a.opts.RouteAudience(u.Host)
 	if !ok {
 		return "", "", fmt.Errorf("%q is not an address Portcullis serves, so it will not send you there", u.Host)
@@ -237,12 +245,21 @@ func (a *Authenticator) redeemState(csrf string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	for k, exp := range a.usedState {
-		if now.After(exp) {
-			delete(a.usedState, k)
+	// Sweep now and then, not on every call: a sweep walks every sign-in
+	// of the last stateTTL under the lock, so sweeping per callback let a
+	// flood of callbacks cost quadratic time and stall every sign-in.
+	if !now.Before(a.nextSweep) {
+		for k, exp := range a.usedState {
+			if now.After(exp) {
+				delete(a.usedState, k)
+			}
 		}
+		a.nextSweep = now.Add(stateTTL / 10)
 	}
-	if _, used := a.usedState[csrf]; used {
+	// An entry not yet swept but past its time is free again: by then
+	// the state it stands for has expired too (it was sealed for stateTTL
+	// before it was redeemed), so the state check refuses a replay first.
+	if exp, used := a.usedState[csrf]; used && !now.After(exp) {
 		return false
 	}
 	a.usedState[csrf] = now.Add(stateTTL)
@@ -273,23 +290,41 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 		http.Redirect(w, r, u.String(), http.StatusFound)
 		return
 	}
-	target, _ := url.Parse(st.Redirect)
+	// The return address was checked when the sign-in started; check it
+	// again against the routes of now (a reload may have removed it), so a
+	// token is only ever sent to a host that serves its audience.
+	back, audience, err := a.routeRedirect(st.Redirect)
+	if err != nil || audience != st.Audience {
+		a.page(w, http.StatusBadRequest, "Bad sign-in link", "The address this sign-in was for is no longer served here. Open the address of your cluster again.")
+		return
+	}
+	target, _ := url.Parse(back)
 	cb := &url.URL{Scheme: target.Scheme, Host: target.Host, Path: "/.pomerium/callback/"}
 	cb.RawQuery = url.Values{"pomerium_jwt": {tok}, "pomerium_redirect_uri": {st.Redirect}}.Encode()
 	http.Redirect(w, r, cb.String(), http.StatusFound)
 }
 
-// sessionFromCookie returns the live session named by the cookie for host.
-func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session.Session {
+// sessionIDFromCookie returns the session id sealed in the cookie for
+// host, whether or not that session is still live.
+func (a *Authenticator) sessionIDFromCookie(r *http.Request, host string) (string, bool) {
 	c, err := r.Cookie(a.opts.CookieName)
 	if err != nil {
-		return nil
+		return "", false
 	}
 	sid, err := a.opts.Sealer.Open(a.sessionPurpose(host), c.Value, a.now())
 	if err != nil {
+		return "", false
+	}
+	return string(sid), true
+}
+
+// sessionFromCookie returns the live session named by the cookie for host.
+func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session.Session {
+	sid, ok := a.sessionIDFromCookie(r, host)
+	if !ok {
 		return nil
 	}
-	sess, err := a.opts.Store.Get(r.Context(), string(sid))
+	sess, err := a.opts.Store.Get(r.Context(), sid)
 	if err != nil {
 		return nil
 	}
@@ -298,18 +333,28 @@ func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session
 
 // signOutAuthenticate ends the sign-in on the authenticate host and, if
 // the provider has one, at the provider.
+//
+// A sign-out that starts on a route host has already revoked the session
+// (so its tokens stop working even if nothing follows the redirect here):
+// an authentic cookie whose session is gone still means this browser
+// signed in, and is still sent on to the provider, without the ID token
+// hint it no longer has (OpenID Connect RP-Initiated Logout 1.0, section 2,
+// makes the hint optional).
 func (a *Authenticator) signOutAuthenticate(w http.ResponseWriter, r *http.Request) {
-	if sess := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); sess != nil {
-		a.opts.Store.Delete(r.Context(), sess.ID)
-		a.clearCookie(w, a.opts.CookieName)
+	a.clearCookie(w, a.opts.CookieName)
+	if sid, ok := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host); ok {
+		var hint string
+		if sess, err := a.opts.Store.Get(r.Context(), sid); err == nil {
+			hint = sess.IDPIDToken
+		}
+		a.opts.Store.Delete(r.Context(), sid)
 		if a.SignInConfigured() {
-			if u := a.opts.Provider.EndSessionURL(r.Context(), sess.IDPIDToken, ""); u != "" {
+			if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
 				http.Redirect(w, r, u, http.StatusFound)
 				return
 			}
 		}
 	}
-	a.clearCookie(w, a.opts.CookieName)
 	a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
 }
 
@@ -329,8 +374,13 @@ func (a *Authenticator) clearCookie(w http.ResponseWriter, name string) {
 		Secure: a.secureCookies(), HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
-func (a *Authenticator) secureCookies() bool {
-	return a.opts.AuthenticateURL == nil || a.opts.AuthenticateURL.Scheme != "http"
+func (a *Authenticator) secureCookies() bool { return !a.plainHTTP() }
+
+// plainHTTP reports a development setup whose sign-in service is plain
+// http: only then do cookies go without Secure and sign-ins return to
+// plain http addresses.
+func (a *Authenticator) plainHTTP() bool {
+	return a.opts.AuthenticateURL != nil && a.opts.AuthenticateURL.Scheme == "http"
 }
 
 // ErrNoCredentials means the request carries no token and no session cookie.
@@ -376,8 +426,12 @@ func (a *Authenticator) RedirectToSignIn(w http.ResponseWriter, r *http.Request)
 		a.page(w, http.StatusUnauthorized, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
 		return
 	}
+	// https unless the whole setup is plain http: behind a load balancer
+	// that terminates TLS (INSECURE_SERVER) r.TLS is nil though the browser
+	// is on https, and sign-in never returns to plain http otherwise (see
+	// routeRedirect).
 	back := &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
-	if r.TLS == nil {
+	if r.TLS == nil && a.plainHTTP() {
 		back.Scheme = "http"
 	}
 	http.Redirect(w, r, a.signInURL(url.Values{"pomerium_redirect_uri": {back.String()}}), http.StatusFound)

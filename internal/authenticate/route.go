@@ -112,6 +112,9 @@ func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience 
 		info.Groups = []string{}
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	// The page quotes what the provider said (name, groups): never let a
+	// browser read it as anything but what it is.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if kube.WantsKubernetesStatus(r) || !acceptsHTML(r) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(info)
