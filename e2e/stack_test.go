@@ -38,6 +38,13 @@ type stack struct {
 // node too if the test runs pods.
 func startStack(t *testing.T, ctx context.Context, withKwok bool) *stack {
 	t.Helper()
+	return startStackWithPolicy(t, ctx, withKwok, "    - allow:\n        or:\n          - authenticated_user: true\n")
+}
+
+// startStackWithPolicy is startStack with the route's `policy:` list
+// (indented to sit under the route key).
+func startStackWithPolicy(t *testing.T, ctx context.Context, withKwok bool, policyYAML string) *stack {
+	t.Helper()
 	s := &stack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
 	var err error
 	if withKwok {
@@ -81,11 +88,8 @@ func startStack(t *testing.T, ctx context.Context, withKwok bool) *stack {
   to: %s
   tls_custom_ca: %s
   policy:
-    - allow:
-        or:
-          - authenticated_user: true
-  kubernetes_service_account_token_file: %s
-`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), s.tokenFile)
+%s  kubernetes_service_account_token_file: %s
+`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, s.tokenFile)
 	s.env = []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
 		"AUTHENTICATE_SERVICE_URL=" + authURL,

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/server"
 )
 
@@ -105,6 +106,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	// Load validates too, and reports every problem at once.
 	opts, err := config.Load(*configFile, lookupEnv)
 	if err != nil {
+		return reportProblems(stderr, err)
+	}
+	// Policies are compiled by the server at start; compile them here too
+	// so that a bad policy is reported with every other problem, by line.
+	if _, err := policy.CompileRoutes(opts.Routes); err != nil {
 		return reportProblems(stderr, err)
 	}
 

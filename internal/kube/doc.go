@@ -12,9 +12,9 @@
 //   - Kubernetes Status errors: WriteStatus and the helpers for 401, 403
 //     and upstream failures, with messages a kubectl user can act on, and
 //     WantsKubernetesStatus to tell kubectl from a browser;
-//   - later, the request-info parser that turns a request into the
-//     attributes the policy checks (verb, resource, subresource, namespace,
-//     name, API group).
+//   - ParseRequestInfo, which turns a request into the attributes the
+//     policy checks (verb, resource, subresource, namespace, name, API
+//     group) exactly as kube-apiserver's RequestInfoFactory does.
 //
 // It must not proxy (that is package proxy: transports, ReverseProxy,
 // upgrades), decide who a user is or hold any session state (authenticate

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
@@ -24,17 +26,23 @@ import (
 //  2. authenticate: a Portcullis token or session cookie for this route →
 //     an Identity; a browser without one is sent to sign in, kubectl gets
 //     a 401 Status;
-//  3. authorize: the route's policy (not enforced yet: see README);
+//  3. authorize: the route's policy on the person and, on a Kubernetes
+//     route, on the API request as kube-apiserver parses it; a denial
+//     names the rule that decided it;
 //  4. proxy: credentials out, service-account token and Impersonate-* in,
 //     forward, stream.
 func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
+	pol, err := policy.Compile(route)
+	if err != nil {
+		return nil, err
+	}
 	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Logger: s.logger})
 	if err != nil {
 		return nil, err
 	}
 	s.proxies = append(s.proxies, p)
 	audience := route.From.Host
-	next := http.Handler(p)
+	next := s.authorize(route, pol, p)
 	if !route.AllowPublicUnauthenticatedAccess {
 		next = s.authenticate(audience, next)
 	}
@@ -109,6 +117,58 @@ func newKeys(opts *config.Options) (*session.Keys, error) {
 		return nil, fmt.Errorf("creating token keys (SIGNING_KEY or SHARED_SECRET): %w", err)
 	}
 	return keys, nil
+}
+
+// authorize evaluates the route's compiled policy for the request and the
+// identity authenticate found (none on a public route), and answers 403
+// with the deciding rule when it denies.
+func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Handler) http.Handler {
+	kubernetes := route.IsKubernetes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := policy.Request{
+			Method:        r.Method,
+			Path:          r.URL.Path,
+			CORSPreflight: r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Origin") != "",
+			Time:          time.Now(),
+		}
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			req.SourceIP = ap.Addr().Unmap()
+		}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			req.ClientCertificate = r.TLS.PeerCertificates[0]
+		}
+		if id := identity.FromContext(r.Context()); id != nil {
+			req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
+			req.Claims = map[string][]string{"email": {id.Email}, "sub": {id.User}, "name": {id.Name}, "groups": id.Groups}
+		}
+		if kubernetes {
+			info, err := kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
+			if err != nil {
+				// kube-apiserver serves nothing for such a path either.
+				kube.WriteStatus(w, http.StatusBadRequest, "portcullis: not a Kubernetes API request: "+err.Error())
+				return
+			}
+			req.Kubernetes = policy.Kubernetes{Verb: info.Verb, APIGroup: info.APIGroup, Resource: info.Resource,
+				Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name}
+		}
+		d := pol.Evaluate(&req)
+		if d.Allow {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.logger.Info("request denied by policy", "request_id", RequestID(r.Context()), "route", route.From.String(),
+			"email", req.Email, "method", r.Method, "path", r.URL.Path, "decision", d)
+		switch {
+		case d.SignInRequired() && !kube.WantsKubernetesStatus(r):
+			s.auth.RedirectToSignIn(w, r)
+		case d.SignInRequired():
+			kube.Unauthenticated(w, d.Message())
+		case !kube.WantsKubernetesStatus(r):
+			writeText(w, http.StatusForbidden, "portcullis: "+d.Message())
+		default:
+			kube.WriteStatus(w, http.StatusForbidden, "portcullis: "+d.Message())
+		}
+	})
 }
 
 // newAuthenticator builds sign-in: the cookie sealer, the session store
