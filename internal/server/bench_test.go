@@ -29,11 +29,11 @@ func benchToken(tb testing.TB, opts *config.Options, route *config.Route) string
 		tb.Fatal(err)
 	}
 	tok, err := keys.Issue(session.Claims{
-		Subject:   "alice-id",
-		Email:     "alice@example.com",
-		Groups:    []string{"sre", "dev", "k8s-admins"},
-		Audience:  route.From.Host,
-		Expiry:    time.Now().Add(time.Hour),
+		Subject:  "alice-id",
+		Email:    "alice@example.com",
+		Groups:   []string{"sre", "dev", "k8s-admins"},
+		Audience: route.From.Host,
+		Expiry:   time.Now().Add(time.Hour),
 	})
 	if err != nil {
 		tb.Fatal(err)
