@@ -1,10 +1,13 @@
 // Command portcullis-cli is the Portcullis client: the kubectl
-// exec-credential plugin and the commands that set kubectl up.
+// exec-credential plugin and the commands that set kubectl up. Each
+// command is in a file of its own; the work is done in internal/cli/...
+//
+// stdout carries only what a program reads (the ExecCredential JSON, a
+// token, completion scripts); everything for a person goes to stderr.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,10 +30,9 @@ func main() {
 	}
 }
 
-// errNotImplemented marks commands whose behaviour is not built yet; they
-// say so rather than pretend.
-var errNotImplemented = errors.New("not implemented yet")
-
+// run is the whole command, with its streams passed in so tests can call
+// it. The environment (KUBERNETES_EXEC_INFO, BROWSER, KUBECONFIG, HOME,
+// XDG_CACHE_HOME) is read from the process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := newRootCommand(stdout, stderr)
 	root.SetArgs(args)
@@ -39,50 +41,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "portcullis-cli",
-		Short:         "Sign in to Kubernetes clusters behind Portcullis",
+		Use:   "portcullis-cli",
+		Short: "Sign in to Kubernetes clusters behind Portcullis",
+		Long: "portcullis-cli signs you in to Kubernetes clusters behind Portcullis.\n\n" +
+			"Run `portcullis-cli k8s setup https://ROUTE` once; from then on kubectl runs\n" +
+			"`portcullis-cli k8s exec-credential` itself and opens your browser when you need to sign in.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Shell completion is cobra's: `portcullis-cli completion bash|zsh|fish|powershell`.
 	root.AddCommand(newVersionCommand(), newK8sCommand(), newLoginCommand())
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "portcullis-cli", version)
-			return nil
-		},
-	}
-}
-
-func notImplemented(use, short string, args cobra.PositionalArgs) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short + " (not implemented yet)",
-		Args:  args,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return fmt.Errorf("%s: %w", cmd.CommandPath(), errNotImplemented)
-		},
-	}
-}
-
-func newK8sCommand() *cobra.Command {
-	k8s := &cobra.Command{Use: "k8s", Short: "Commands for kubectl"}
-	k8s.AddCommand(
-		notImplemented("exec-credential URL", "Print a kubectl ExecCredential for the Portcullis route at URL", cobra.ExactArgs(1)),
-		notImplemented("flush-credentials [URL]", "Forget cached credentials", cobra.MaximumNArgs(1)),
-		notImplemented("setup URL", "Add a cluster, user and context for URL to your kubeconfig", cobra.ExactArgs(1)),
-	)
-	return k8s
-}
-
-func newLoginCommand() *cobra.Command {
-	return notImplemented("login URL", "Sign in and print a token for scripts", cobra.ExactArgs(1))
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis-proxy/portcullis/internal/cli/broker"
+	"github.com/portcullis-proxy/portcullis/internal/cli/cache"
+	"github.com/portcullis-proxy/portcullis/internal/cli/login"
+	"github.com/portcullis-proxy/portcullis/internal/cli/route"
+)
+
+// connFlags are the flags of every command that reaches a route and may
+// sign in: pomerium-cli's names, and --no-browser and --login-timeout.
+type connFlags struct {
+	tls          route.TLSOptions
+	browserCmd   string
+	noBrowser    bool
+	loginTimeout time.Duration
+}
+
+func (f *connFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.browserCmd, "browser-cmd", "", "program to open the sign-in page with (its argument is the URL); default $BROWSER, else xdg-open")
+	fs.BoolVar(&f.noBrowser, "no-browser", false, "do not open a browser: print the sign-in address (on stderr) and wait")
+	fs.DurationVar(&f.loginTimeout, "login-timeout", login.DefaultTimeout, "how long to wait for the sign-in in the browser")
+	fs.BoolVar(&f.tls.InsecureSkipVerify, "disable-tls-verification", false, "do not verify the server's TLS certificate (insecure)")
+	fs.StringVar(&f.tls.CACert, "ca-cert", "", "CA certificate to trust for the server: a PEM file, or base64-encoded PEM as pomerium-cli takes")
+	fs.StringVar(&f.tls.AlternateCAPath, "alternate-ca-path", "", "PEM file of CA certificates to trust for the server")
+	cmd.MarkFlagFilename("ca-cert")
+	cmd.MarkFlagFilename("alternate-ca-path", "pem", "crt")
+}
+
+// args returns the flags that reproduce f for the exec stanza `k8s setup`
+// writes.
+func (f *connFlags) args() ([]string, error) {
+	args, err := f.tls.Args()
+	if err != nil {
+		return nil, err
+	}
+	if f.browserCmd != "" {
+		args = append(args, "--browser-cmd", f.browserCmd)
+	}
+	if f.noBrowser {
+		args = append(args, "--no-browser")
+	}
+	if f.loginTimeout != login.DefaultTimeout {
+		args = append(args, "--login-timeout", f.loginTimeout.String())
+	}
+	return args, nil
+}
+
+// broker returns the credential broker for the route at rawURL.
+func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, func(), error) {
+	u, err := route.ParseURL(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.loginTimeout <= 0 {
+		return nil, nil, fmt.Errorf("--login-timeout must be positive, got %s", f.loginTimeout)
+	}
+	client, err := route.New(u, f.tls)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := cache.DefaultDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &broker.Broker{
+		URL:   u.String(),
+		Cache: cache.New(dir),
+		Check: func(ctx context.Context, jwt string) error {
+			_, err := client.WhoAmI(ctx, jwt)
+			return err
+		},
+		Login: func(ctx context.Context) (string, error) {
+			return login.Login(ctx, login.Options{
+				SignInURL: client.LoginURL,
+				Server:    u.String(),
+				Browser:   login.ChooseBrowser(f.browserCmd, os.Getenv("BROWSER"), f.noBrowser),
+				Timeout:   f.loginTimeout,
+				Stderr:    stderr,
+			})
+		},
+		Stderr: stderr,
+	}
+	return b, client.CloseIdleConnections, nil
+}
+
+// oneURL is cobra.ExactArgs(1) with a message that says what is missing.
+func oneURL(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 || strings.TrimSpace(args[0]) == "" {
+		return fmt.Errorf("%s needs the route's URL, such as https://k8s.example.com", cmd.CommandPath())
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// The person the sign-in stack's provider knows.
+const (
+	signinEmail    = "someuser@example.com"
+	signinPassword = "correct horse battery"
+)
+
+// signinStack is the setup of TestSignIn as a helper: a real
+// kube-apiserver, the real portcullis binary configured as the guide
+// configures it, and a real OpenID provider (testenv's, zitadel's example
+// OP) that knows signinEmail. The route is https://127.0.0.1:PORT and the
+// authenticate service https://localhost:PORT, on one listener.
+type signinStack struct {
+	cluster  *testenv.Cluster
+	ca       *testenv.CA // signed Portcullis's serving certificate
+	idp      *testenv.OIDCProvider
+	routeURL string
+	authURL  string
+	dir      string
+}
+
+func startSigninStack(t *testing.T, ctx context.Context) *signinStack {
+	t.Helper()
+	s := &signinStack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
+	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
+		if _, _, err := s.cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saToken, err := s.cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.routeURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	s.authURL = fmt.Sprintf("https://localhost:%d", port)
+	s.idp = testenv.NewOIDCProvider(t, []string{s.authURL + "/oauth2/callback"}, []testenv.OIDCUser{
+		{Email: signinEmail, Password: signinPassword, FirstName: "Some", LastName: "User"},
+	})
+	if s.ca, err = testenv.NewCA("portcullis-e2e"); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := s.ca.Issue("portcullis", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n    - allow:\n        or:\n          - email:\n              is: %s\n  kubernetes_service_account_token: %q\n",
+		s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), signinEmail, saToken)
+	env := []string{
+		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
+		"AUTHENTICATE_SERVICE_URL=" + s.authURL,
+		"CERTIFICATE=" + b64(cert),
+		"CERTIFICATE_KEY=" + b64(key),
+		"COOKIE_SECRET=" + b64(random(32)),
+		"SHARED_SECRET=" + b64(random(32)),
+		"IDP_PROVIDER=oidc",
+		"IDP_PROVIDER_URL=" + s.idp.Issuer,
+		"IDP_CLIENT_ID=" + s.idp.ClientID,
+		"IDP_CLIENT_SECRET=" + s.idp.ClientSecret,
+		"POLICY=" + b64([]byte(policy)),
+		"LOG_LEVEL=debug",
+	}
+	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.StartServer(t, "portcullis", bin, s.dir, nil, env, s.routeURL+"/healthz", s.ca.ClientTLS())
+	return s
+}

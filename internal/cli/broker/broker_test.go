@@ -1,0 +1,302 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/cli/cache"
+	"github.com/portcullis-proxy/portcullis/internal/cli/route"
+)
+
+const testURL = "https://k8s.example.com"
+
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func jwt(exp time.Time, n int) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"ES256"}`)) + "." +
+		enc(fmt.Appendf(nil, `{"exp":%d,"email":"someuser@example.com","n":%d}`, exp.Unix(), n)) + "." + enc([]byte("sig"))
+}
+
+// fakeServer stands in for the route: it issues tokens on sign-in and
+// accepts those it has issued and not revoked.
+type fakeServer struct {
+	mu       sync.Mutex
+	accepted map[string]bool
+	logins   atomic.Int32
+	checks   atomic.Int32
+	expiry   time.Duration
+	down     error
+}
+
+func newFakeServer() *fakeServer {
+	return &fakeServer{accepted: map[string]bool{}, expiry: time.Hour}
+}
+
+func (s *fakeServer) login(ctx context.Context) (string, error) {
+	n := s.logins.Add(1)
+	time.Sleep(50 * time.Millisecond) // a person takes a moment
+	tok := jwt(testNow.Add(s.expiry), int(n))
+	s.mu.Lock()
+	s.accepted[tok] = true
+	s.mu.Unlock()
+	return tok, nil
+}
+
+func (s *fakeServer) check(ctx context.Context, tok string) error {
+	s.checks.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down != nil {
+		return s.down
+	}
+	if !s.accepted[tok] {
+		return fmt.Errorf("%w: session ended", route.ErrRejected)
+	}
+	return nil
+}
+
+func (s *fakeServer) revokeAll() {
+	s.mu.Lock()
+	clear(s.accepted)
+	s.mu.Unlock()
+}
+
+func newBroker(t *testing.T, s *fakeServer, dir string, stderr *bytes.Buffer) *Broker {
+	t.Helper()
+	b := &Broker{
+		URL:    testURL,
+		Cache:  cache.New(dir),
+		Check:  s.check,
+		Login:  s.login,
+		Now:    func() time.Time { return testNow },
+		Stderr: nil,
+	}
+	if stderr != nil {
+		b.Stderr = stderr
+	}
+	return b
+}
+
+func TestTokenUsesCacheWhileGood(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	b := newBroker(t, s, dir, &stderr)
+	first, err := b.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.logins.Load() != 1 {
+		t.Fatalf("empty cache: got %d sign-ins, want 1", s.logins.Load())
+	}
+	if !strings.Contains(stderr.String(), "Signed in to https://k8s.example.com as someuser@example.com.") {
+		t.Errorf("stderr: got %q, want who is signed in", stderr.String())
+	}
+	for range 3 {
+		got, err := newBroker(t, s, dir, nil).Token(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Raw != first.Raw {
+			t.Errorf("got another token, want the cached one")
+		}
+	}
+	if got := s.logins.Load(); got != 1 {
+		t.Errorf("got %d sign-ins, want 1: the cached token is good", got)
+	}
+	if got := s.checks.Load(); got != 3 {
+		t.Errorf("got %d server checks, want one per use of the cache (3)", got)
+	}
+}
+
+func TestTokenRenewsBeforeExpiry(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		expiry     time.Duration
+		wantLogins int32
+		wantSaid   string
+	}{
+		{"an hour left", time.Hour, 1, ""},
+		{"61 seconds left", 61 * time.Second, 1, ""},
+		{"a minute left", time.Minute, 2, "expires in less than 1m0s; signing in again"},
+		{"expired", -time.Second, 2, "has expired; signing in again"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newFakeServer()
+			dir := t.TempDir()
+			c := cache.New(dir)
+			old := jwt(testNow.Add(tt.expiry), 0)
+			s.accepted[old] = true
+			if err := c.Store(cache.Entry{URL: testURL, Token: old, Expiry: testNow.Add(tt.expiry)}); err != nil {
+				t.Fatal(err)
+			}
+			s.logins.Store(1)
+			var stderr bytes.Buffer
+			tok, err := newBroker(t, s, dir, &stderr).Token(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.logins.Load(); got != tt.wantLogins {
+				t.Errorf("got %d sign-ins, want %d", got-1, tt.wantLogins-1)
+			}
+			if !tok.ValidFor(testNow, RenewBefore) {
+				t.Errorf("got a token valid until %v, want one good for more than a minute", tok.Expiry)
+			}
+			if tt.wantSaid != "" && !strings.Contains(stderr.String(), tt.wantSaid) {
+				t.Errorf("stderr: got %q, want %q", stderr.String(), tt.wantSaid)
+			}
+		})
+	}
+}
+
+// A token the server refuses (signed out) is replaced by one sign-in.
+func TestTokenRejectedByServer(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	if _, err := newBroker(t, s, dir, nil).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.revokeAll()
+	var stderr bytes.Buffer
+	tok, err := newBroker(t, s, dir, &stderr).Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.logins.Load(); got != 2 {
+		t.Errorf("got %d sign-ins, want 2", got)
+	}
+	if !s.accepted[tok.Raw] {
+		t.Errorf("got a token the server does not accept")
+	}
+	if !strings.Contains(stderr.String(), "is no longer accepted by the server") {
+		t.Errorf("stderr: got %q, want the reason for the new sign-in", stderr.String())
+	}
+	// The refused token was sent once, not again after taking the lock.
+	if got := s.checks.Load(); got != 1 {
+		t.Errorf("got %d checks, want 1", got)
+	}
+}
+
+// A server that cannot say fails the command, with its reason, and no
+// browser opens.
+func TestTokenServerUnreachable(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	if _, err := newBroker(t, s, dir, nil).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.down = errors.New("checking the cached credential with https://k8s.example.com: cannot reach the server (connection refused)")
+	_, err := newBroker(t, s, dir, nil).Token(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("got %v, want the server's error", err)
+	}
+	if got := s.logins.Load(); got != 1 {
+		t.Errorf("got %d sign-ins, want 1 (no new sign-in when the server cannot be asked)", got)
+	}
+}
+
+// A corrupt cache file is replaced, not fatal.
+func TestTokenCorruptCache(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	c := cache.New(dir)
+	if err := c.Store(cache.Entry{URL: testURL, Token: "not-a-jwt"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newBroker(t, s, dir, nil).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.Path(testURL), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newBroker(t, s, dir, nil).Token(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.logins.Load(); got != 2 {
+		t.Errorf("got %d sign-ins, want 2", got)
+	}
+}
+
+// Many processes at once on an empty cache: one sign-in, one token.
+func TestTokenConcurrentSignInOnce(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	tokens := make([]string, 10)
+	var waitMsgs atomic.Int32
+	for i := range tokens {
+		wg.Go(func() {
+			var stderr bytes.Buffer
+			tok, err := newBroker(t, s, dir, &stderr).Token(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tokens[i] = tok.Raw
+			if strings.Contains(stderr.String(), "Another portcullis-cli is signing in") {
+				waitMsgs.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.logins.Load(); got != 1 {
+		t.Errorf("got %d sign-ins, want 1", got)
+	}
+	for _, tok := range tokens {
+		if tok != tokens[0] {
+			t.Errorf("got different tokens, want the one sign-in's token for all")
+			break
+		}
+	}
+	if waitMsgs.Load() == 0 {
+		t.Errorf("no waiting process said why it waited")
+	}
+}
+
+func TestSignInAlwaysSignsIn(t *testing.T) {
+	s := newFakeServer()
+	dir := t.TempDir()
+	b := newBroker(t, s, dir, nil)
+	first, err := b.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.SignIn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Raw == second.Raw || s.logins.Load() != 2 {
+		t.Errorf("SignIn reused the cached token, want a new sign-in")
+	}
+	if got, _ := b.Token(context.Background()); got.Raw != second.Raw {
+		t.Errorf("the new token was not cached")
+	}
+}
+
+func TestSignInRefusesBadTokens(t *testing.T) {
+	for _, tt := range []struct{ name, token, want string }{
+		{"not a JWT", "garbage", "cannot read"},
+		{"already expired", jwt(testNow.Add(-time.Hour), 1), "is this computer's clock right?"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBroker(t, newFakeServer(), t.TempDir(), nil)
+			b.Login = func(context.Context) (string, error) { return tt.token, nil }
+			if _, err := b.Token(context.Background()); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+			if e, _ := b.Cache.Load(testURL); e != nil {
+				t.Errorf("a bad token was cached")
+			}
+		})
+	}
+}

@@ -1,0 +1,18 @@
+// Package login signs a person in through their browser, the way
+// pomerium-cli does: it listens on a loopback port (127.0.0.1:0), asks the
+// route's login endpoint for a sign-in URL that ends on that port, opens
+// the URL in a browser (--browser-cmd, else $BROWSER, else xdg-open; or
+// none with --no-browser) and always prints it on stderr so it can be
+// opened by hand, then waits — with a timeout — for the browser to arrive
+// on the loopback listener with ?pomerium_jwt=<token>, and answers it with
+// a page saying the tab can be closed.
+//
+// The loopback path carries a random component, so another local process
+// that finds the port cannot hand the CLI a token of its choosing without
+// also knowing the path (which travels only inside the server's sealed
+// sign-in state and the browser's redirect).
+//
+// It must not cache or check tokens (packages cache and broker do), and
+// it writes only to the stderr it is given: stdout belongs to the
+// ExecCredential kubectl reads.
+package login
