@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -102,26 +106,53 @@ func demo(ctx context.Context, args []string) error {
 	}
 	defer srv.Stop(15 * time.Second)
 
+	// kubectl through Portcullis: portcullis-cli writes the context, and
+	// kubectl runs it as its credential plugin. The demo's "browser" signs
+	// in as the demo user over HTTP and says what it does, so the flow runs
+	// here with or without a real browser.
+	say("building portcullis-cli")
+	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", dir)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	browserCmd := filepath.Join(dir, "demo-browser")
+	script := fmt.Sprintf("#!/bin/sh\nexec %q browse --ca %q --user %q --password %q \"$1\"\n", self, caFile, demoUser, demoPassword)
+	if err := os.WriteFile(browserCmd, []byte(script), 0o700); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	cliEnv := append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(dir, "cache"))
+	setup := exec.CommandContext(ctx, cli, "k8s", "setup", route, "--name", "portcullis-demo", "--ca-cert", caFile, "--browser-cmd", browserCmd, "--kubeconfig", kubeconfig)
+	setup.Env, setup.Stdout, setup.Stderr = cliEnv, os.Stderr, os.Stderr
+	if err := setup.Run(); err != nil {
+		return fmt.Errorf("portcullis-cli k8s setup: %w", err)
+	}
+	say("kubectl --context portcullis-demo auth whoami  (the first call signs in)")
+	whoami := exec.CommandContext(ctx, cluster.KubectlPath, "--kubeconfig", kubeconfig, "--context", "portcullis-demo", "auth", "whoami")
+	whoami.Env, whoami.Stdout, whoami.Stderr = cliEnv, os.Stderr, os.Stderr
+	if err := whoami.Run(); err != nil {
+		return fmt.Errorf("kubectl auth whoami through Portcullis: %w", err)
+	}
+
 	fmt.Fprintf(os.Stderr, `
-Portcullis is running.
+Portcullis is running, and kubectl went through it as %s.
 
   route              %s  →  kube-apiserver %s
   sign-in            built-in provider at https://localhost:%d/.portcullis/idp
   demo user          %s, password %s (cluster-admin via RBAC)
-  service account    default/portcullis (may impersonate users and groups)
+  kubeconfig         %s  (context portcullis-demo)
   Portcullis log     %s
-  admin kubeconfig   %s
 
 Try:
+  KUBECONFIG=%s XDG_CACHE_HOME=%s kubectl get ns
   a browser on this machine: %s/.pomerium/   (trust %s, or accept the warning)
-  curl --cacert %s %s/healthz
-  KUBECONFIG=%s kubectl get --raw /version     # the cluster directly, as admin
-
-Not there yet: portcullis-cli's kubectl exec-credential plugin, so kubectl
-cannot sign in through Portcullis yet. See README.md.
 
 Press Ctrl-C to stop; everything started here is removed.
-`, route, cluster.URL, *port, demoUser, demoPassword, srv.LogPath, cluster.Kubeconfig, route, caFile, caFile, route, cluster.Kubeconfig)
+`, demoUser, route, cluster.URL, *port, demoUser, demoPassword, kubeconfig, srv.LogPath, kubeconfig, filepath.Join(dir, "cache"), route, caFile)
 
 	select {
 	case <-ctx.Done():
@@ -136,4 +167,34 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)
 	return b
+}
+
+// browse is the demo's stand-in for a browser: it opens the sign-in URL,
+// fills in the built-in provider's login form as the demo user, and
+// follows the redirects back to portcullis-cli, saying each step.
+func browse(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("browse", flag.ContinueOnError)
+	caFile := fs.String("ca", "", "CA certificate that signed Portcullis's certificate")
+	user := fs.String("user", "", "email to sign in as")
+	password := fs.String("password", "", "password")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: testenv browse --ca FILE --user EMAIL --password PW URL")
+	}
+	pem, err := os.ReadFile(*caFile)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	b := testenv.NewBrowser(&tls.Config{RootCAs: pool})
+	fmt.Fprintf(os.Stderr, "demo browser: opening %s and signing in as %s\n", fs.Arg(0), *user)
+	final, _, err := b.SignIn(ctx, fs.Arg(0), *user, *password, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "demo browser: signed in; landed on %s://%s%s\n", final.Scheme, final.Host, final.Path)
+	return nil
 }

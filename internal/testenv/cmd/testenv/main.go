@@ -41,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 		return nil
 	case "demo":
 		return demo(ctx, args[1:])
+	case "browse":
+		return browse(ctx, args[1:])
 	case "path":
 		if len(args) != 2 {
 			return errors.New("usage: testenv path NAME")
