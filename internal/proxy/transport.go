@@ -100,7 +100,9 @@ type failover struct {
 
 // pick returns the upstream a new request starts with.
 func (f *failover) pick() *url.URL {
-	return f.targets[int(f.next.Add(1)-1)%len(f.targets)]
+	// Modulo in uint32: int(counter) is negative past 2^31 where int has
+	// 32 bits.
+	return f.targets[(f.next.Add(1)-1)%uint32(len(f.targets))]
 }
 
 func (f *failover) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -128,12 +130,27 @@ func (f *failover) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		var resp *http.Response
 		resp, err = f.rt.RoundTrip(out)
+		if err != nil && i > 0 {
+			// The error handler sees r, addressed to the first upstream
+			// tried; the error must name the one that gave it.
+			err = &failoverError{upstream: out.URL.Scheme + "://" + out.URL.Host, err: err}
+		}
 		if err == nil || !isDialError(err) || (body != nil && body.touched.Load()) {
 			return resp, err
 		}
 	}
 	return nil, err
 }
+
+// failoverError is a round-trip error from an upstream other than the one
+// the request was addressed to, naming it (scheme://host).
+type failoverError struct {
+	upstream string
+	err      error
+}
+
+func (e *failoverError) Error() string { return e.upstream + ": " + e.err.Error() }
+func (e *failoverError) Unwrap() error { return e.err }
 
 // untouchedBody records whether the transport read the request body, and
 // keeps the transport from closing it after a failed dial so that the next

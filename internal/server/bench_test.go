@@ -150,9 +150,9 @@ func benchAPIServer(b *testing.B) (*httptest.Server, []byte) {
 
 // BenchmarkPipelineKubernetesGET is a whole kubectl GET through the
 // server's handler (panic recovery, request id, a JSON access log line,
-// metrics, routing, authentication, the proxy) to a loopback HTTP/2 TLS
-// upstream. BenchmarkPipelineDirectGET is its baseline: the same request
-// from a client straight to the same upstream.
+// metrics, routing, authentication, authorization, the proxy) to a
+// loopback HTTP/2 TLS upstream. BenchmarkPipelineDirectGET is its
+// baseline: the same request from a client straight to the same upstream.
 func BenchmarkPipelineKubernetesGET(b *testing.B) {
 	up, caPEM := benchAPIServer(b)
 	opts := insecureOptions(b, benchFrom)
@@ -161,7 +161,9 @@ func BenchmarkPipelineKubernetesGET(b *testing.B) {
 	route.TLSCustomCA = caPEM
 	route.KubernetesServiceAccountToken = "sa-token.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cG9ydGN1bGxpcyJ9.c2ln"
 	route.AllowSPDY, route.AllowWebsockets = true, true
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // production logs one line per request
+	route.AllowedUsers = []string{"alice@example.com"} // the policy lets her in
+	// Production logs one line per request.
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	s, err := New(opts, logger)
 	if err != nil {
 		b.Fatal(err)
