@@ -151,6 +151,28 @@ func TestSignIn(t *testing.T) {
 			t.Errorf("the signed-out session's token: got %d %q, want 401", resp.code, resp.body)
 		}
 	})
+
+	t.Run("the provider down at callback time: a clear page, and sessions keep working", func(t *testing.T) {
+		// Signed in before the outage.
+		before := testenv.NewBrowser(ca.ClientTLS())
+		if _, _, err := before.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "correct horse battery", ""); err != nil {
+			t.Fatal(err)
+		}
+		// A sign-in that reaches the provider and comes back after it went down.
+		during := testenv.NewBrowser(ca.ClientTLS())
+		callback, _, err := during.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "correct horse battery", authURL+"/oauth2/callback")
+		if err != nil {
+			t.Fatal(err)
+		}
+		idp.Close()
+		resp := get(t, during.Client, callback.String(), "text/html", "")
+		if resp.code != http.StatusBadGateway || !strings.Contains(resp.body, "could not reach your identity provider") || strings.Contains(resp.body, "goroutine") {
+			t.Errorf("callback with the provider down: got %d %q, want 502 with a page saying the provider could not be reached", resp.code, resp.body)
+		}
+		if user := whoamiWith(t, before.Client, routeURL, ""); user != "someuser@example.com" {
+			t.Errorf("an existing session during the outage: apiserver saw %q, want someuser@example.com", user)
+		}
+	})
 }
 
 func visited(b *testenv.Browser, prefix string) bool {
