@@ -22,8 +22,6 @@ func Defaults() Options {
 		CookieExpire: 14 * time.Hour,
 		LogLevel:     slog.LevelInfo,
 		LogFormat:    "json",
-
-		IDPGroupsClaim: "groups",
 	}
 }
 

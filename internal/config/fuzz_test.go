@@ -48,6 +48,8 @@ func FuzzLoad(f *testing.F) {
 		"routes:\n  - from: https://a.example.com\n    to: [https://b.example.com]\n    tls_custom_ca_file: ca.pem\n",
 		"COOKIE_SECRET_FILE=cookie\nIDP_CLIENT_SECRET_FILE=secret\nROUTES="+
 			b64("- from: https://c.example.com\n  to: https://d.example.com\n  policy: {allow: {and: [{or: [{user: a}]}]}}\n"))
+	f.Add("idp_request_params:\n  prompt: login\n  max_age: 0\n", "IDP_REQUEST_PARAMS={\"hd\":\"example.com\",\"login_hint\":\"a=b\"}")
+	f.Add("idp_request_params: prompt=login,hd=example.com\n", "")
 	f.Add("x: &a [*a]\nroutes: &r [*r]\n", "")
 	f.Add("routes:\n  - &r\n    from: https://a.example.com\n    to: https://b.example.com\n    policy: &p {allow: {or: [{email: &v {is: *v}}]}}\n  - <<: *r\n", "")
 	for _, tc := range problemCases(f) {

@@ -53,9 +53,21 @@ type Options struct {
 	// IDPScopes overrides the requested scopes. IDP_SCOPES (comma list; a
 	// list or a comma list in the file); default none (the provider's).
 	IDPScopes []string
-	// IDPGroupsClaim names the ID token claim that lists the user's groups.
-	// IDP_GROUPS_CLAIM; default "groups".
+	// IDPGroupsClaim names the ID token (or userinfo) claim that lists the
+	// user's groups. IDP_GROUPS_CLAIM; default "" (the provider's: "groups",
+	// but "cognito:groups" for cognito and "https://portcullis/groups" for
+	// auth0; github has no claim: its groups are teams).
 	IDPGroupsClaim string
+	// IDPRequestParams are extra parameters of the provider's sign-in URL,
+	// such as prompt, login_hint, hd (Google) or domain_hint (Azure). They
+	// override the provider's own (Google's access_type and prompt) key by
+	// key; the parameters that carry the sign-in's binding or say where
+	// the code goes (state, nonce, code_challenge, redirect_uri, scope, …)
+	// cannot be set. IDP_REQUEST_PARAMS: a JSON object of strings, as
+	// Pomerium takes it ({"prompt":"login"}), or a comma list of key=value
+	// (prompt=login,login_hint=a@example.com); in the file also a mapping.
+	// Default none.
+	IDPRequestParams map[string]string
 	// IDPUsersFile is the users file of the built-in provider
 	// (IDP_PROVIDER=builtin): email, groups and bcrypt password hash per
 	// user. IDP_USERS_FILE; no default.

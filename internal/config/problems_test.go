@@ -316,6 +316,21 @@ func problemCases(tb testing.TB) []problemCase {
 			},
 		},
 		{
+			name: "request params that would replace the sign-in's binding",
+			file: "idp_request_params:\n  prompt: login\n  nonce: fixed\n",
+			want: []string{
+				`config.yaml:3: idp_request_params.nonce: "nonce" cannot be set: Portcullis sets it itself, to bind the sign-in to the browser that started it`,
+			},
+		},
+		{
+			name: "request params in the environment that are not JSON",
+			env:  env{"IDP_REQUEST_PARAMS": `{"prompt": login}`},
+			want: []string{
+				`IDP_REQUEST_PARAMS: not a JSON object of strings (invalid character 'l' looking for beginning of value): ` +
+					`want a JSON object of strings such as {"prompt":"select_account"}, or a comma list such as prompt=select_account,login_hint=someone@example.com`,
+			},
+		},
+		{
 			name: "a second YAML document",
 			file: "address: \":443\"\n---\nlog_level: debug\n",
 			want: []string{`config.yaml:2: a second YAML document (after ---): put every setting in one document`},

@@ -1,9 +1,14 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -95,6 +100,10 @@ func topSettings() []setting {
 		}},
 		{key: "idp_groups_claim", decode: func(l *loader, v value, o *Options) (ok bool) {
 			o.IDPGroupsClaim, ok = l.str(v)
+			return ok
+		}},
+		{key: "idp_request_params", decode: func(l *loader, v value, o *Options) (ok bool) {
+			o.IDPRequestParams, ok = l.requestParams(v)
 			return ok
 		}},
 		{key: "idp_users_file", decode: func(l *loader, v value, o *Options) (ok bool) {
@@ -252,4 +261,147 @@ func decodeRouteList(key string) func(l *loader, v value, o *Options) bool {
 		o.Routes = append(o.Routes, l.routes(d, n, "", ref)...)
 		return true
 	}
+}
+
+// requestParamsHint says what IDP_REQUEST_PARAMS holds.
+const requestParamsHint = `want a JSON object of strings such as {"prompt":"select_account"}, ` +
+	`or a comma list such as prompt=select_account,login_hint=someone@example.com`
+
+// reservedRequestParams are the sign-in URL parameters Portcullis sets
+// itself: they bind the sign-in to the browser (state, nonce, PKCE), say
+// where the code goes, or could replace all of those (request,
+// request_uri). The idp package refuses the same list (a test keeps the
+// two equal); refusing them here too names the file line.
+var reservedRequestParams = []string{
+	"client_id", "client_secret", "code_challenge", "code_challenge_method", "nonce",
+	"redirect_uri", "request", "request_uri", "response_mode", "response_type", "scope", "state",
+}
+
+// requestParams decodes IDP_REQUEST_PARAMS: a YAML mapping in the file,
+// or (in the environment, or as a string in the file) a JSON object of
+// strings, as Pomerium reads it, or a comma list of key=value. Empty
+// gives nil.
+func (l *loader) requestParams(v value) (map[string]string, bool) {
+	out := map[string]string{}
+	ok := true
+	add := func(at value, k, val string) {
+		if msg := checkRequestParam(at.at, k); msg != "" {
+			ok = l.fail(at, "%s", msg)
+			return
+		}
+		if _, dup := out[k]; dup {
+			ok = l.fail(at, "%q is set twice: keep one", k)
+			return
+		}
+		out[k] = val
+	}
+	text := v.text
+	if v.node != nil {
+		n := deref(v.node)
+		switch n.Kind {
+		case yaml.MappingNode:
+			for _, e := range l.entries(v.d, n, v.at.key) {
+				ev := value{at: v.d.at(e.val, v.at.key+"."+e.name), d: v.d, node: e.val}
+				if !l.count(v.d, e.val, ev.at.key) {
+					return nil, false
+				}
+				if isNull(e.val) {
+					ok = l.fail(ev, "no value: give %s a value, or leave it out", e.name)
+					continue
+				}
+				s, good := l.scalar(ev, "a string")
+				if !good {
+					ok = false
+					continue
+				}
+				add(ev, e.name, s)
+			}
+			if len(out) == 0 {
+				return nil, ok
+			}
+			return out, ok
+		case yaml.ScalarNode:
+			text = n.Value
+		default:
+			return nil, l.fail(v, "want a mapping of parameter names to values, got %s", describe(n))
+		}
+	}
+	text = strings.TrimSpace(text)
+	if strings.HasPrefix(text, "{") {
+		pairs, err := jsonStringObject(text)
+		if err != nil {
+			return nil, l.fail(v, "not a JSON object of strings (%v): %s", err, requestParamsHint)
+		}
+		for _, p := range pairs {
+			add(v, p[0], p[1])
+		}
+	} else {
+		for item := range strings.SplitSeq(text, ",") {
+			if item = strings.TrimSpace(item); item == "" {
+				continue
+			}
+			k, val, found := strings.Cut(item, "=")
+			if !found {
+				ok = l.fail(v, "%q is not key=value: %s", item, requestParamsHint)
+				continue
+			}
+			add(v, strings.TrimSpace(k), strings.TrimSpace(val))
+		}
+	}
+	if len(out) == 0 {
+		return nil, ok
+	}
+	return out, ok
+}
+
+// checkRequestParam says what is wrong with the parameter name k, or "".
+func checkRequestParam(at where, k string) string {
+	switch {
+	case k == "":
+		return "a parameter has no name: " + requestParamsHint
+	case strings.IndexFunc(k, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return fmt.Sprintf("%q is not a parameter name: want a name such as prompt", k)
+	case k == "scope":
+		return fmt.Sprintf(`"scope" cannot be set here: set %s instead`, at.name("idp_scopes"))
+	case slices.Contains(reservedRequestParams, k):
+		return fmt.Sprintf("%q cannot be set: Portcullis sets it itself, to bind the sign-in to the browser that started it", k)
+	}
+	return ""
+}
+
+// jsonStringObject parses a JSON object whose values are all strings,
+// returning its members in order; a name given twice is an error.
+func jsonStringObject(text string) ([][2]string, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("want {")
+	}
+	var out [][2]string
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, _ := t.(string)
+		if t, err = dec.Token(); err != nil {
+			return nil, err
+		}
+		val, isString := t.(string)
+		if !isString {
+			return nil, fmt.Errorf("the value of %q is not a string", k)
+		}
+		if seen[k] {
+			return nil, fmt.Errorf("%q is set twice", k)
+		}
+		seen[k] = true
+		out = append(out, [2]string{k, val})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("text after the closing }")
+	}
+	return out, nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +24,19 @@ type Identity struct {
 	Groups  []string
 }
 
-// Tokens are the provider's tokens for one sign-in, kept server-side.
+// Tokens are the provider's tokens for one sign-in. They are secrets, kept
+// server-side only: never sent to a browser or an upstream, never logged.
 type Tokens struct {
+	// RefreshToken is what Refresh takes to renew the identity: the
+	// provider's refresh token, or, for a GitHub token that does not
+	// expire, a marked copy of the access token itself (see GitHub).
 	RefreshToken string
-	IDToken      string
-	Expiry       time.Time // of the provider's access/ID token
+	// IDToken is the provider's ID token (none from GitHub), the hint for
+	// signing out at the provider.
+	IDToken string
+	// Expiry is when the identity should be renewed: the provider's
+	// ID or access token expiry.
+	Expiry time.Time
 }
 
 // A Provider is one identity provider.
@@ -36,21 +46,22 @@ type Provider interface {
 	// Exchange turns the callback's code into a verified identity. The ID
 	// token's nonce must equal nonce.
 	Exchange(ctx context.Context, code, pkceVerifier, nonce string) (*Identity, *Tokens, error)
-	// Refresh renews the identity with the refresh token.
+	// Refresh renews the identity with Tokens.RefreshToken.
 	Refresh(ctx context.Context, refreshToken string) (*Identity, *Tokens, error)
 	// EndSessionURL is the provider's sign-out URL, or "" if it has none.
 	EndSessionURL(ctx context.Context, idTokenHint, postLogoutRedirect string) string
 }
 
-// Options configure a provider (IDP_* settings).
+// Options configure a provider (IDP_* settings). Empty fields take the
+// defaults of the provider's preset (presets.go).
 type Options struct {
-	Provider      string // oidc, google, builtin, …
-	ProviderURL   string // the issuer
+	Provider      string // IDP_PROVIDER: oidc, google, github, builtin, …
+	ProviderURL   string // IDP_PROVIDER_URL: the issuer (GitHub: its web URL)
 	ClientID      string
 	ClientSecret  string
 	Scopes        []string
 	RedirectURL   string // https://<authenticate host>/oauth2/callback
-	GroupsClaim   string // default "groups"
+	GroupsClaim   string // IDP_GROUPS_CLAIM; "groups" for most providers
 	RequestParams map[string]string
 	// HTTPClient reaches the provider (nil: a default with timeouts).
 	HTTPClient *http.Client
@@ -60,44 +71,25 @@ type Options struct {
 // caller can tell the person to try again rather than that they failed.
 var ErrProviderUnavailable = errors.New("the identity provider could not be reached")
 
-// presets are providers that are plain OpenID Connect with a known issuer.
-var presets = map[string]string{
-	"google": "https://accounts.google.com",
-}
-
-// New returns the provider opts name. Discovery happens on first use, so a
+// New returns the provider opts name, its defaults filled in from its
+// preset. Nothing is fetched yet: discovery happens on first use, so a
 // provider that is down at start-up does not stop Portcullis from serving
 // existing sessions.
 func New(opts Options) (Provider, error) {
-	switch opts.Provider {
-	case "oidc", "builtin", "google", "azure", "okta", "auth0", "gitlab", "onelogin", "ping", "cognito", "keycloak":
-	default:
-		return nil, fmt.Errorf("identity provider %q is not supported (IDP_PROVIDER): use oidc with IDP_PROVIDER_URL, or builtin", opts.Provider)
+	opts, err := resolve(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.ProviderURL == "" {
-		opts.ProviderURL = presets[opts.Provider]
+	if opts.Provider == "github" {
+		return newGitHub(opts)
 	}
-	if opts.ProviderURL == "" {
-		return nil, fmt.Errorf("identity provider %q needs its issuer URL (IDP_PROVIDER_URL)", opts.Provider)
-	}
-	if opts.ClientID == "" {
-		return nil, errors.New("identity provider: IDP_CLIENT_ID is not set")
-	}
-	if len(opts.Scopes) == 0 {
-		opts.Scopes = []string{oidc.ScopeOpenID, "email", "profile", oidc.ScopeOfflineAccess}
-	}
-	if opts.GroupsClaim == "" {
-		opts.GroupsClaim = "groups"
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	return &OIDC{opts: opts}, nil
+	return &OIDC{opts: opts, refreshHint: presets[opts.Provider].refreshHint}, nil
 }
 
 // OIDC is any OpenID Connect provider, found by discovery.
 type OIDC struct {
-	opts Options
+	opts        Options
+	refreshHint string
 
 	mu         sync.Mutex
 	provider   *oidc.Provider
@@ -119,7 +111,12 @@ func (p *OIDC) discover(ctx context.Context) error {
 		return nil
 	}
 	prov, err := oidc.NewProvider(p.ctx(ctx), p.opts.ProviderURL)
-	if err != nil {
+	var mismatch *oidc.IssuerMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		// A configuration error, not an outage: trying again won't help.
+		return fmt.Errorf("discovery at %s: the provider calls itself %q: set IDP_PROVIDER_URL to exactly that", p.opts.ProviderURL, mismatch.Discovered)
+	case err != nil:
 		return fmt.Errorf("%w: discovery at %s: %v", ErrProviderUnavailable, p.opts.ProviderURL, err)
 	}
 	var meta struct {
@@ -142,14 +139,26 @@ func (p *OIDC) AuthCodeURL(ctx context.Context, state, nonce, verifier string) (
 	if err := p.discover(ctx); err != nil {
 		return "", err
 	}
-	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
-	for k, v := range p.opts.RequestParams {
-		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	return p.oauth.AuthCodeURL(state, authOptions(p.opts.RequestParams, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))...), nil
+}
+
+// authOptions are the sign-in URL's extra parameters: the request
+// parameters (resolve has refused the reserved ones), then the sign-in's
+// own bindings, which come last so that nothing can replace them.
+func authOptions(params map[string]string, bindings ...oauth2.AuthCodeOption) []oauth2.AuthCodeOption {
+	opts := make([]oauth2.AuthCodeOption, 0, len(params)+len(bindings))
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		opts = append(opts, oauth2.SetAuthURLParam(k, params[k]))
 	}
-	return p.oauth.AuthCodeURL(state, opts...), nil
+	return append(opts, bindings...)
 }
 
 func (p *OIDC) Exchange(ctx context.Context, code, verifier, nonce string) (*Identity, *Tokens, error) {
+	if nonce == "" {
+		// Without a nonce an ID token replayed from another sign-in would
+		// pass (OpenID Connect Core 1.0 section 15.5.2).
+		return nil, nil, errors.New("exchanging the authorization code: this sign-in has no nonce")
+	}
 	if err := p.discover(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -157,19 +166,15 @@ func (p *OIDC) Exchange(ctx context.Context, code, verifier, nonce string) (*Ide
 	if err != nil {
 		return nil, nil, classify("exchanging the authorization code", err)
 	}
-	id, toks, err := p.identity(ctx, tok, nonce)
-	if err != nil {
-		return nil, nil, err
-	}
-	return id, toks, nil
+	return p.identity(ctx, tok, nonce)
 }
 
 func (p *OIDC) Refresh(ctx context.Context, refreshToken string) (*Identity, *Tokens, error) {
+	if refreshToken == "" {
+		return nil, nil, errors.New("refreshing the session: the identity provider gave no refresh token at sign-in: " + p.refreshHint)
+	}
 	if err := p.discover(ctx); err != nil {
 		return nil, nil, err
-	}
-	if refreshToken == "" {
-		return nil, nil, errors.New("refreshing the session: the provider gave no refresh token (is offline_access among IDP_SCOPES?)")
 	}
 	tok, err := p.oauth.TokenSource(p.ctx(ctx), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
@@ -182,41 +187,86 @@ func (p *OIDC) Refresh(ctx context.Context, refreshToken string) (*Identity, *To
 }
 
 // identity verifies the ID token in tok and builds the identity from its
-// claims, filling in from the userinfo endpoint what the ID token lacks
-// (many providers put email only there).
+// claims, filling in from the userinfo endpoint what the ID token lacks:
+// many providers put email (zitadel, Azure without the optional claim) or
+// groups (GitLab's inherited groups) only there. nonce is "" on refresh,
+// whose ID token need not carry one (OpenID Connect Core 1.0 section 12.2);
+// a refresh response may also carry no ID token at all, and then userinfo,
+// reached with the fresh access token, says who it is.
 func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*Identity, *Tokens, error) {
+	claims := map[string]any{}
+	var subject string
+	expiry := tok.Expiry
 	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
+	switch {
+	case raw != "":
+		idt, err := p.verifier.Verify(p.ctx(ctx), raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verifying the ID token: %w", err)
+		}
+		if nonce != "" && idt.Nonce != nonce {
+			return nil, nil, errors.New("verifying the ID token: its nonce does not match this sign-in")
+		}
+		if err := idt.Claims(&claims); err != nil {
+			return nil, nil, fmt.Errorf("reading ID token claims: %w", err)
+		}
+		subject, expiry = idt.Subject, idt.Expiry
+	case nonce != "":
 		return nil, nil, errors.New("the identity provider returned no ID token (is openid among IDP_SCOPES?)")
 	}
-	idt, err := p.verifier.Verify(p.ctx(ctx), raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("verifying the ID token: %w", err)
-	}
-	if nonce != "" && idt.Nonce != nonce {
-		return nil, nil, errors.New("verifying the ID token: its nonce does not match this sign-in")
-	}
-	claims := map[string]any{}
-	if err := idt.Claims(&claims); err != nil {
-		return nil, nil, fmt.Errorf("reading ID token claims: %w", err)
-	}
-	if _, ok := claims["email"]; !ok && p.provider.UserInfoEndpoint() != "" {
-		if ui, err := p.provider.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok)); err == nil {
-			extra := map[string]any{}
-			if ui.Claims(&extra) == nil {
-				for k, v := range extra {
-					if _, ok := claims[k]; !ok {
-						claims[k] = v
-					}
-				}
-			}
+	_, hasEmail := claims["email"]
+	_, hasGroups := claims[p.opts.GroupsClaim]
+	if !hasEmail || !hasGroups {
+		if err := p.userinfo(ctx, tok, &subject, claims); err != nil && (raw == "" || !hasEmail) {
+			return nil, nil, err
 		}
+		// Otherwise the ID token said enough: a user in no groups has no
+		// groups claim, and some providers' userinfo cannot be reached
+		// with every access token.
 	}
-	id := &Identity{Subject: idt.Subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim])}
+	if names, ok := claims["_claim_names"].(map[string]any); ok && names[p.opts.GroupsClaim] != nil {
+		// The groups are elsewhere (OpenID Connect Core 1.0 section 5.6.2;
+		// Entra ID does this beyond 200 groups). Going on without them
+		// would skip every rule that denies by group.
+		return nil, nil, fmt.Errorf("the identity provider sent the %q claim by reference, not in the token (too many groups?): "+
+			"configure the provider to send fewer groups, such as only those assigned to the application", p.opts.GroupsClaim)
+	}
+	id := &Identity{Subject: subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim])}
+	if id.Subject == "" {
+		return nil, nil, errors.New("the identity provider gave no subject for this user")
+	}
 	if id.Email == "" {
 		return nil, nil, errors.New("the identity provider gave no email for this user (add the email scope, or check the provider's claims)")
 	}
-	return id, &Tokens{RefreshToken: tok.RefreshToken, IDToken: raw, Expiry: idt.Expiry}, nil
+	return id, &Tokens{RefreshToken: tok.RefreshToken, IDToken: raw, Expiry: expiry}, nil
+}
+
+// userinfo adds the userinfo endpoint's claims that claims lacks. The
+// answer must be about *subject (OpenID Connect Core 1.0 section 5.3.2:
+// otherwise it must not be used); with no ID token, *subject is "" and
+// takes the answer's.
+func (p *OIDC) userinfo(ctx context.Context, tok *oauth2.Token, subject *string, claims map[string]any) error {
+	if p.provider.UserInfoEndpoint() == "" {
+		return errors.New("reading the user's claims: the identity provider has no userinfo endpoint")
+	}
+	ui, err := p.provider.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return fmt.Errorf("%w: reading the userinfo endpoint: %v", ErrProviderUnavailable, err)
+	}
+	if *subject != "" && ui.Subject != *subject {
+		return errors.New("reading the userinfo endpoint: its answer is about another user than the ID token")
+	}
+	extra := map[string]any{}
+	if err := ui.Claims(&extra); err != nil {
+		return fmt.Errorf("reading the userinfo endpoint: %w", err)
+	}
+	for k, v := range extra {
+		if _, ok := claims[k]; !ok {
+			claims[k] = v
+		}
+	}
+	*subject = ui.Subject
+	return nil
 }
 
 func (p *OIDC) EndSessionURL(ctx context.Context, idTokenHint, postLogout string) string {
@@ -239,12 +289,20 @@ func (p *OIDC) EndSessionURL(ctx context.Context, idTokenHint, postLogout string
 	return u + sep + strings.Join(q, "&")
 }
 
-// classify marks network failures as ErrProviderUnavailable; an error the
-// provider answered with (invalid_grant, …) stays a refusal.
+// classify marks network failures and server errors as
+// ErrProviderUnavailable; an error the provider answered with
+// (invalid_grant, …) stays a refusal.
 func classify(doing string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		return fmt.Errorf("%s: the identity provider refused: %s %s", doing, re.ErrorCode, re.ErrorDescription)
+		if re.ErrorCode == "" && re.Response != nil && re.Response.StatusCode >= 500 {
+			return fmt.Errorf("%w: %s: %s", ErrProviderUnavailable, doing, re.Response.Status)
+		}
+		code := re.ErrorCode
+		if code == "" && re.Response != nil {
+			code = re.Response.Status
+		}
+		return errors.New(strings.TrimSpace(fmt.Sprintf("%s: the identity provider refused: %s %s", doing, code, re.ErrorDescription)))
 	}
 	return fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, doing, err)
 }

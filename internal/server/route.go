@@ -193,14 +193,15 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 		redirect := *opts.AuthenticateServiceURL
 		redirect.Path = strings.TrimSuffix(redirect.Path, "/") + "/oauth2/callback"
 		provider, err = idp.New(idp.Options{
-			Provider:     opts.IDPProvider,
-			ProviderURL:  opts.IDPProviderURL,
-			ClientID:     opts.IDPClientID,
-			ClientSecret: opts.IDPClientSecret,
-			Scopes:       opts.IDPScopes,
-			RedirectURL:  redirect.String(),
-			GroupsClaim:  opts.IDPGroupsClaim,
-			HTTPClient:   client,
+			Provider:      opts.IDPProvider,
+			ProviderURL:   opts.IDPProviderURL,
+			ClientID:      opts.IDPClientID,
+			ClientSecret:  opts.IDPClientSecret,
+			Scopes:        opts.IDPScopes,
+			RedirectURL:   redirect.String(),
+			GroupsClaim:   opts.IDPGroupsClaim,
+			RequestParams: opts.IDPRequestParams,
+			HTTPClient:    client,
 		})
 		if err != nil {
 			return nil, err

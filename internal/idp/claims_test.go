@@ -1,0 +1,258 @@
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
+)
+
+// claimsOP is a minimal OpenID provider whose answers a test sets: what
+// the ID token and userinfo say, and whether the token endpoint and
+// userinfo work. The real provider of the other OIDC tests cannot be made
+// to send groups, a foreign userinfo, or a refresh without an ID token.
+type claimsOP struct {
+	srv    *httptest.Server
+	signer jose.Signer
+
+	mu              sync.Mutex     // guards the fields below
+	idClaims        map[string]any // nil: no ID token in the token response
+	userinfo        map[string]any
+	userinfoStatus  int
+	tokenStatus     int
+	refreshIDClaims map[string]any // the ID token of a refresh response; nil: none
+}
+
+func newClaimsOP(t *testing.T) *claimsOP {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := &claimsOP{signer: signer}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{
+			"issuer": op.srv.URL, "authorization_endpoint": op.srv.URL + "/authorize", "token_endpoint": op.srv.URL + "/token",
+			"userinfo_endpoint": op.srv.URL + "/userinfo", "jwks_uri": op.srv.URL + "/jwks",
+			"id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		op.mu.Lock()
+		defer op.mu.Unlock()
+		if op.tokenStatus != 0 {
+			http.Error(w, "unavailable", op.tokenStatus)
+			return
+		}
+		claims := op.idClaims
+		if r.PostFormValue("grant_type") == "refresh_token" {
+			claims = op.refreshIDClaims
+		}
+		resp := map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt"}
+		if claims != nil {
+			resp["id_token"] = op.sign(t, claims)
+		}
+		writeJSON(w, resp)
+	})
+	mux.HandleFunc("GET /userinfo", func(w http.ResponseWriter, r *http.Request) {
+		op.mu.Lock()
+		defer op.mu.Unlock()
+		if op.userinfoStatus != 0 {
+			http.Error(w, "unavailable", op.userinfoStatus)
+			return
+		}
+		writeJSON(w, op.userinfo)
+	})
+	op.srv = httptest.NewServer(mux)
+	t.Cleanup(op.srv.Close)
+	return op
+}
+
+// set changes the provider's answers.
+func (op *claimsOP) set(f func()) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	f()
+}
+
+// sign makes an ID token for the test client with claims over the
+// standard ones.
+func (op *claimsOP) sign(t *testing.T, claims map[string]any) string {
+	all := map[string]any{"iss": op.srv.URL, "aud": "client", "sub": "user-1", "nonce": "n",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(5 * time.Minute).Unix()}
+	for k, v := range claims {
+		all[k] = v
+	}
+	payload, _ := json.Marshal(all)
+	jws, err := op.signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := jws.CompactSerialize()
+	return s
+}
+
+func TestClaims(t *testing.T) {
+	tests := []struct {
+		name           string
+		provider       string // default oidc
+		idClaims       map[string]any
+		userinfo       map[string]any
+		userinfoStatus int
+		want           *Identity
+		wantErr        string
+		wantUnavail    bool
+	}{
+		{
+			name:     "everything in the ID token",
+			idClaims: map[string]any{"email": "a@example.com", "name": "A", "groups": []string{"sre"}},
+			userinfo: map[string]any{"sub": "user-1", "groups": []string{"not", "used"}},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com", Name: "A", Groups: []string{"sre"}},
+		},
+		{
+			name:     "groups from userinfo when the ID token lacks them (GitLab)",
+			provider: "gitlab",
+			idClaims: map[string]any{"email": "a@example.com", "groups_direct": []string{"acme/sre"}},
+			userinfo: map[string]any{"sub": "user-1", "groups": []string{"acme", "acme/sre"}},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"acme", "acme/sre"}},
+		},
+		{
+			name:     "groups in cognito:groups",
+			provider: "cognito",
+			idClaims: map[string]any{"email": "a@example.com", "cognito:groups": []string{"admins"}},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"admins"}},
+		},
+		{
+			name:     "userinfo about another user is refused",
+			idClaims: map[string]any{},
+			userinfo: map[string]any{"sub": "user-2", "email": "boss@example.com"},
+			wantErr:  "about another user than the ID token",
+		},
+		{
+			name:     "ID token claims win over userinfo",
+			idClaims: map[string]any{"email": "a@example.com"},
+			userinfo: map[string]any{"sub": "user-1", "email": "b@example.com", "groups": []string{"g"}},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"g"}},
+		},
+		{
+			name: "groups sent by reference are refused (Entra ID beyond 200 groups)",
+			idClaims: map[string]any{"email": "a@example.com",
+				"_claim_names":   map[string]any{"groups": "src1"},
+				"_claim_sources": map[string]any{"src1": map[string]any{"endpoint": "https://graph.example.com/groups"}}},
+			userinfo: map[string]any{"sub": "user-1"},
+			wantErr:  `sent the "groups" claim by reference`,
+		},
+		{
+			name:           "userinfo down, but the ID token has the email",
+			idClaims:       map[string]any{"email": "a@example.com"},
+			userinfoStatus: http.StatusServiceUnavailable,
+			want:           &Identity{Subject: "user-1", Email: "a@example.com"},
+		},
+		{
+			name:           "userinfo down and no email",
+			idClaims:       map[string]any{},
+			userinfoStatus: http.StatusServiceUnavailable,
+			wantUnavail:    true,
+		},
+		{
+			name:     "no email anywhere",
+			idClaims: map[string]any{},
+			userinfo: map[string]any{"sub": "user-1"},
+			wantErr:  "gave no email",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			op := newClaimsOP(t)
+			op.set(func() { op.idClaims, op.userinfo, op.userinfoStatus = tc.idClaims, tc.userinfo, tc.userinfoStatus })
+			if tc.provider == "" {
+				tc.provider = "oidc"
+			}
+			p, err := New(Options{Provider: tc.provider, ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _, err := p.Exchange(context.Background(), "code", "verifier", "n")
+			switch {
+			case tc.wantUnavail:
+				if !errors.Is(err, ErrProviderUnavailable) {
+					t.Fatalf("got %v, want ErrProviderUnavailable", err)
+				}
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				if diff := cmp.Diff(tc.want, id); diff != "" {
+					t.Errorf("identity (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestRefreshWithoutIDToken: a refresh response need not carry an ID token
+// (OpenID Connect Core 1.0 section 12.2); userinfo then says who it is.
+func TestRefreshWithoutIDToken(t *testing.T) {
+	op := newClaimsOP(t)
+	op.set(func() {
+		op.userinfo = map[string]any{"sub": "user-1", "email": "a@example.com", "groups": []string{"sre"}}
+	})
+	p, err := New(Options{Provider: "oidc", ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, toks, err := p.Refresh(context.Background(), "rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"sre"}}, id); diff != "" {
+		t.Errorf("identity (-want +got):\n%s", diff)
+	}
+	if toks.IDToken != "" || toks.RefreshToken != "rt" || time.Until(toks.Expiry) <= 0 {
+		t.Errorf("tokens: got %+v, want no ID token, the refresh token, the access token's expiry", toks)
+	}
+
+	op.set(func() { op.userinfo = map[string]any{"email": "a@example.com"} })
+	if _, _, err := p.Refresh(context.Background(), "rt"); err == nil || !strings.Contains(err.Error(), "no subject") {
+		t.Errorf("userinfo without sub: got %v, want a refusal", err)
+	}
+}
+
+// TestTokenEndpointErrors: a server error is an outage, an OAuth error a
+// refusal.
+func TestTokenEndpointErrors(t *testing.T) {
+	op := newClaimsOP(t)
+	p, err := New(Options{Provider: "oidc", ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.set(func() { op.tokenStatus = http.StatusServiceUnavailable })
+	if _, _, err := p.Exchange(context.Background(), "code", "v", "n"); !errors.Is(err, ErrProviderUnavailable) {
+		t.Errorf("503: got %v, want ErrProviderUnavailable", err)
+	}
+	op.set(func() { op.tokenStatus = http.StatusBadRequest })
+	if _, _, err := p.Exchange(context.Background(), "code", "v", "n"); err == nil || errors.Is(err, ErrProviderUnavailable) {
+		t.Errorf("400: got %v, want a refusal", err)
+	}
+}
