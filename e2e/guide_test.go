@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// TestGuideExecuted follows docs/kubernetes.md with a real cluster in
+// place of kind: the guide's YAML is applied and Portcullis runs with the
+// guide's environment (startSigninStack), then the guide's own three
+// `kubectl config` commands, read from the guide itself, write a fresh
+// kubeconfig, and kubectl cluster-info and auth whoami go through
+// Portcullis, signing in at a real OpenID provider.
+func TestGuideExecuted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := startSigninStack(t, ctx)
+	dir := t.TempDir()
+	// portcullis-cli on PATH, as the guide assumes.
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", binDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "portcullis-ca.pem")
+	writeFile(t, caFile, string(s.ca.CertPEM))
+	u := &cliUser{t: t, s: s, cli: cli, kubeconfig: filepath.Join(dir, "kubeconfig"), runs: filepath.Join(dir, "browser-runs"), cacheHome: filepath.Join(dir, "cache")}
+	u.env = append(os.Environ(),
+		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"HOME="+filepath.Join(dir, "home"), "XDG_CACHE_HOME="+u.cacheHome, "KUBECONFIG=", "BROWSER=",
+		browserEnv+"=1", browserCAEnv+"="+caFile, browserUserEnv+"="+signinEmail,
+		browserPasswordEnv+"="+signinPassword, browserRunsEnv+"="+u.runs)
+
+	commands := guideKubectlConfigCommands(t)
+	if len(commands) != 3 {
+		t.Fatalf("docs/kubernetes.md: found %d `kubectl config` commands, want the guide's three", len(commands))
+	}
+	for _, args := range commands {
+		// What differs from the guide's example is only this machine: the
+		// route's address, the test CA, and the stand-in browser.
+		for i, a := range args {
+			args[i] = strings.ReplaceAll(a, "https://k8s.example.com", s.routeURL)
+		}
+		switch args[2] {
+		case "set-cluster":
+			args = append(args, "--certificate-authority="+caFile)
+		case "set-credentials":
+			args = append(args, "--exec-arg=--ca-cert,"+caFile+",--browser-cmd,"+self)
+		}
+		if _, errOut, err := u.kubectl(ctx, args[1:]...); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args[1:], " "), err, errOut)
+		}
+	}
+	out, errOut, err := u.kubectl(ctx, "--context=via-portcullis", "cluster-info")
+	if err != nil || !strings.Contains(out, "Kubernetes control plane is running at "+s.routeURL) {
+		kc, _ := os.ReadFile(u.kubeconfig)
+		t.Fatalf("cluster-info: got %q, %v\n%s\nkubeconfig:\n%s", out, err, errOut, kc)
+	}
+	out, errOut, err = u.kubectl(ctx, "--context=via-portcullis", "auth", "whoami")
+	if err != nil || !strings.Contains(out, signinEmail) {
+		t.Fatalf("auth whoami: got %q, %v\n%s", out, err, errOut)
+	}
+	if n := u.browserRuns(); n != 1 {
+		t.Errorf("browser sign-ins: got %d, want 1 (cluster-info signed in, whoami used the cache)", n)
+	}
+}
+
+// guideKubectlConfigCommands returns the `kubectl config …` commands of the
+// guide's manual kubectl setup, split into arguments (backslash line
+// continuations joined).
+func guideKubectlConfigCommands(t *testing.T) [][]string {
+	t.Helper()
+	f, err := os.Open("../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var cmds [][]string
+	var cur string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if cur == "" && !strings.HasPrefix(line, "kubectl config set-") {
+			continue
+		}
+		cur += " " + strings.TrimSuffix(line, "\\")
+		if !strings.HasSuffix(line, "\\") {
+			cmds = append(cmds, strings.Fields(cur))
+			cur = ""
+		}
+	}
+	return cmds
+}
