@@ -155,7 +155,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, p.route.Timeout)
 		defer cancel()
 	}
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	r = r.WithContext(ctx)
+	if p.route.IdleTimeout > 0 && !isUpgrade(r.Header) {
+		var stop func()
+		w, r, stop = withIdleTimeout(w, r, p.route.IdleTimeout)
+		defer stop()
+	}
+	p.rp.ServeHTTP(w, r)
 }
 
 // allowsUpgrade applies allow_spdy and allow_websockets.
@@ -221,6 +227,11 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	if errors.Is(err, errNoImpersonation) {
 		p.logger.Error("upstream request refused", "error", err)
 		kube.WriteStatus(w, http.StatusInternalServerError, "portcullis: internal error: the request was not forwarded")
+		return
+	}
+	if errors.Is(context.Cause(r.Context()), errIdle) {
+		p.logger.Info("upstream request idle too long", "path", r.URL.Path, "idle_timeout", p.route.IdleTimeout)
+		kube.WriteStatus(w, http.StatusGatewayTimeout, fmt.Sprintf("portcullis: the upstream sent nothing for %s (idle_timeout)", p.route.IdleTimeout))
 		return
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
