@@ -30,7 +30,9 @@ type signinStack struct {
 	dir      string
 }
 
-func startSigninStack(t *testing.T, ctx context.Context) *signinStack {
+// startSigninStack starts the stack; extraEnv adds or overrides
+// Portcullis's environment (e.g. COOKIE_EXPIRE).
+func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *signinStack {
 	t.Helper()
 	s := &signinStack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
 	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
@@ -74,6 +76,7 @@ func startSigninStack(t *testing.T, ctx context.Context) *signinStack {
 		"POLICY=" + b64([]byte(policy)),
 		"LOG_LEVEL=debug",
 	}
+	env = append(env, extraEnv...)
 	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir)
 	if err != nil {
 		t.Fatal(err)

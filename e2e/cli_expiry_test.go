@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// TestCLIExpiringCredential: a cached credential about to expire is
+// replaced by a new sign-in before kubectl uses it, so no kubectl command
+// fails. Sessions here last 75 s, and portcullis-cli renews a credential
+// with less than a minute left.
+func TestCLIExpiringCredential(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := startSigninStack(t, ctx, "COOKIE_EXPIRE=75s")
+	dir := t.TempDir()
+	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "portcullis-ca.pem")
+	writeFile(t, caFile, string(s.ca.CertPEM))
+	u := &cliUser{t: t, s: s, cli: cli, kubeconfig: filepath.Join(dir, "kubeconfig"), runs: filepath.Join(dir, "browser-runs"), cacheHome: filepath.Join(dir, "cache")}
+	u.env = append(os.Environ(),
+		"HOME="+filepath.Join(dir, "home"), "XDG_CACHE_HOME="+u.cacheHome, "KUBECONFIG=", "BROWSER=",
+		browserEnv+"=1", browserCAEnv+"="+caFile, browserUserEnv+"="+signinEmail,
+		browserPasswordEnv+"="+signinPassword, browserRunsEnv+"="+u.runs)
+	if _, errOut, err := u.run("k8s", "setup", s.routeURL, "--name", "e2e", "--kubeconfig", u.kubeconfig, "--ca-cert", caFile, "--browser-cmd", self); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if user, errOut := u.whoami(ctx); user != signinEmail || u.browserRuns() != 1 {
+		t.Fatalf("first whoami: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
+	}
+	exp := u.credentialExpiry()
+	// Wait until the credential has less than a minute left.
+	time.Sleep(time.Until(exp.Add(-time.Minute)) + 2*time.Second)
+	if user, errOut := u.whoami(ctx); user != signinEmail {
+		t.Fatalf("whoami with a credential about to expire: got %q\n%s", user, errOut)
+	}
+	if n := u.browserRuns(); n != 2 {
+		t.Errorf("sign-ins: got %d, want 2 (the expiring credential replaced before use)", n)
+	}
+	if !u.credentialExpiry().After(exp) {
+		t.Errorf("the cached credential was not replaced: expiry still %s", exp)
+	}
+}
+
+// credentialExpiry is the exp of the credential portcullis-cli cached.
+func (u *cliUser) credentialExpiry() time.Time {
+	u.t.Helper()
+	parts := strings.Split(strings.TrimPrefix(u.cachedToken(u.s.routeURL), "Pomerium-"), ".")
+	if len(parts) != 3 {
+		u.t.Fatalf("cached credential is not a JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if err != nil || json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		u.t.Fatalf("cached credential has no readable exp: %v", err)
+	}
+	return time.Unix(claims.Exp, 0)
+}
