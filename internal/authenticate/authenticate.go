@@ -51,6 +51,8 @@ type Authenticator struct {
 	mu        sync.Mutex
 	usedState map[string]time.Time // state nonces already redeemed, until they expire
 	nextSweep time.Time            // when redeemState next drops expired entries
+
+	refresh refresher // sessions' refreshes with the provider (refresh.go)
 }
 
 // stateTTL bounds a sign-in round trip to the provider and back.
@@ -235,6 +237,10 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("signed in", "email", sess.Email, "session", sess.ID[:8])
+	if !a.renewable(sess) {
+		a.log.Info("the identity provider gave no refresh token (or no expiry): this session is not re-checked with it and lasts until COOKIE_EXPIRE",
+			"session", sess.ID[:8], "expires", sess.ExpiresAt)
+	}
 	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(a.opts.AuthenticateURL.Host), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
 	a.handOff(w, r, sess, st)
 }
@@ -318,13 +324,14 @@ func (a *Authenticator) sessionIDFromCookie(r *http.Request, host string) (strin
 	return string(sid), true
 }
 
-// sessionFromCookie returns the live session named by the cookie for host.
+// sessionFromCookie returns the live session named by the cookie for host,
+// refreshed with the provider if it was due.
 func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session.Session {
 	sid, ok := a.sessionIDFromCookie(r, host)
 	if !ok {
 		return nil
 	}
-	sess, err := a.opts.Store.Get(r.Context(), sid)
+	sess, err := a.liveSession(r.Context(), sid)
 	if err != nil {
 		return nil
 	}
@@ -392,7 +399,8 @@ var ErrSessionEnded = errors.New("your session ended (expired or signed out)")
 
 // Identify returns who a route request is from: a Portcullis token for the
 // route (whose session, if it names one, must still be live), or the route
-// host's session cookie.
+// host's session cookie. A session due for a refresh with the identity
+// provider is refreshed first (refresh.go).
 func (a *Authenticator) Identify(r *http.Request, audience string) (*identity.Identity, error) {
 	token, ok, err := session.TokenFromRequest(r.Header)
 	if err != nil {
@@ -404,9 +412,14 @@ func (a *Authenticator) Identify(r *http.Request, audience string) (*identity.Id
 			return nil, err
 		}
 		if c.SessionID != "" {
-			if _, err := a.opts.Store.Get(r.Context(), c.SessionID); err != nil {
+			sess, err := a.liveSession(r.Context(), c.SessionID)
+			if err != nil || sess.Subject != c.Subject {
 				return nil, ErrSessionEnded
 			}
+			// The session holds the person as the provider last described
+			// them: a group removed there since the token was issued no
+			// longer counts, as it would not for the session's cookie.
+			return &identity.Identity{User: c.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, nil
 		}
 		return &identity.Identity{User: c.Subject, Email: c.Email, Name: c.Name, Groups: c.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, nil
 	}

@@ -58,6 +58,9 @@ type fakeProvider struct {
 	err      error // if set, Exchange fails with it
 	endURL   string
 	endHints []string // id_token_hint of each EndSessionURL call
+	// refresh, if set, answers Refresh; without it every refresh is
+	// refused.
+	refresh func(ctx context.Context, refreshToken string) (*idp.Identity, *idp.Tokens, error)
 }
 
 type fakeCode struct{ nonce, verifier string }
@@ -99,8 +102,14 @@ func (p *fakeProvider) Exchange(_ context.Context, code, verifier, nonce string)
 		&idp.Tokens{RefreshToken: idpRefreshToken, IDToken: idpIDToken, Expiry: time.Now().Add(time.Hour)}, nil
 }
 
-func (p *fakeProvider) Refresh(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
-	return nil, nil, errors.New("fake provider: no refresh")
+func (p *fakeProvider) Refresh(ctx context.Context, refreshToken string) (*idp.Identity, *idp.Tokens, error) {
+	p.mu.Lock()
+	refresh := p.refresh
+	p.mu.Unlock()
+	if refresh == nil {
+		return nil, nil, errors.New("fake provider: no refresh")
+	}
+	return refresh(ctx, refreshToken)
 }
 
 func (p *fakeProvider) EndSessionURL(_ context.Context, hint, _ string) string {

@@ -75,9 +75,9 @@ func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, au
 // routeSignOut ends the session everywhere: tokens issued for it stop
 // working at once, and the authenticate host forgets it too.
 func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, audience string) {
-	if id, err := a.Identify(r, audience); err == nil && id.SessionID != "" {
-		a.opts.Store.Delete(r.Context(), id.SessionID)
-		a.log.Info("signed out", "email", id.Email, "session", id.SessionID[:min(8, len(id.SessionID))])
+	if sess, ok := a.sessionToEnd(r, audience); ok {
+		a.opts.Store.Delete(r.Context(), sess.ID)
+		a.log.Info("signed out", "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
 	}
 	a.clearCookie(w, a.opts.CookieName)
 	if a.opts.AuthenticateURL == nil {

@@ -22,6 +22,8 @@ func Defaults() Options {
 		CookieExpire: 14 * time.Hour,
 		LogLevel:     slog.LevelInfo,
 		LogFormat:    "json",
+
+		IDPBuiltinTokenTTL: time.Hour,
 	}
 }
 

@@ -478,3 +478,30 @@ func TestSummaryShowsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestBuiltinTokenTTL: IDP_BUILTIN_TOKEN_TTL defaults to an hour, and is
+// read from the environment or the file (environment first).
+func TestBuiltinTokenTTL(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		env  env
+		want time.Duration
+	}{
+		{name: "default", want: time.Hour},
+		{name: "environment", env: env{"IDP_BUILTIN_TOKEN_TTL": "5s"}, want: 5 * time.Second},
+		{name: "file", file: "idp_builtin_token_ttl: 90s\n", want: 90 * time.Second},
+		{name: "environment wins", file: "idp_builtin_token_ttl: 90s\n", env: env{"IDP_BUILTIN_TOKEN_TTL": "1m"}, want: time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := loadYAML(t, "address: \":443\"\n"+tc.file, tc.env)
+			if o.IDPBuiltinTokenTTL != tc.want {
+				t.Errorf("IDPBuiltinTokenTTL: got %v, want %v", o.IDPBuiltinTokenTTL, tc.want)
+			}
+			if err := o.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}

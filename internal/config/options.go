@@ -72,6 +72,13 @@ type Options struct {
 	// (IDP_PROVIDER=builtin): email, groups and bcrypt password hash per
 	// user. IDP_USERS_FILE; no default.
 	IDPUsersFile string
+	// IDPBuiltinTokenTTL is the life of the access and ID tokens the
+	// built-in provider issues, and so how often Portcullis refreshes a
+	// session with it: a person removed from the users file is shut out
+	// within it (plus a second). Short values (such as 5s) are for tests
+	// and demos; at least 1s. IDP_BUILTIN_TOKEN_TTL (a Go duration);
+	// default 1h.
+	IDPBuiltinTokenTTL time.Duration
 
 	// InsecureServer serves plain HTTP, for use behind a TLS-terminating
 	// load balancer. INSECURE_SERVER; default false.

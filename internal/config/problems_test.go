@@ -331,6 +331,20 @@ func problemCases(tb testing.TB) []problemCase {
 			},
 		},
 		{
+			name: "built-in provider token TTL too short, or not a duration",
+			file: "idp_builtin_token_ttl: 500ms\n",
+			want: []string{
+				`config.yaml:1: idp_builtin_token_ttl: 500ms is less than 1s: token times are whole seconds; want a duration such as 1h, or 5s for a test`,
+			},
+		},
+		{
+			name: "built-in provider token TTL in the environment, not a duration",
+			env:  env{"IDP_BUILTIN_TOKEN_TTL": "5"},
+			want: []string{
+				`IDP_BUILTIN_TOKEN_TTL: "5" is not a duration: want a Go duration such as 30s, 5m or 1h30m`,
+			},
+		},
+		{
 			name: "a second YAML document",
 			file: "address: \":443\"\n---\nlog_level: debug\n",
 			want: []string{`config.yaml:2: a second YAML document (after ---): put every setting in one document`},

@@ -110,6 +110,10 @@ func topSettings() []setting {
 			o.IDPUsersFile, ok = l.str(v)
 			return ok
 		}},
+		{key: "idp_builtin_token_ttl", decode: func(l *loader, v value, o *Options) (ok bool) {
+			o.IDPBuiltinTokenTTL, ok = l.duration(v)
+			return ok
+		}},
 		{key: "insecure_server", decode: func(l *loader, v value, o *Options) (ok bool) {
 			o.InsecureServer, ok = l.boolean(v)
 			return ok

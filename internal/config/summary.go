@@ -46,6 +46,9 @@ func (o *Options) Summary() string {
 	if len(o.IDPScopes) != 0 {
 		idp += ", scopes " + strings.Join(o.IDPScopes, ",")
 	}
+	if o.IDPProvider == "builtin" && o.IDPBuiltinTokenTTL != 0 {
+		idp += ", tokens live " + o.IDPBuiltinTokenTTL.String()
+	}
 	line("identity", "%s", idp)
 	line("cookie", "%s, expires after %s", o.CookieName, o.CookieExpire)
 	line("cookie secret", "%s", secretState(o.CookieSecret))

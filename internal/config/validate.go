@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // where says where a setting's value came from, for Problems.
@@ -173,6 +174,11 @@ func (o *Options) validate(loc *locations) []found {
 	}
 	if at, ok := v.top("cookie_expire"); ok && o.CookieExpire <= 0 {
 		v.add(at, "%s is not positive: want a duration such as 14h", o.CookieExpire)
+	}
+	// Zero (Options built in code) takes the provider's default.
+	if at, ok := v.top("idp_builtin_token_ttl"); ok && o.IDPBuiltinTokenTTL != 0 && o.IDPBuiltinTokenTTL < time.Second {
+		// JWT times are whole seconds (RFC 7519 section 2).
+		v.add(at, "%s is less than 1s: token times are whole seconds; want a duration such as 1h, or 5s for a test", o.IDPBuiltinTokenTTL)
 	}
 	if at, ok := v.top("shared_secret"); ok && len(o.SharedSecret) != 0 && len(o.SharedSecret) < 32 {
 		v.add(at, "decodes to %d bytes, want at least 32: %s", len(o.SharedSecret), secretHint)

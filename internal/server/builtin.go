@@ -49,12 +49,19 @@ func (s *Server) newBuiltinIDP() (http.Handler, *http.Client, error) {
 	p, err := builtin.New(builtin.Config{
 		Issuer: issuer.String(),
 		Users:  users,
+		// Followed: removing a person from the file revokes them, and
+		// Portcullis ends their sessions at the next refresh.
+		UsersFile: opts.IDPUsersFile,
 		Clients: []builtin.Client{{
 			ID: opts.IDPClientID, Secret: opts.IDPClientSecret,
 			RedirectURIs: []string{callback.String()},
 		}},
-		Logger:    s.logger,
-		CryptoKey: sha256.Sum256(append([]byte("portcullis builtin idp crypto\x00"), opts.SharedSecret...)),
+		Logger: s.logger,
+		// IDP_BUILTIN_TOKEN_TTL: how often sessions are refreshed, and so
+		// how soon an edit of the users file reaches them.
+		AccessTokenTTL: opts.IDPBuiltinTokenTTL,
+		IDTokenTTL:     opts.IDPBuiltinTokenTTL,
+		CryptoKey:      sha256.Sum256(append([]byte("portcullis builtin idp crypto\x00"), opts.SharedSecret...)),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting the built-in identity provider: %w", err)

@@ -37,6 +37,12 @@
 // lives in memory and is lost on restart; there is one process only. New
 // logs a warning saying this provider is for development and demos.
 //
+// The users file is followed (Config.UsersFile): an edit takes effect
+// within about a second, with no restart. Removing a person is how an
+// administrator revokes them: they can no longer sign in or refresh, and
+// every token issued to them is revoked at once. Changed groups reach a
+// client at its next refresh.
+//
 // It must not be used as Portcullis's identity in production, nor grow
-// user management: users come from the file, read at start.
+// user management: users come from the file, and only from it.
 package builtin

@@ -80,6 +80,9 @@ type options struct {
 	signingKey crypto.Signer
 	accessTTL  time.Duration
 	idTTL      time.Duration
+	// usersFile, if set, is a users file to read the users from and
+	// follow, instead of alice and Bob in code.
+	usersFile string
 }
 
 // startIdP serves a provider on 127.0.0.1 with users alice (groups dev and
@@ -90,12 +93,21 @@ func startIdP(t *testing.T, o options) *idp {
 	srv := httptest.NewUnstartedServer(nil) // listens on 127.0.0.1:0
 	issuer := "http://" + srv.Listener.Addr().String() + o.path
 	logs := &syncBuffer{}
+	users := []builtin.User{
+		{Email: aliceEmail, Name: "Alice Liddell", Groups: []string{"dev", "ops"}, PasswordHash: aHash},
+		{Email: bobEmail, PasswordHash: bHash},
+	}
+	if o.usersFile != "" {
+		var err error
+		if users, err = builtin.LoadUsers(o.usersFile); err != nil {
+			srv.Close()
+			t.Fatal(err)
+		}
+	}
 	p, err := builtin.New(builtin.Config{
-		Issuer: issuer,
-		Users: []builtin.User{
-			{Email: aliceEmail, Name: "Alice Liddell", Groups: []string{"dev", "ops"}, PasswordHash: aHash},
-			{Email: bobEmail, PasswordHash: bHash},
-		},
+		Issuer:    issuer,
+		Users:     users,
+		UsersFile: o.usersFile,
 		Clients: []builtin.Client{{
 			ID:                     clientID,
 			Secret:                 clientSecret,

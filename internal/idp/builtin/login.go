@@ -139,8 +139,9 @@ func (p *Provider) submitLogin(w http.ResponseWriter, r *http.Request) {
 // known, and bcrypt compares in constant time, so that the answer's timing
 // does not tell the two apart.
 func (p *Provider) checkPassword(email, pw string) (*account, bool) {
-	acct := p.store.accountByEmail(email)
-	hash := p.dummyHash
+	users := p.store.currentUsers()
+	acct := users.byEmailAddress(email)
+	hash := users.dummyHash
 	if acct != nil {
 		hash = []byte(acct.PasswordHash)
 	}
@@ -154,15 +155,9 @@ func (p *Provider) checkPassword(email, pw string) (*account, bool) {
 	return acct, acct != nil && usable && err == nil
 }
 
-// dummyHash returns a hash of a random password at the highest cost among
-// the accounts, to compare against when an email is unknown.
-func dummyHash(accounts []*account) []byte {
-	cost := bcrypt.MinCost
-	for _, a := range accounts {
-		if c, err := bcrypt.Cost([]byte(a.PasswordHash)); err == nil && c > cost {
-			cost = c
-		}
-	}
+// dummyHash returns a hash of a random password at cost (the highest
+// among the accounts), to compare against when an email is unknown.
+func dummyHash(cost int) []byte {
 	h, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), cost)
 	if err != nil {
 		// Cannot happen: the cost was checked and the password is short.

@@ -43,6 +43,15 @@ type Config struct {
 	Issuer string
 	// Users are the people who can sign in. At least one is required.
 	Users []User
+	// UsersFile, if set, is the file Users were read from (LoadUsers). The
+	// provider then follows it: it looks at the file at most once a second
+	// when it needs its users, and uses its new contents when it changed.
+	// A person no longer in the file can neither sign in nor refresh, and
+	// every token issued to them is revoked at once; new groups or names
+	// reach clients with the next tokens, at the next refresh. A file that
+	// no longer loads keeps the users read before (and logs why). A file
+	// with no users does not load: to shut everyone out, stop the provider.
+	UsersFile string
 	// Clients are the applications that may ask for sign-ins. At least one
 	// is required.
 	Clients []Client
@@ -94,11 +103,8 @@ type Provider struct {
 	store    *storage
 	op       *op.Provider
 	callback func(context.Context, string) string
-	// dummyHash is checked against when the email is unknown, so that an
-	// unknown email costs as much time as a wrong password.
-	dummyHash []byte
-	csrf      *http.CrossOriginProtection
-	handler   http.Handler
+	csrf     *http.CrossOriginProtection
+	handler  http.Handler
 }
 
 // New returns a provider for cfg. It reports every problem of cfg at once.
@@ -157,7 +163,14 @@ func New(cfg Config) (*Provider, error) {
 		clients[i] = &client{Client: c, idTokenTTL: idTTL, loginURL: p.loginURL}
 	}
 	p.store = newStorage(accounts, clients, key, accessTTL, refreshTTL)
-	p.dummyHash = dummyHash(accounts)
+	if cfg.UsersFile != "" {
+		// The file's state when Users were read is not known here, so the
+		// first look reads it again: that costs one read, and misses no
+		// change made since.
+		uf := &usersFile{path: cfg.UsersFile, logger: p.logger, now: time.Now, apply: p.store.setAccounts}
+		uf.checked.Store(time.Now().UnixNano())
+		p.store.reload = uf.check
+	}
 
 	cryptoKey := cfg.CryptoKey
 	if cryptoKey == ([32]byte{}) {

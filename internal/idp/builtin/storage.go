@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -84,12 +85,18 @@ type spent struct {
 	expires time.Time
 }
 
-// storage is op.Storage in memory. Everything that changes is under mu;
-// accounts, clients and the key are fixed at construction.
+// storage is op.Storage in memory. Everything that changes is under mu,
+// except the people, an immutable set swapped whole (setAccounts); clients
+// and the key are fixed at construction.
 type storage struct {
-	now        func() time.Time
-	accounts   map[string]*account // by subject
-	byEmail    map[string]*account // by lower-case email
+	now func() time.Time
+	// users is the current set of people. It is replaced, never changed,
+	// and replaced under mu, so that a locked section sees no token issued
+	// to a person after the swap that removed them.
+	users atomic.Pointer[accountSet]
+	// reload, if set, looks at the users file (at most once a second) and
+	// swaps in its new contents. It takes mu: call it before locking.
+	reload     func()
 	clients    map[string]*client
 	key        *signingKey
 	accessTTL  time.Duration
@@ -113,8 +120,6 @@ var (
 func newStorage(accounts []*account, clients []*client, key *signingKey, accessTTL, refreshTTL time.Duration) *storage {
 	s := &storage{
 		now:           time.Now,
-		accounts:      map[string]*account{},
-		byEmail:       map[string]*account{},
 		clients:       map[string]*client{},
 		key:           key,
 		accessTTL:     accessTTL,
@@ -126,10 +131,7 @@ func newStorage(accounts []*account, clients []*client, key *signingKey, accessT
 		refreshTokens: map[string]*refreshToken{},
 		spentRefresh:  map[string]spent{},
 	}
-	for _, a := range accounts {
-		s.accounts[a.subject] = a
-		s.byEmail[lowerASCII(a.Email)] = a
-	}
+	s.users.Store(newAccountSet(accounts, nil))
 	for _, c := range clients {
 		s.clients[c.ID] = c
 	}
@@ -290,8 +292,20 @@ func (s *storage) completeLogin(id string, browser [32]byte, subject string) err
 	return nil
 }
 
-func (s *storage) accountByEmail(email string) *account {
-	return s.byEmail[lowerASCII(email)]
+// currentUsers returns the people as they are now, looking at the users
+// file first if it is followed. It must not be called with mu held.
+func (s *storage) currentUsers() *accountSet {
+	if s.reload != nil {
+		s.reload()
+	}
+	return s.users.Load()
+}
+
+// knownLocked reports whether subject is one of the people now. mu must
+// be held, so that the answer holds until it is released.
+func (s *storage) knownLocked(subject string) bool {
+	_, ok := s.users.Load().bySubject[subject]
+	return ok
 }
 
 // --- op.AuthStorage ---
@@ -435,8 +449,12 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 	if !ok {
 		return "", time.Time{}, oidc.ErrUnsupportedGrantType()
 	}
+	s.currentUsers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.knownLocked(r.GetSubject()) {
+		return "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the user no longer exists")
+	}
 	if a, ok := r.(*authRequest); ok {
 		if err := s.redeemLocked(a); err != nil {
 			return "", time.Time{}, err
@@ -472,8 +490,14 @@ func (s *storage) newAccessTokenLocked(grantID, clientID, subject string, scopes
 // token presented again revokes the whole chain, since either the client
 // or a thief holds a copy.
 func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, r op.TokenRequest, current string) (string, string, time.Time, error) {
+	s.currentUsers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Checked under mu: a removal swapped in after this point also revokes
+	// what is issued here (setAccounts).
+	if !s.knownLocked(r.GetSubject()) {
+		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the user no longer exists")
+	}
 	now := s.now()
 	var rt *refreshToken
 	switch r := r.(type) {
@@ -542,13 +566,14 @@ func (s *storage) liveRefreshLocked(v string) (*refreshToken, error) {
 }
 
 func (s *storage) TokenRequestByRefreshToken(_ context.Context, v string) (op.RefreshTokenRequest, error) {
+	s.currentUsers() // a person removed from the users file refreshes no more
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rt, err := s.liveRefreshLocked(v)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.accounts[rt.subject]; !ok {
+	if !s.knownLocked(rt.subject) {
 		return nil, errInvalidToken
 	}
 	return &refreshRequest{
@@ -570,17 +595,23 @@ func (s *storage) TerminateSession(_ context.Context, userID, clientID string) e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.revokeSubjectLocked(userID, clientID)
+	return nil
+}
+
+// revokeSubjectLocked deletes every token of the person subject for the
+// client (all clients when clientID is empty).
+func (s *storage) revokeSubjectLocked(subject, clientID string) {
 	for id, t := range s.accessTokens {
-		if t.subject == userID && (clientID == "" || t.clientID == clientID) {
+		if t.subject == subject && (clientID == "" || t.clientID == clientID) {
 			delete(s.accessTokens, id)
 		}
 	}
 	for v, t := range s.refreshTokens {
-		if t.subject == userID && (clientID == "" || t.clientID == clientID) {
+		if t.subject == subject && (clientID == "" || t.clientID == clientID) {
 			delete(s.refreshTokens, v)
 		}
 	}
-	return nil
 }
 
 // GetRefreshTokenInfo identifies a refresh token for the revocation
@@ -704,7 +735,7 @@ func (s *storage) liveAccessToken(id, subject string) (accessToken, error) {
 // the email scope, name and preferred_username for profile, and groups
 // always, since no standard scope covers it and Portcullis needs it.
 func (s *storage) setClaims(info *oidc.UserInfo, subject string, scopes []string) error {
-	a, ok := s.accounts[subject]
+	a, ok := s.currentUsers().bySubject[subject]
 	if !ok {
 		return errors.New("unknown user")
 	}
