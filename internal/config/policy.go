@@ -123,7 +123,7 @@ func (l *loader) rule(d *doc, item *yaml.Node, key string, p *Policy) bool {
 	for _, e := range l.entries(d, n, key) {
 		if e.name != "allow" && e.name != "deny" {
 			msg := fmt.Sprintf("unknown action %q: want allow or deny", e.name)
-			if s := closest(e.name, []string{"allow", "deny"}); s != "" {
+			if s := Closest(e.name, []string{"allow", "deny"}); s != "" {
 				msg = fmt.Sprintf("unknown action %q (did you mean %q?): want allow or deny", e.name, s)
 			}
 			l.problem(d.at(e.key, key), msg)
@@ -161,7 +161,7 @@ func (l *loader) rule(d *doc, item *yaml.Node, key string, p *Policy) bool {
 func (l *loader) operator(d *doc, op entry, key string, depth int) (PolicyExpr, bool) {
 	if !isPolicyOp(op.name) {
 		msg := fmt.Sprintf("unknown operator %q: want and, or, not or nor", op.name)
-		if s := closest(op.name, policyOps); s != "" {
+		if s := Closest(op.name, policyOps); s != "" {
 			msg = fmt.Sprintf("unknown operator %q (did you mean %q?): want and, or, not or nor", op.name, s)
 		}
 		l.problem(d.at(op.key, key), msg)

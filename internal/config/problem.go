@@ -73,16 +73,17 @@ func unknownKey(key string, known, other []string, otherHint string) string {
 			return msg + " " + otherHint
 		}
 	}
-	if s := closest(key, known); s != "" {
+	if s := Closest(key, known); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	return msg
 }
 
-// closest returns the candidate nearest to key by edit distance
+// Closest returns the candidate nearest to key by edit distance
 // (insertions, deletions, substitutions and transpositions, ignoring case),
-// or "" when none is near enough to be a likely typo.
-func closest(key string, candidates []string) string {
+// or "" when none is near enough to be a likely typo. It makes the "did you
+// mean" of every configuration problem, the policy compiler's included.
+func Closest(key string, candidates []string) string {
 	key = strings.ToLower(key)
 	limit := 1
 	switch {

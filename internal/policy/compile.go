@@ -209,7 +209,7 @@ func (c *compiler) expr(e *config.PolicyExpr, path, source string, depth int) (n
 	switch {
 	case !known:
 		msg := fmt.Sprintf("unknown operator %q", e.Op)
-		if s := closest(e.Op, []string{"and", "or", "not", "nor"}); s != "" {
+		if s := config.Closest(e.Op, []string{"and", "or", "not", "nor"}); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		c.problem(source, path, "%s: want and, or, not or nor", msg)
@@ -300,7 +300,7 @@ func unknownCriterion(full, name string) string {
 	}
 	slices.Sort(names)
 	msg := fmt.Sprintf("unknown criterion %q", full)
-	if s := closest(name, names); s != "" {
+	if s := config.Closest(name, names); s != "" {
 		if s == "claim" {
 			s = "claim/<name>"
 		}
@@ -353,7 +353,7 @@ func (c *compiler) stringMatcher(name string, v any, path, source string) ([]str
 				continue
 			}
 			msg := fmt.Sprintf("unknown matcher %q", key)
-			if s := closest(key, strOpNames); s != "" {
+			if s := config.Closest(key, strOpNames); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			c.problem(source, at, "%s: %s takes %s", msg, name, strings.Join(strOpNames, ", "))
@@ -423,7 +423,7 @@ func (c *compiler) listMatcher(name string, v any, path, source string) ([]listM
 				continue
 			}
 			msg := fmt.Sprintf("unknown matcher %q", key)
-			if s := closest(key, listOpNames); s != "" {
+			if s := config.Closest(key, listOpNames); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			c.problem(source, at, "%s: %s takes has, is or exclude", msg, name)
@@ -607,7 +607,7 @@ func (c *compiler) certMatcher(v any, path, source string) (*certMatcher, bool) 
 		default:
 			good = false
 			msg := fmt.Sprintf("unknown certificate matcher %q", key)
-			if s := closest(key, keys); s != "" {
+			if s := config.Closest(key, keys); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			c.problem(source, at, "%s: want %s", msg, strings.Join(keys, ", "))
@@ -694,7 +694,7 @@ func (c *compiler) clockMatcher(spec criterionSpec, v any, path, source string) 
 	for _, key := range sortedKeys(obj) {
 		if !slices.Contains(keys, key) {
 			msg := fmt.Sprintf("unknown key %q", key)
-			if s := closest(key, keys); s != "" {
+			if s := config.Closest(key, keys); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			c.problem(source, path+"."+key, "%s: %s takes %s", msg, name, strings.Join(keys, ", "))
@@ -856,53 +856,4 @@ func sortedKeys(m map[string]any) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// closest returns the candidate nearest to key by edit distance, or ""
-// when none is near enough to be a likely typo.
-func closest(key string, candidates []string) string {
-	key = strings.ToLower(key)
-	limit := 1
-	switch {
-	case len(key) > 12:
-		limit = 3
-	case len(key) > 4:
-		limit = 2
-	}
-	best, bestD := "", limit+1
-	for _, cand := range candidates {
-		if d := editDistance(key, cand); d < bestD {
-			best, bestD = cand, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal-string-alignment distance: insertions,
-// deletions, substitutions, and swaps of neighbours ("emial") count one.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return max(len(a), len(b))
-	}
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
