@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTENV := $(GO) run ./internal/testenv/cmd/testenv
 TEST_LOG ?= $(or $(TMPDIR),/tmp)/portcullis-test.log
 
-.PHONY: all build demo test testenv lint unit e2e fuzz clean
+.PHONY: all build demo test testenv lint bench-check fuzz clean
 
 all: build
 
@@ -29,7 +29,13 @@ lint: ## go vet, gofmt and a tidy module.
 # The whole suite: lint, then every package's tests including the e2e
 # tests against the real kube-apiserver, with a "N passed, N failed" line at
 # the end. A skipped test fails the run: the suite never passes by not running.
-test: testenv lint ## Run everything CI runs.
+# The benchmark modules are separate (their dependencies stay out of the
+# product); their own tests check that both sides of a comparison decide
+# alike.
+bench-check:
+	cd bench/policy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test: testenv lint bench-check ## Run everything CI runs.
 	@set +e; $(GO) test -count=1 -timeout 30m -v ./... 2>&1 | tee $(TEST_LOG) \
 	  | grep --line-buffered -Ev '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)'; rc=$${PIPESTATUS[0]}; set -e; \
 	printf '%s passed, %s failed, %s skipped\n' "$$(grep -c -- '^\s*--- PASS' $(TEST_LOG))" \
