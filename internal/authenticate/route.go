@@ -128,6 +128,12 @@ func acceptsHTML(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
+// Page answers a browser with a small HTML page in the style of the
+// sign-in pages: a title and a message (escaped).
+func (a *Authenticator) Page(w http.ResponseWriter, code int, title, message string) {
+	a.page(w, code, title, message)
+}
+
 // page answers a browser with a small HTML page.
 func (a *Authenticator) page(w http.ResponseWriter, code int, title, message string) {
 	h := w.Header()

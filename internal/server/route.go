@@ -164,7 +164,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		case d.SignInRequired():
 			kube.Unauthenticated(w, d.Message())
 		case !kube.WantsKubernetesStatus(r):
-			writeText(w, http.StatusForbidden, "portcullis: "+d.Message())
+			s.auth.Page(w, http.StatusForbidden, "Access denied", "Portcullis "+d.Message()+".")
 		default:
 			kube.WriteStatus(w, http.StatusForbidden, "portcullis: "+d.Message())
 		}
