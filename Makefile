@@ -8,17 +8,20 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTENV := $(GO) run ./internal/testenv/cmd/testenv
 TEST_LOG ?= $(or $(TMPDIR),/tmp)/portcullis-test.log
 
-.PHONY: all build demo test testenv lint bench-check fuzz clean
+.PHONY: all build demo test testenv tools lint bench-check fuzz clean
 
 all: build
 
 build: ## Build both binaries into bin/.
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/portcullis ./cmd/portcullis-cli
 
-testenv: ## Build kube-apiserver, kubectl, etcd and kwok into the user cache (once).
+testenv: tools ## Everything the tests need: the tools below and Chromium (installed with apt-get as root).
+	bash internal/testenv/install-chromium.sh
+
+tools: ## Build kube-apiserver, kubectl, etcd, kwok and the fake node into the user cache (once).
 	$(TESTENV) prepare
 
-demo: testenv ## Start a local cluster with Portcullis in front of it (Ctrl-C stops).
+demo: tools ## Start a local cluster with Portcullis in front of it (Ctrl-C stops).
 	$(TESTENV) demo
 
 lint: ## go vet, gofmt and a tidy module.
