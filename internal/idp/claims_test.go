@@ -256,3 +256,36 @@ func TestTokenEndpointErrors(t *testing.T) {
 		t.Errorf("400: got %v, want a refusal", err)
 	}
 }
+
+// TestForeignIDTokensRefused: an ID token that another issuer signed for,
+// one for another client, an expired one, and one for another sign-in
+// (nonce) are each refused, and no identity comes out.
+func TestForeignIDTokensRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		claims  map[string]any
+		wantErr string
+	}{
+		{"another issuer", map[string]any{"iss": "https://other-issuer.example"}, "issuer"},
+		{"another audience", map[string]any{"aud": "someone-else"}, "audience"},
+		{"expired", map[string]any{"iat": time.Now().Add(-2 * time.Hour).Unix(), "exp": time.Now().Add(-time.Hour).Unix()}, "expired"},
+		{"another sign-in's nonce", map[string]any{"nonce": "other"}, "nonce"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := newClaimsOP(t)
+			claims := map[string]any{"email": "a@example.com"}
+			for k, v := range tc.claims {
+				claims[k] = v
+			}
+			op.set(func() { op.idClaims = claims })
+			p, err := New(Options{Provider: "oidc", ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _, err := p.Exchange(context.Background(), "code", "verifier", "n")
+			if err == nil || id != nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got identity %+v, error %v; want a refusal mentioning %q", id, err, tc.wantErr)
+			}
+		})
+	}
+}
