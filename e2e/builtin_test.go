@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,16 +21,6 @@ import (
 func TestSignInBuiltinProvider(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cluster := testenv.NewCluster(t)
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	hash, err := builtin.HashPassword("a long demo password")
 	if err != nil {
@@ -39,38 +28,8 @@ func TestSignInBuiltinProvider(t *testing.T) {
 	}
 	users := filepath.Join(dir, "users.yaml")
 	writeFile(t, users, fmt.Sprintf("- email: someuser@example.com\n  groups: [dev, oncall]\n  password_hash: %q\n", hash))
-
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	routeURL := fmt.Sprintf("https://127.0.0.1:%d", port)
-	ca, err := testenv.NewCA("portcullis-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue("portcullis", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  allow_any_authenticated_user: true\n  kubernetes_service_account_token: %q\n",
-		routeURL, cluster.URL, b64(cluster.CA.CertPEM), saToken)
-	env := []string{
-		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
-		fmt.Sprintf("AUTHENTICATE_SERVICE_URL=https://localhost:%d", port),
-		"CERTIFICATE=" + b64(cert),
-		"CERTIFICATE_KEY=" + b64(key),
-		"COOKIE_SECRET=" + b64(random(32)),
-		"SHARED_SECRET=" + b64(random(32)),
-		"IDP_PROVIDER=builtin",
-		"IDP_USERS_FILE=" + users,
-		"POLICY=" + b64([]byte(policy)),
-	}
-	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := testenv.StartServer(t, "portcullis", bin, dir, nil, env, routeURL+"/healthz", ca.ClientTLS())
+	st := startBuiltinStack(t, ctx, users)
+	ca, routeURL, srv := st.ca, st.routeURL, st.srv
 
 	browser := testenv.NewBrowser(ca.ClientTLS())
 	if _, _, err := browser.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "wrong password", ""); err == nil || !strings.Contains(err.Error(), "sign-in refused") {

@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,16 +28,6 @@ const artifactsEnv = "PORTCULLIS_E2E_ARTIFACTS"
 func TestChromiumSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cluster := testenv.NewCluster(t)
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const email, password = "someuser@example.com", "a long demo password"
 	dir := t.TempDir()
 	hash, err := builtin.HashPassword(password)
@@ -47,41 +36,10 @@ func TestChromiumSignIn(t *testing.T) {
 	}
 	users := filepath.Join(dir, "users.yaml")
 	writeFile(t, users, fmt.Sprintf("- email: %s\n  groups: [dev, oncall]\n  password_hash: %q\n", email, hash))
+	st := startBuiltinStack(t, ctx, users)
+	routeURL, authURL := st.routeURL, st.authURL
 
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	routeURL := fmt.Sprintf("https://127.0.0.1:%d", port)
-	authURL := fmt.Sprintf("https://localhost:%d", port)
-	ca, err := testenv.NewCA("portcullis-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue("portcullis", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  allow_any_authenticated_user: true\n  kubernetes_service_account_token: %q\n",
-		routeURL, cluster.URL, b64(cluster.CA.CertPEM), saToken)
-	env := []string{
-		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
-		"AUTHENTICATE_SERVICE_URL=" + authURL,
-		"CERTIFICATE=" + b64(cert),
-		"CERTIFICATE_KEY=" + b64(key),
-		"COOKIE_SECRET=" + b64(random(32)),
-		"SHARED_SECRET=" + b64(random(32)),
-		"IDP_PROVIDER=builtin",
-		"IDP_USERS_FILE=" + users,
-		"POLICY=" + b64([]byte(policy)),
-	}
-	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.StartServer(t, "portcullis", bin, dir, nil, env, routeURL+"/healthz", ca.ClientTLS())
-
-	tab := testenv.NewChromium(t, cert)
+	tab := testenv.NewChromium(t, st.certPEM)
 	bctx, bcancel := context.WithTimeout(tab, 2*time.Minute)
 	defer bcancel()
 
