@@ -17,8 +17,11 @@
 //   - publishes the public key: Keys.JWKS and the /.well-known/pomerium
 //     and /.well-known/pomerium/jwks.json handlers.
 //
-// The session cookie codec and the session Store (memory, PostgreSQL) will
-// live here too; they arrive with sign-in.
+// It also remembers verified tokens (VerifyCache, which still checks expiry
+// and audience on every hit), seals the values that travel through the
+// browser with COOKIE_SECRET (Sealer: session cookie, CSRF cookie, OAuth
+// state), and keeps sessions server-side (Store, MemoryStore), so that
+// deleting a session stops every token that names it in "sid".
 //
 // It must not:
 //

@@ -228,23 +228,32 @@ func (k *Keys) Verify(token, audience string, now time.Time) (*Claims, error) {
 		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
 
+	if err := checkTimes(&c, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkTimes is Verify's time check, also applied by VerifyCache to claims
+// Verify accepted before, so the two cannot drift apart.
+func checkTimes(c *Claims, now time.Time) error {
 	// RFC 7519, section 4.1.4: valid only while now is before exp; the
 	// leeway extends that.
 	if c.Expiry.IsZero() {
-		return nil, fmt.Errorf("%w: every token must carry exp: %s", ErrMissingExpiry, signInAgain)
+		return fmt.Errorf("%w: every token must carry exp: %s", ErrMissingExpiry, signInAgain)
 	}
 	if !now.Before(c.Expiry.Add(Leeway)) {
-		return nil, fmt.Errorf("%w at %s: %s", ErrExpired, formatTime(c.Expiry), signInAgain)
+		return fmt.Errorf("%w at %s: %s", ErrExpired, formatTime(c.Expiry), signInAgain)
 	}
 	// Section 4.1.5: valid from nbf on. A token issued in the future is
 	// treated the same: both mean clocks disagree by more than Leeway.
 	if !c.NotBefore.IsZero() && now.Add(Leeway).Before(c.NotBefore) {
-		return nil, fmt.Errorf("%w: not before %s, and it is %s here: check the clocks", ErrNotYetValid, formatTime(c.NotBefore), formatTime(now))
+		return fmt.Errorf("%w: not before %s, and it is %s here: check the clocks", ErrNotYetValid, formatTime(c.NotBefore), formatTime(now))
 	}
 	if !c.IssuedAt.IsZero() && now.Add(Leeway).Before(c.IssuedAt) {
-		return nil, fmt.Errorf("%w: issued at %s, and it is %s here: check the clocks", ErrNotYetValid, formatTime(c.IssuedAt), formatTime(now))
+		return fmt.Errorf("%w: issued at %s, and it is %s here: check the clocks", ErrNotYetValid, formatTime(c.IssuedAt), formatTime(now))
 	}
-	return &c, nil
+	return nil
 }
 
 // claimsError describes a JSON error in the claims without quoting them.
