@@ -52,6 +52,9 @@ func StartProcess(name, dir, bin string, args []string, env []string) (*Process,
 	return p, nil
 }
 
+// PID is the process id, for reading its /proc entries (RSS, CPU time).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 

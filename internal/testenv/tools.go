@@ -172,6 +172,37 @@ func Tool(ctx context.Context, name string, progress io.Writer) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	return m.tool(ctx, tools, name, progress)
+}
+
+// A ModuleTool is a pinned Go module outside testenv's own tools/, such as
+// the benchmark harness's peers, built and cached like the tools above.
+type ModuleTool struct {
+	Dir     string // the module directory (go.mod and go.sum pin the upstream)
+	Version string // upstream version, for the cache key and messages
+	Package string // the main package to build
+	Name    string // the binary's name, if go build names it otherwise
+	Note    string // shown when a build starts, e.g. how long it takes
+}
+
+// BuildModuleTool returns the path of t's binary, building it into the
+// cache first if needed.
+func BuildModuleTool(ctx context.Context, t ModuleTool, progress io.Writer) (string, error) {
+	dir, err := filepath.Abs(t.Dir)
+	if err != nil {
+		return "", err
+	}
+	m := toolModule{dir: filepath.Base(dir), version: t.Version, packages: []string{t.Package}, note: t.Note}
+	name := m.commandNames()[0]
+	if t.Name != "" && t.Name != name {
+		m.rename = map[string]string{name: t.Name}
+		name = t.Name
+	}
+	return m.tool(ctx, filepath.Dir(dir), name, progress)
+}
+
+// tool builds m from its directory under tools unless the cache has it.
+func (m toolModule) tool(ctx context.Context, tools, name string, progress io.Writer) (string, error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", err
