@@ -8,15 +8,16 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTENV := $(GO) run ./internal/testenv/cmd/testenv
 TEST_LOG ?= $(or $(TMPDIR),/tmp)/portcullis-test.log
 
-.PHONY: all build demo test testenv tools lint bench-check fuzz clean
+.PHONY: all build demo test testenv tools lint bench bench-check fuzz clean
 
 all: build
 
 build: ## Build both binaries into bin/.
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/portcullis ./cmd/portcullis-cli
 
-testenv: tools ## Everything the tests need: the tools below and Chromium (installed with apt-get as root).
+testenv: tools ## Everything the tests need: the tools below, Chromium and nginx (installed with apt-get as root).
 	bash internal/testenv/install-chromium.sh
+	bash bench/install-nginx.sh
 
 tools: ## Build kube-apiserver, kubectl, etcd, kwok and the fake node into the user cache (once).
 	$(TESTENV) prepare
@@ -28,15 +29,32 @@ lint: ## go vet, gofmt and a tidy module.
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
+	@cd bench && $(GO) mod tidy -diff >/dev/null || { echo "bench/go.mod/go.sum are not tidy: run go mod tidy in bench/"; $(GO) mod tidy -diff; exit 1; }
+
+# The benchmark harness (bench/README.md): every scenario against direct
+# access, Portcullis, nginx and oauth2-proxy in one interleaved run, written
+# to bench/RESULTS.md and bench/results.json with Portcullis's profiles in
+# bench/profiles. BENCH_SHORT=1 is the smoke-test size (under 3 minutes).
+BENCH_OUT ?= bench
+BENCH_QUICK = $(filter-out 0,$(BENCH_SHORT))
+bench: tools ## Run the benchmark harness; writes bench/RESULTS.md and bench/results.json (BENCH_SHORT=1: quick).
+	bash bench/install-nginx.sh
+	cd bench && $(GO) run ./cmd/bench -out $(abspath $(BENCH_OUT)) \
+	  $(if $(BENCH_QUICK),-short,-profile $(abspath $(BENCH_OUT))/profiles) \
+	  -command "$(if $(BENCH_QUICK),BENCH_SHORT=$(BENCH_SHORT) )make bench"
 
 # The whole suite: lint, then every package's tests including the e2e
 # tests against the real kube-apiserver, with a "N passed, N failed" line at
 # the end. A skipped test fails the run: the suite never passes by not running.
 # The benchmark modules are separate (their dependencies stay out of the
-# product); their own tests check that both sides of a comparison decide
-# alike.
+# product): their own tests check the contenders and that both sides of a
+# comparison decide alike, and a short benchmark run checks that the
+# harness works end to end (it asserts no timing).
+BENCH_SMOKE_OUT ?= $(or $(TMPDIR),/tmp)/portcullis-bench-smoke
 bench-check:
 	cd bench/policy && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory bench BENCH_SHORT=1 BENCH_OUT=$(BENCH_SMOKE_OUT)
 
 test: testenv lint bench-check ## Run everything CI runs.
 	@set +e; $(GO) test -count=1 -timeout 30m -v ./... 2>&1 | tee $(TEST_LOG) \

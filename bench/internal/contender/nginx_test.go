@@ -1,0 +1,354 @@
+package contender
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+// nginxTest is nginx started in front of a recording upstream.
+type nginxTest struct {
+	inst *Instance
+	ca   *testenv.CA
+	// newConns counts connections the upstream accepted.
+	newConns atomic.Int64
+	mu       sync.Mutex
+	headers  map[string]http.Header // by path: what the upstream received
+	release  chan struct{}          // lets /stream write its second line
+}
+
+// startNginx starts the upstream and nginx in front of it. A missing nginx
+// fails the test: skipping would hide that the benchmark cannot run.
+func startNginx(t *testing.T) *nginxTest {
+	t.Helper()
+	ctx := context.Background()
+	nt := &nginxTest{headers: map[string]http.Header{}, release: make(chan struct{})}
+	c := &NginxContender{}
+	if err := c.Prepare(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := testenv.NewCA("bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt.ca = ca
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	upCert, upKey, err := ca.Issue("upstream", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(upCert, upKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(nt.serve))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			nt.newConns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	certPEM, keyPEM, err := ca.Issue("nginx", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Env{
+		Dir:      dir,
+		CA:       ca,
+		CertFile: write("nginx.crt", certPEM),
+		KeyFile:  write("nginx.key", keyPEM),
+		CertPEM:  certPEM,
+		KeyPEM:   keyPEM,
+		Upstream: Upstream{
+			URL:    srv.URL,
+			CAFile: write("ca.crt", ca.CertPEM),
+			CAPEM:  ca.CertPEM,
+			Token:  "upstream-token",
+		},
+		User: "alice@example.com",
+		// The quotes check that values are escaped in nginx.conf.
+		Groups: []string{"developers", `team "blue"`},
+	}
+	inst, err := c.Start(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Stop)
+	nt.inst = inst
+	return nt
+}
+
+func (nt *nginxTest) serve(w http.ResponseWriter, r *http.Request) {
+	nt.mu.Lock()
+	nt.headers[r.URL.Path] = r.Header.Clone()
+	nt.mu.Unlock()
+	switch r.URL.Path {
+	case ReadyPath:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"bench","namespace":"default"}}`)
+	case "/stream":
+		io.WriteString(w, "first\n")
+		http.NewResponseController(w).Flush()
+		<-nt.release
+		io.WriteString(w, "second\n")
+	case "/idle":
+		// An idle watch: headers now, events later (here never).
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	case "/upgrade":
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "SPDY/3.1") || !strings.EqualFold(r.Header.Get("Connection"), "upgrade") {
+			http.Error(w, "want Connection: upgrade and Upgrade: SPDY/3.1", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw.Reader)
+	default:
+		io.WriteString(w, "ok\n")
+	}
+}
+
+// client returns an HTTP/2 client, or an HTTP/1.1-only one. It has no
+// Timeout, which would hide the io.Writer of a 101 response's body;
+// requests carry a deadline instead.
+func (nt *nginxTest) client(t *testing.T, http2 bool) *http.Client {
+	cfg := ClientTLS(nt.ca)
+	if !http2 {
+		cfg.NextProtos = []string{"http/1.1"}
+	}
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: http2}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+func (nt *nginxTest) request(t *testing.T, method, path string) *http.Request {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, method, nt.inst.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range nt.inst.Header {
+		req.Header[k] = v
+	}
+	return req
+}
+
+func TestNginx(t *testing.T) {
+	nt := startNginx(t)
+	t.Run("credentials", nt.testCredentials)
+	t.Run("keepalive", nt.testKeepalive)
+	t.Run("streaming", nt.testStreaming)
+	t.Run("upgrade", nt.testUpgrade)
+	t.Run("idle stream", nt.testIdleStream)
+}
+
+// An idle watch's response headers reach an HTTP/1.1 client before any
+// event, as kubectl and informers need. Over HTTP/2, nginx 1.22 holds them
+// until the first body byte, so an idle watch never starts; the harness
+// runs nginx's watches over HTTP/1.1 for that reason, and this test says
+// when an nginx release changes it.
+func (nt *nginxTest) testIdleStream(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		http2       bool
+		wantHeaders bool
+	}{
+		{"http/1.1", false, true},
+		{"http2", true, false},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		req := nt.request(t, http.MethodGet, "/idle").WithContext(ctx)
+		resp, err := nt.client(t, tt.http2).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		if got := err == nil; got != tt.wantHeaders {
+			t.Errorf("%s: response headers of an idle stream arrived: got %v (%v), want %v", tt.name, got, err, tt.wantHeaders)
+		}
+	}
+}
+
+// The client's credential and identity headers are replaced, and each
+// group arrives as its own Impersonate-Group line.
+func (nt *nginxTest) testCredentials(t *testing.T) {
+	req := nt.request(t, http.MethodGet, "/credentials")
+	req.Header.Set("Impersonate-User", "evil")
+	req.Header.Set("Impersonate-Group", "system:masters")
+	req.Header.Set("Impersonate-Uid", "0")
+	// Lower case as HTTP/2 sends it anyway; nginx matches names in any case.
+	req.Header["x-remote-user"] = []string{"evil"}
+	req.Header["x-remote-group"] = []string{"system:masters"}
+	req.Header.Set("Accept", "application/json")
+	resp, err := nt.client(t, true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("got %s over %s, want 200 OK over HTTP/2.0", resp.Status, resp.Proto)
+	}
+	nt.mu.Lock()
+	got := nt.headers["/credentials"]
+	nt.mu.Unlock()
+
+	for _, tt := range []struct {
+		name string
+		want []string
+	}{
+		{name: "Authorization", want: []string{"Bearer upstream-token"}},
+		{name: "Impersonate-User", want: []string{"alice@example.com"}},
+		{name: "Impersonate-Group", want: []string{"developers", `team "blue"`}},
+		{name: "Impersonate-Uid"},
+		{name: "X-Remote-User"},
+		{name: "X-Remote-Group"},
+		// Empty for a request that does not upgrade, so the upstream
+		// connection stays alive.
+		{name: "Connection"},
+		{name: "Upgrade"},
+		// Headers nginx does not touch still pass.
+		{name: "Accept", want: []string{"application/json"}},
+	} {
+		if g := got.Values(tt.name); !slices.Equal(g, tt.want) {
+			t.Errorf("upstream got %s: %q, want %q", tt.name, g, tt.want)
+		}
+	}
+}
+
+// Requests in a row reuse upstream connections rather than dialling anew.
+func (nt *nginxTest) testKeepalive(t *testing.T) {
+	const requests, maxNew = 200, 2
+	for _, tt := range []struct {
+		name  string
+		http2 bool
+	}{
+		{name: "http2", http2: true},
+		{name: "http1.1", http2: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client := nt.client(t, tt.http2)
+			before := nt.newConns.Load()
+			for i := range requests {
+				resp, err := client.Do(nt.request(t, http.MethodGet, ReadyPath))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request %d: got %s, want 200 OK", i, resp.Status)
+				}
+			}
+			if n := nt.newConns.Load() - before; n > maxNew {
+				t.Errorf("%d requests opened %d upstream connections, want at most %d", requests, n, maxNew)
+			}
+		})
+	}
+}
+
+// A streamed response (a watch) reaches the client while the upstream is
+// still writing it.
+func (nt *nginxTest) testStreaming(t *testing.T) {
+	resp, err := nt.client(t, true).Do(nt.request(t, http.MethodGet, "/stream"))
+	if err != nil {
+		close(nt.release)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	select {
+	case got := <-lines:
+		if got != "first" {
+			t.Errorf("got first line %q, want %q", got, "first")
+		}
+	case <-time.After(10 * time.Second):
+		close(nt.release)
+		t.Fatal("the first line did not arrive while the upstream held the response open: nginx buffers it")
+	}
+	close(nt.release)
+	if got := <-lines; got != "second" {
+		t.Errorf("got second line %q, want %q", got, "second")
+	}
+}
+
+// An SPDY upgrade (kubectl exec) gets 101 and then carries bytes both ways.
+func (nt *nginxTest) testUpgrade(t *testing.T) {
+	req := nt.request(t, http.MethodPost, "/upgrade")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "SPDY/3.1")
+	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	resp, err := nt.client(t, false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("got %s: %s, want 101 Switching Protocols", resp.Status, body)
+	}
+	rw, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("got body %T, want an io.ReadWriteCloser for a 101", resp.Body)
+	}
+	nt.mu.Lock()
+	if got := nt.headers["/upgrade"].Get("X-Stream-Protocol-Version"); got != "v4.channel.k8s.io" {
+		t.Errorf("upstream got X-Stream-Protocol-Version %q, want %q", got, "v4.channel.k8s.io")
+	}
+	nt.mu.Unlock()
+	br := bufio.NewReader(rw)
+	for _, msg := range []string{"ping\n", "a longer second message\n"} {
+		if _, err := io.WriteString(rw, msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the echo of %q: %v", msg, err)
+		}
+		if got != msg {
+			t.Errorf("got echo %q, want %q", got, msg)
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/bench/internal/contender"
+	"github.com/portcullis-proxy/portcullis/bench/internal/load"
+	"github.com/portcullis-proxy/portcullis/bench/internal/procstat"
+)
+
+// getCase is one small-GET scenario.
+type getCase struct {
+	scenario    string
+	path        string
+	concurrency int
+	total       int64
+	warmup      int64
+}
+
+// round is one measured run of one contender.
+type round struct {
+	res       load.Result
+	proxyCPU  time.Duration
+	upCPU     time.Duration
+	newConns  int64
+	badAuth   int64
+	upstreamN int64
+}
+
+// getScenarios runs the small GETs on the stub at concurrency 1, 16 and
+// 64, interleaved: each round runs every contender once, in a rotated
+// order. The stub's counters give the new upstream connections of each
+// measured phase (conns-per-1000) and prove the credentials arrived.
+func (r *run) getScenarios(ctx context.Context, insts map[string]*contender.Instance) {
+	cases := []getCase{
+		{GetC1Stub, contender.ReadyPath, 1, r.sz.getC1, r.sz.warmup},
+		{GetC16Stub, contender.ReadyPath, 16, r.sz.getC16, r.sz.warmup},
+		{GetC64Stub, contender.ReadyPath, 64, r.sz.getC64, r.sz.warmup},
+	}
+	conns := map[string]map[string]float64{} // contender → scenario → new upstream conns per 1,000
+	for _, gc := range cases {
+		rounds := r.measureGets(ctx, gc, insts, true)
+		for _, name := range Contenders {
+			row := r.getRow(gc, name, rounds[name])
+			if conns[name] == nil {
+				conns[name] = map[string]float64{}
+			}
+			conns[name][gc.scenario] = row.Extra["new_upstream_conns_per_1000"].(float64)
+			r.add(row)
+		}
+	}
+	// conns-per-1000 is the steady state of the busiest case, c64, where
+	// a proxy that does not pool enough connections has to open more.
+	for _, name := range Contenders {
+		row := Row{Scenario: ConnsPer1000, Contender: name, Extra: map[string]any{
+			"per_1000_at_c1":  conns[name][GetC1Stub],
+			"per_1000_at_c16": conns[name][GetC16Stub],
+			"per_1000_at_c64": conns[name][GetC64Stub],
+			"what":            "new TCP+TLS connections the stub upstream accepted per 1,000 requests, after warm-up",
+		}}
+		row.RPS = 0
+		r.add(row)
+	}
+}
+
+// measureGets runs gc against every contender, r.sz.rounds times.
+func (r *run) measureGets(ctx context.Context, gc getCase, insts map[string]*contender.Instance, stubUp bool) map[string][]round {
+	out := map[string][]round{}
+	for i := range r.sz.rounds {
+		for _, name := range order(i) {
+			inst := insts[name]
+			r.logf("%s %s round %d/%d", gc.scenario, name, i+1, r.sz.rounds)
+			var stopProfile func()
+			if i == 0 && inst.Pprof != "" && r.opts.Profile != "" {
+				stopProfile = r.profile(ctx, inst, gc.scenario)
+			}
+			out[name] = append(out[name], r.measureGet(ctx, gc, inst, stubUp))
+			if stopProfile != nil {
+				stopProfile()
+			}
+		}
+	}
+	return out
+}
+
+func (r *run) measureGet(ctx context.Context, gc getCase, inst *contender.Instance, stubUp bool) round {
+	tr := load.NewTransport(inst.TLS, gc.concurrency)
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: time.Minute}
+	proxy := procstat.Group{Leader: inst.PID()}
+	var up procstat.Group
+	if stubUp {
+		up = r.stub.group()
+	}
+	// Warm-up is a phase of its own, so the counters below see only the
+	// steady state.
+	t := load.Target{URL: inst.URL + gc.path, Header: inst.Header}
+	load.Run(ctx, client, t, gc.concurrency, 0, gc.warmup)
+	var before, after stubStats
+	if stubUp {
+		before = r.stubStats()
+	}
+	p0, u0 := proxy.CPU(), up.CPU()
+	res := load.Run(ctx, client, t, gc.concurrency, 0, gc.total)
+	rd := round{res: res, proxyCPU: proxy.CPU() - p0, upCPU: up.CPU() - u0}
+	if stubUp {
+		after = r.stubStats()
+		rd.newConns = after.NewConns - before.NewConns
+		rd.badAuth = after.BadAuth - before.BadAuth
+		rd.upstreamN = after.Requests - before.Requests
+	}
+	return rd
+}
+
+type stubStats = struct{ Requests, NewConns, BadAuth, Watches int64 }
+
+func (r *run) stubStats() stubStats {
+	st, err := r.stub.stats()
+	if err != nil {
+		r.logf("reading the stub's counters: %v", err)
+	}
+	return stubStats{st.Requests, st.NewConns, st.BadAuth, st.Watches}
+}
+
+// getRow summarizes the rounds of one contender: the median of each figure.
+func (r *run) getRow(gc getCase, name string, rounds []round) Row {
+	row := Row{Scenario: gc.scenario, Contender: name, Extra: map[string]any{}}
+	var rps, p50, p99, genCPU, proxyCPU, upCPU, conns []float64
+	var errs int64
+	var firstErr string
+	var bytes, reqs int64
+	for _, rd := range rounds {
+		sec := rd.res.Elapsed.Seconds()
+		rps = append(rps, rd.res.RPS())
+		p50 = append(p50, us(rd.res.Hist.Quantile(0.50)))
+		p99 = append(p99, us(rd.res.Hist.Quantile(0.99)))
+		genCPU = append(genCPU, pct(rd.res.CPU.Seconds(), sec))
+		proxyCPU = append(proxyCPU, pct(rd.proxyCPU.Seconds(), sec))
+		upCPU = append(upCPU, pct(rd.upCPU.Seconds(), sec))
+		conns = append(conns, per1000(rd.newConns, rd.res.Requests))
+		errs += rd.res.Errors
+		if firstErr == "" {
+			firstErr = rd.res.FirstError
+		}
+		bytes += rd.res.Bytes
+		reqs += rd.res.Requests
+		if rd.badAuth > 0 {
+			r.fail(&row, "the upstream got %d requests without the proxy's token or Impersonate-User", rd.badAuth)
+		}
+	}
+	row.RPS, row.P50, row.P99 = median(rps), median(p50), median(p99)
+	row.Extra["rounds_rps"] = rps
+	row.Extra["requests_per_round"] = gc.total
+	row.Extra["concurrency"] = gc.concurrency
+	row.Extra["loadgen_cpu_pct"] = median(genCPU)
+	if name != contender.Direct {
+		row.Extra["proxy_cpu_pct"] = median(proxyCPU)
+	}
+	if slices.Max(upCPU) > 0 {
+		row.Extra["upstream_cpu_pct"] = median(upCPU)
+	}
+	row.Extra["new_upstream_conns_per_1000"] = median(conns)
+	if reqs > 0 {
+		row.Extra["bytes_per_response"] = bytes / reqs
+	}
+	if errs > 0 {
+		r.fail(&row, "%d of %d requests failed; first: %s", errs, reqs, firstErr)
+	}
+	return row
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// pct is a CPU time as a share of one core over wall seconds.
+func pct(cpu, wall float64) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return round1(100 * cpu / wall)
+}
+
+func per1000(n, reqs int64) float64 {
+	if reqs == 0 {
+		return 0
+	}
+	return round1(1000 * float64(n) / float64(reqs))
+}
+
+func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// profileSeconds is the length of the CPU profile of a measured phase;
+// the full-size phases last longer than that.
+const profileSeconds = 3
+
+// profile starts a CPU profile of inst (it begins when the warm-up has
+// ended, roughly: after a fixed delay) and returns a function that waits
+// for it and takes the allocation profile, writing both to the profile
+// directory as <scenario>-cpu.pb.gz and <scenario>-allocs.pb.gz.
+func (r *run) profile(ctx context.Context, inst *contender.Instance, scenario string) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(500 * time.Millisecond)
+		r.fetchProfile(ctx, fmt.Sprintf("%s/profile?seconds=%d", inst.Pprof, profileSeconds), scenario+"-cpu.pb.gz")
+	}()
+	return func() {
+		<-done
+		r.fetchProfile(ctx, inst.Pprof+"/allocs", scenario+"-allocs.pb.gz")
+	}
+}
+
+func (r *run) fetchProfile(ctx context.Context, url, name string) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s", resp.Status)
+	}
+	if err != nil {
+		r.logf("profiling: GET %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(r.opts.Profile, 0o755); err != nil {
+		r.logf("profiling: %v", err)
+		return
+	}
+	f, err := os.Create(filepath.Join(r.opts.Profile, name))
+	if err == nil {
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		r.logf("profiling: writing %s: %v", name, err)
+	}
+}
