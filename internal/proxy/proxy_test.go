@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -759,5 +760,60 @@ func TestBufferPool(t *testing.T) {
 		if b := p.Get(); len(b) != copyBufferSize {
 			t.Fatalf("Get after Put: %d bytes, want %d", len(b), copyBufferSize)
 		}
+	}
+}
+
+func TestIsLongStream(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		want bool
+	}{
+		{"/api/v1/namespaces/default/pods?watch=true", true},
+		{"/api/v1/namespaces/default/pods?watch=1&resourceVersion=5", true},
+		{"/api/v1/pods?resourceVersion=0&watch=True", true},
+		{"/api/v1/watch/namespaces/default/pods", true},
+		{"/api/v1/namespaces/default/pods/web/log?follow=true&container=app", true},
+		{"/api/v1/namespaces/default/pods", false},
+		{"/api/v1/namespaces/default/pods?watch=false", false},
+		{"/api/v1/namespaces/default/pods/web/log?follow=0", false},
+		{"/api/v1/namespaces/default/configmaps/watch", false},
+		{"/api/v1/namespaces/default/pods?labelSelector=nowatch%3D1", false},
+	} {
+		u, err := url.Parse(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := isLongStream(u); got != tt.want {
+			t.Errorf("isLongStream(%s): got %v, want %v", tt.url, got, tt.want)
+		}
+	}
+}
+
+// A watch's copy buffer is small, and an event larger than it still
+// arrives whole, in one piece per line.
+func TestWatchEventLargerThanStreamBuffer(t *testing.T) {
+	big := strings.Repeat("x", 5*streamBufferSize+123)
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"type":"MODIFIED","object":{"data":%q}}`+"\n", big)
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
+	})
+	p := newProxy(t, kubeRoute(t, up.URL))
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/namespaces/default/configmaps?watch=1", nil)
+	if p.reverseProxyFor(req) != p.rpStream {
+		t.Fatal("a watch is not copied through the small stream buffers")
+	}
+	srv := front(t, p, alice())
+	resp, err := srv.Client().Get(srv.URL + "/api/v1/namespaces/default/configmaps?watch=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReaderSize(resp.Body, 64<<10).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, big) {
+		t.Errorf("the event arrived with %d bytes, want %d and the whole object", len(line), len(big)+40)
 	}
 }
