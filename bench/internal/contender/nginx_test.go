@@ -3,99 +3,30 @@ package contender
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // nginxTest is nginx started in front of a recording upstream.
 type nginxTest struct {
+	*recordingUpstream
 	inst *Instance
-	ca   *testenv.CA
-	// newConns counts connections the upstream accepted.
-	newConns atomic.Int64
-	mu       sync.Mutex
-	headers  map[string]http.Header // by path: what the upstream received
-	release  chan struct{}          // lets /stream write its second line
 }
 
 // startNginx starts the upstream and nginx in front of it. A missing nginx
 // fails the test: skipping would hide that the benchmark cannot run.
 func startNginx(t *testing.T) *nginxTest {
 	t.Helper()
-	ctx := context.Background()
-	nt := &nginxTest{headers: map[string]http.Header{}, release: make(chan struct{})}
 	c := &NginxContender{}
-	if err := c.Prepare(ctx, io.Discard); err != nil {
+	if err := c.Prepare(t.Context(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	ca, err := testenv.NewCA("bench")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nt.ca = ca
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-
-	upCert, upKey, err := ca.Issue("upstream", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(upCert, upKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(nt.serve))
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			nt.newConns.Add(1)
-		}
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	certPEM, keyPEM, err := ca.Issue("nginx", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := Env{
-		Dir:      dir,
-		CA:       ca,
-		CertFile: write("nginx.crt", certPEM),
-		KeyFile:  write("nginx.key", keyPEM),
-		CertPEM:  certPEM,
-		KeyPEM:   keyPEM,
-		Upstream: Upstream{
-			URL:    srv.URL,
-			CAFile: write("ca.crt", ca.CertPEM),
-			CAPEM:  ca.CertPEM,
-			Token:  "upstream-token",
-		},
-		User: "alice@example.com",
-		// The quotes check that values are escaped in nginx.conf.
-		Groups: []string{"developers", `team "blue"`},
-	}
-	inst, err := c.Start(ctx, env)
+	nt := &nginxTest{recordingUpstream: startRecordingUpstream(t)}
+	// The quotes check that values are escaped in nginx.conf.
+	inst, err := c.Start(t.Context(), nt.env(t, "nginx", "alice@example.com", []string{"developers", `team "blue"`}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,68 +35,12 @@ func startNginx(t *testing.T) *nginxTest {
 	return nt
 }
 
-func (nt *nginxTest) serve(w http.ResponseWriter, r *http.Request) {
-	nt.mu.Lock()
-	nt.headers[r.URL.Path] = r.Header.Clone()
-	nt.mu.Unlock()
-	switch r.URL.Path {
-	case ReadyPath:
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"bench","namespace":"default"}}`)
-	case "/stream":
-		io.WriteString(w, "first\n")
-		http.NewResponseController(w).Flush()
-		<-nt.release
-		io.WriteString(w, "second\n")
-	case "/idle":
-		// An idle watch: headers now, events later (here never).
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		http.NewResponseController(w).Flush()
-		<-r.Context().Done()
-	case "/upgrade":
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "SPDY/3.1") || !strings.EqualFold(r.Header.Get("Connection"), "upgrade") {
-			http.Error(w, "want Connection: upgrade and Upgrade: SPDY/3.1", http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw.Reader)
-	default:
-		io.WriteString(w, "ok\n")
-	}
-}
-
-// client returns an HTTP/2 client, or an HTTP/1.1-only one. It has no
-// Timeout, which would hide the io.Writer of a 101 response's body;
-// requests carry a deadline instead.
 func (nt *nginxTest) client(t *testing.T, http2 bool) *http.Client {
-	cfg := ClientTLS(nt.ca)
-	if !http2 {
-		cfg.NextProtos = []string{"http/1.1"}
-	}
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: http2}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+	return testClient(t, nt.inst, http2)
 }
 
 func (nt *nginxTest) request(t *testing.T, method, path string) *http.Request {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, method, nt.inst.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range nt.inst.Header {
-		req.Header[k] = v
-	}
-	return req
+	return testRequest(t, nt.inst, method, path)
 }
 
 func TestNginx(t *testing.T) {
@@ -316,7 +191,7 @@ func (nt *nginxTest) testStreaming(t *testing.T) {
 
 // An SPDY upgrade (kubectl exec) gets 101 and then carries bytes both ways.
 func (nt *nginxTest) testUpgrade(t *testing.T) {
-	req := nt.request(t, http.MethodPost, "/upgrade")
+	req := nt.request(t, http.MethodPost, "/spdy")
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "SPDY/3.1")
 	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
@@ -334,7 +209,7 @@ func (nt *nginxTest) testUpgrade(t *testing.T) {
 		t.Fatalf("got body %T, want an io.ReadWriteCloser for a 101", resp.Body)
 	}
 	nt.mu.Lock()
-	if got := nt.headers["/upgrade"].Get("X-Stream-Protocol-Version"); got != "v4.channel.k8s.io" {
+	if got := nt.headers["/spdy"].Get("X-Stream-Protocol-Version"); got != "v4.channel.k8s.io" {
 		t.Errorf("upstream got X-Stream-Protocol-Version %q, want %q", got, "v4.channel.k8s.io")
 	}
 	nt.mu.Unlock()

@@ -2,38 +2,23 @@ package contender
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // oauth2ProxyTest is oauth2-proxy started in front of a recording upstream,
 // with the bench issuer.
 type oauth2ProxyTest struct {
+	*recordingUpstream
 	inst *Instance
 	iss  *Issuer
 	env  Env
-	// newConns counts connections the upstream accepted.
-	newConns atomic.Int64
-	mu       sync.Mutex
-	headers  map[string]http.Header // by path: what the upstream received
-	protos   map[string]string      // by path: the protocol it arrived over
-	release  chan struct{}          // lets /stream write its second line
 }
 
 // startOAuth2Proxy starts the upstream, the issuer and oauth2-proxy. A
@@ -41,74 +26,20 @@ type oauth2ProxyTest struct {
 // cannot run.
 func startOAuth2Proxy(t *testing.T) *oauth2ProxyTest {
 	t.Helper()
-	ctx := context.Background()
-	ot := &oauth2ProxyTest{headers: map[string]http.Header{}, protos: map[string]string{}, release: make(chan struct{})}
 	c := &OAuth2ProxyContender{}
-	if err := c.Prepare(ctx, testLog{t}); err != nil {
+	if err := c.Prepare(t.Context(), testLog{t}); err != nil {
 		t.Fatalf("oauth2-proxy is needed for the benchmark: %v", err)
 	}
-	ca, err := testenv.NewCA("bench")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-
-	upCert, upKey, err := ca.Issue("upstream", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.X509KeyPair(upCert, upKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(ot.serve))
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}}
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			ot.newConns.Add(1)
-		}
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	iss, err := StartIssuer(ca)
+	ot := &oauth2ProxyTest{recordingUpstream: startRecordingUpstream(t)}
+	iss, err := StartIssuer(ot.ca)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(iss.Close)
 	ot.iss = iss
-
-	certPEM, keyPEM, err := ca.Issue("oauth2-proxy", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ot.env = Env{
-		Dir:      dir,
-		CA:       ca,
-		CertFile: write("oauth2-proxy.crt", certPEM),
-		KeyFile:  write("oauth2-proxy.key", keyPEM),
-		CertPEM:  certPEM,
-		KeyPEM:   keyPEM,
-		Upstream: Upstream{
-			URL:    srv.URL,
-			CAFile: write("ca.crt", ca.CertPEM),
-			CAPEM:  ca.CertPEM,
-			Token:  "upstream-token",
-		},
-		User:   "alice@example.com",
-		Groups: []string{"developers", "readers"},
-		Issuer: iss,
-		Log:    testLog{t},
-	}
-	inst, err := c.Start(ctx, ot.env)
+	ot.env = ot.recordingUpstream.env(t, "oauth2-proxy", "alice@example.com", []string{"developers", "readers"})
+	ot.env.Issuer = iss
+	inst, err := c.Start(t.Context(), ot.env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,76 +49,12 @@ func startOAuth2Proxy(t *testing.T) *oauth2ProxyTest {
 	return ot
 }
 
-// testLog writes progress into the test's log.
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func (ot *oauth2ProxyTest) serve(w http.ResponseWriter, r *http.Request) {
-	ot.mu.Lock()
-	ot.headers[r.URL.Path] = r.Header.Clone()
-	ot.protos[r.URL.Path] = r.Proto
-	ot.mu.Unlock()
-	switch r.URL.Path {
-	case ReadyPath:
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"bench","namespace":"default"}}`)
-	case "/stream":
-		io.WriteString(w, "first\n")
-		http.NewResponseController(w).Flush()
-		<-ot.release
-		io.WriteString(w, "second\n")
-	case "/websocket", "/spdy":
-		proto := map[string]string{"/websocket": "websocket", "/spdy": "SPDY/3.1"}[r.URL.Path]
-		if !strings.EqualFold(r.Header.Get("Upgrade"), proto) || !strings.EqualFold(r.Header.Get("Connection"), "upgrade") {
-			http.Error(w, "want Connection: upgrade and Upgrade: "+proto, http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + proto + "\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw.Reader)
-	default:
-		io.WriteString(w, "ok\n")
-	}
-}
-
-func (ot *oauth2ProxyTest) received(path string) (http.Header, string, bool) {
-	ot.mu.Lock()
-	defer ot.mu.Unlock()
-	h, ok := ot.headers[path]
-	return h, ot.protos[path], ok
-}
-
-// client returns a client that offers HTTP/2 like kubectl, or an
-// HTTP/1.1-only one.
 func (ot *oauth2ProxyTest) client(t *testing.T, http2 bool) *http.Client {
-	cfg := ot.inst.TLS.Clone()
-	if !http2 {
-		cfg.NextProtos = []string{"http/1.1"}
-	}
-	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: http2}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return testClient(t, ot.inst, http2)
 }
 
 func (ot *oauth2ProxyTest) request(t *testing.T, method, path string) *http.Request {
-	req, err := http.NewRequest(method, ot.inst.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range ot.inst.Header {
-		req.Header[k] = v
-	}
-	return req
+	return testRequest(t, ot.inst, method, path)
 }
 
 func TestOAuth2Proxy(t *testing.T) {

@@ -208,7 +208,7 @@ func fmtNum(f float64, ok bool) string {
 		return "—"
 	}
 	switch {
-	case f >= 100:
+	case f == math.Trunc(f) || f >= 100:
 		return strconv.FormatFloat(math.Round(f), 'f', -1, 64)
 	case f >= 10:
 		return strconv.FormatFloat(f, 'f', 1, 64)
@@ -352,6 +352,9 @@ func (r *Report) writeTargets(w func(string, ...any)) {
 		got, met := "not measured", "—"
 		if t.ok {
 			got = fmtNum(t.value, true) + " " + t.unit
+			if t.unit == "×" {
+				got = fmt.Sprintf("%.2f×", t.value)
+			}
 			met = "no"
 			if t.met(t.value) {
 				met = "yes"

@@ -120,6 +120,11 @@ func (r *run) watchOne(ctx context.Context, inst *contender.Instance) Row {
 	time.Sleep(r.sz.watchHold)
 	mem1 := proxy.Memory()
 	g1 := procstat.Goroutines(metrics, inst.Metrics)
+	if r.opts.Profile != "" && inst.Pprof != "" {
+		// What the streams hold: the heap and the goroutines' stacks.
+		r.fetchProfile(ctx, inst.Pprof+"/heap", Watch10k+"-heap.pb.gz")
+		r.fetchProfile(ctx, inst.Pprof+"/goroutine", Watch10k+"-goroutine.pb.gz")
+	}
 	st := r.stubStats()
 	row.Extra["open_at_end"] = st.Watches
 

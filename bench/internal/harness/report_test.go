@@ -1,0 +1,123 @@
+package harness
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-proxy/portcullis/bench/internal/contender"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// testReport is a report with one row per scenario and contender.
+func testReport() *Report {
+	r := &Report{Commit: "0123456789abcdef", Date: "2026-11-27T12:00:00Z", Command: "make bench",
+		Machine: Machine{CPUs: 2, CPUModel: "test CPU", MemoryGiB: 8, Kernel: "6.0", GoVersion: "go1.26"}, DurationS: 60}
+	rps := map[string]float64{contender.Direct: 10000, contender.Portcullis: 6000, contender.Nginx: 8000, contender.OAuth2Proxy: 3000}
+	for _, sc := range Scenarios {
+		for _, c := range Contenders {
+			row := Row{Scenario: sc, Contender: c, RPS: rps[c], P50: 1e6 / rps[c], P99: 3e6 / rps[c], Extra: map[string]any{}}
+			switch sc {
+			case Watch10k:
+				row.RPS = 0
+				row.Extra["lost"] = 0
+				if c != contender.Direct {
+					row.Extra["proxy_kib_per_stream"] = 60000 / rps[c]
+				}
+			case ExecMBps, PortForwardMBps:
+				row.RPS, row.P50, row.P99 = 0, 0, 0
+				row.Extra["mb_per_s"] = rps[c] / 50
+			case ConnsPer1000:
+				row.RPS, row.P50, row.P99 = 0, 0, 0
+				for _, k := range []string{"per_1000_at_c1", "per_1000_at_c16", "per_1000_at_c64"} {
+					row.Extra[k] = 0.0
+				}
+			case Startup:
+				row.RPS, row.P99 = 0, 0
+				row.Extra["ready_ms"] = 100000 / rps[c]
+			}
+			r.Rows = append(r.Rows, row)
+		}
+	}
+	return r
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to write it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file (run go test -update and review the diff):\n%s", name, got)
+	}
+}
+
+// results.json is a contract: {"commit", "rows": [{"scenario",
+// "contender", "rps", "p50_us", "p99_us", "extra"}]} and the run's facts.
+func TestResultsJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := testReport().WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "results.golden.json", b)
+	var doc struct {
+		Commit string
+		Rows   []map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Commit == "" || len(doc.Rows) != len(Scenarios)*len(Contenders) {
+		t.Fatalf("got commit %q and %d rows, want a commit and %d rows", doc.Commit, len(doc.Rows), len(Scenarios)*len(Contenders))
+	}
+	for _, k := range []string{"scenario", "contender", "rps", "p50_us", "p99_us", "extra"} {
+		if _, ok := doc.Rows[0][k]; !ok {
+			t.Errorf("row without %q: %v", k, doc.Rows[0])
+		}
+	}
+}
+
+func TestResultsMarkdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "RESULTS.md")
+	if err := testReport().WriteMarkdown(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "RESULTS.golden.md", b)
+	md := string(b)
+	for _, want := range []string{
+		"make bench", "commit `0123456789abcdef`",
+		// 6000 / 10000 direct, 6000 / 8000 nginx, 6000 / 3000 oauth2-proxy.
+		"| get-c16-stub: Portcullis ≥ 0.5× direct | 0.60× | yes |",
+		"| get-c16-stub: Portcullis ≥ 0.9× nginx | 0.75× | no |",
+		"| get-c16-stub: Portcullis ≥ 1.5× oauth2-proxy | 2.00× | yes |",
+		"| watch-10k: ≤ 20 KiB of proxy memory per stream | 10 KiB | yes |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS.md lacks %q", want)
+		}
+	}
+	for _, sc := range Scenarios {
+		if !strings.Contains(md, "### "+sc+"\n") {
+			t.Errorf("RESULTS.md has no section for %s", sc)
+		}
+	}
+}
