@@ -12,8 +12,7 @@ import (
 
 // nginxTest is nginx started in front of a recording upstream.
 type nginxTest struct {
-	*recordingUpstream
-	inst *Instance
+	contenderTest
 }
 
 // startNginx starts the upstream and nginx in front of it. A missing nginx
@@ -24,7 +23,7 @@ func startNginx(t *testing.T) *nginxTest {
 	if err := c.Prepare(t.Context(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	nt := &nginxTest{recordingUpstream: startRecordingUpstream(t)}
+	nt := &nginxTest{contenderTest{recordingUpstream: startRecordingUpstream(t)}}
 	// The quotes check that values are escaped in nginx.conf.
 	inst, err := c.Start(t.Context(), nt.env(t, "nginx", "alice@example.com", []string{"developers", `team "blue"`}))
 	if err != nil {
@@ -33,14 +32,6 @@ func startNginx(t *testing.T) *nginxTest {
 	t.Cleanup(inst.Stop)
 	nt.inst = inst
 	return nt
-}
-
-func (nt *nginxTest) client(t *testing.T, http2 bool) *http.Client {
-	return testClient(t, nt.inst, http2)
-}
-
-func (nt *nginxTest) request(t *testing.T, method, path string) *http.Request {
-	return testRequest(t, nt.inst, method, path)
 }
 
 func TestNginx(t *testing.T) {
@@ -154,38 +145,6 @@ func (nt *nginxTest) testKeepalive(t *testing.T) {
 				t.Errorf("%d requests opened %d upstream connections, want at most %d", requests, n, maxNew)
 			}
 		})
-	}
-}
-
-// A streamed response (a watch) reaches the client while the upstream is
-// still writing it.
-func (nt *nginxTest) testStreaming(t *testing.T) {
-	resp, err := nt.client(t, true).Do(nt.request(t, http.MethodGet, "/stream"))
-	if err != nil {
-		close(nt.release)
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	select {
-	case got := <-lines:
-		if got != "first" {
-			t.Errorf("got first line %q, want %q", got, "first")
-		}
-	case <-time.After(10 * time.Second):
-		close(nt.release)
-		t.Fatal("the first line did not arrive while the upstream held the response open: nginx buffers it")
-	}
-	close(nt.release)
-	if got := <-lines; got != "second" {
-		t.Errorf("got second line %q, want %q", got, "second")
 	}
 }
 

@@ -15,10 +15,9 @@ import (
 // oauth2ProxyTest is oauth2-proxy started in front of a recording upstream,
 // with the bench issuer.
 type oauth2ProxyTest struct {
-	*recordingUpstream
-	inst *Instance
-	iss  *Issuer
-	env  Env
+	contenderTest
+	iss *Issuer
+	env Env
 }
 
 // startOAuth2Proxy starts the upstream, the issuer and oauth2-proxy. A
@@ -30,7 +29,7 @@ func startOAuth2Proxy(t *testing.T) *oauth2ProxyTest {
 	if err := c.Prepare(t.Context(), testLog{t}); err != nil {
 		t.Fatalf("oauth2-proxy is needed for the benchmark: %v", err)
 	}
-	ot := &oauth2ProxyTest{recordingUpstream: startRecordingUpstream(t)}
+	ot := &oauth2ProxyTest{contenderTest: contenderTest{recordingUpstream: startRecordingUpstream(t)}}
 	iss, err := StartIssuer(ot.ca)
 	if err != nil {
 		t.Fatal(err)
@@ -47,14 +46,6 @@ func startOAuth2Proxy(t *testing.T) *oauth2ProxyTest {
 	t.Logf("oauth2-proxy ready in %s", inst.Ready)
 	ot.inst = inst
 	return ot
-}
-
-func (ot *oauth2ProxyTest) client(t *testing.T, http2 bool) *http.Client {
-	return testClient(t, ot.inst, http2)
-}
-
-func (ot *oauth2ProxyTest) request(t *testing.T, method, path string) *http.Request {
-	return testRequest(t, ot.inst, method, path)
 }
 
 func TestOAuth2Proxy(t *testing.T) {
@@ -226,38 +217,6 @@ func (ot *oauth2ProxyTest) testKeepalive(t *testing.T) {
 	}
 	if f := ot.iss.jwksFetches.Load() - fetches; f > 0 {
 		t.Errorf("%d requests fetched the JWKS %d times, want 0 (cached)", requests, f)
-	}
-}
-
-// A streamed response (a watch) reaches the client while the upstream is
-// still writing it.
-func (ot *oauth2ProxyTest) testStreaming(t *testing.T) {
-	resp, err := ot.client(t, true).Do(ot.request(t, http.MethodGet, "/stream"))
-	if err != nil {
-		close(ot.release)
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	select {
-	case got := <-lines:
-		if got != "first" {
-			t.Errorf("got first line %q, want %q", got, "first")
-		}
-	case <-time.After(10 * time.Second):
-		close(ot.release)
-		t.Fatal("the first line did not arrive while the upstream held the response open: oauth2-proxy buffers it")
-	}
-	close(ot.release)
-	if got := <-lines; got != "second" {
-		t.Errorf("got second line %q, want %q", got, "second")
 	}
 }
 

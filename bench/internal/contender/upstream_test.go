@@ -1,6 +1,7 @@
 package contender
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -143,6 +144,52 @@ func (u *recordingUpstream) received(path string) (http.Header, string, bool) {
 	defer u.mu.Unlock()
 	h, ok := u.headers[path]
 	return h, u.protos[path], ok
+}
+
+// contenderTest is a contender started in front of a recordingUpstream.
+type contenderTest struct {
+	*recordingUpstream
+	inst *Instance
+}
+
+func (ct *contenderTest) client(t *testing.T, http2 bool) *http.Client {
+	return testClient(t, ct.inst, http2)
+}
+
+func (ct *contenderTest) request(t *testing.T, method, path string) *http.Request {
+	return testRequest(t, ct.inst, method, path)
+}
+
+// testStreaming checks that a streamed response (a watch) reaches the
+// client while the upstream is still writing it.
+func (ct *contenderTest) testStreaming(t *testing.T) {
+	resp, err := ct.client(t, true).Do(ct.request(t, http.MethodGet, "/stream"))
+	if err != nil {
+		close(ct.release)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	select {
+	case got := <-lines:
+		if got != "first" {
+			t.Errorf("got first line %q, want %q", got, "first")
+		}
+	case <-time.After(10 * time.Second):
+		close(ct.release)
+		t.Fatalf("the first line did not arrive while the upstream held the response open: %s buffers it", ct.inst.Name)
+	}
+	close(ct.release)
+	if got := <-lines; got != "second" {
+		t.Errorf("got second line %q, want %q", got, "second")
+	}
 }
 
 // testClient returns a client of inst that offers HTTP/2 like kubectl, or

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -105,14 +106,8 @@ func (r *run) kubeconfig(inst *contender.Instance) (string, error) {
 func (r *run) execOnce(ctx context.Context, kubeconfig string) (int64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := r.cluster.cluster.KubectlCmd(ctx, "--kubeconfig", kubeconfig, "exec", podName, "--", "head", "-c", strconv.FormatInt(r.sz.streamBytes, 10), "/dev/zero")
-	stdout, err := cmd.StdoutPipe()
+	cmd, stdout, stderr, err := r.startKubectl(ctx, kubeconfig, "exec", podName, "--", "head", "-c", strconv.FormatInt(r.sz.streamBytes, 10), "/dev/zero")
 	if err != nil {
-		return 0, 0, err
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
 		return 0, 0, err
 	}
 	n, d, rerr := timedRead(stdout, r.sz.streamBytes)
@@ -134,14 +129,8 @@ func (r *run) execOnce(ctx context.Context, kubeconfig string) (int64, time.Dura
 func (r *run) portForwardOnce(ctx context.Context, kubeconfig string) (int64, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := r.cluster.cluster.KubectlCmd(ctx, "--kubeconfig", kubeconfig, "port-forward", "pod/"+podName, ":8080")
-	stdout, err := cmd.StdoutPipe()
+	cmd, stdout, stderr, err := r.startKubectl(ctx, kubeconfig, "port-forward", "pod/"+podName, ":8080")
 	if err != nil {
-		return 0, 0, err
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
 		return 0, 0, err
 	}
 	defer func() { cancel(); cmd.Wait() }()
@@ -164,6 +153,22 @@ func (r *run) portForwardOnce(ctx context.Context, kubeconfig string) (int64, ti
 		return 0, 0, fmt.Errorf("port-forward: read %d of %d bytes (%v); kubectl stderr: %s", n, r.sz.streamBytes, err, strings.TrimSpace(stderr.String()))
 	}
 	return n, d, nil
+}
+
+// startKubectl starts kubectl with kubeconfig and args, its stdout piped
+// and its stderr kept for error messages.
+func (r *run) startKubectl(ctx context.Context, kubeconfig string, args ...string) (*exec.Cmd, io.Reader, *strings.Builder, error) {
+	cmd := r.cluster.cluster.KubectlCmd(ctx, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, fmt.Errorf("starting kubectl: %w", err)
+	}
+	return cmd, stdout, stderr, nil
 }
 
 // timedRead reads up to want bytes and returns the time from the first
