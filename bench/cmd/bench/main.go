@@ -5,6 +5,7 @@
 //	go run ./cmd/bench                  # the full run (about 25 minutes)
 //	BENCH_SHORT=1 go run ./cmd/bench    # the smoke test (under 3 minutes)
 //
+// "bench render [DIR]" writes DIR/RESULTS.md again from DIR/results.json.
 // "bench stub" is the stub upstream the harness starts as a process of its
 // own.
 package main
@@ -31,9 +32,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "stub" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "stub":
 		err = runStub(ctx, os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "render":
+		err = render(os.Args[2:])
+	default:
 		err = run(ctx, os.Args[1:])
 	}
 	if err != nil {
@@ -94,6 +98,21 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// render writes RESULTS.md again from a results.json, after a change to
+// how results are written: "bench render [DIR]" (default: the current
+// directory).
+func render(args []string) error {
+	dir := "."
+	if len(args) > 0 {
+		dir = args[0]
+	}
+	r, err := harness.ReadReport(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	return r.WriteMarkdown(filepath.Join(dir, "RESULTS.md"))
 }
 
 // runStub serves the stub upstream until it is told to stop.

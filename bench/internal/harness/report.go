@@ -260,13 +260,49 @@ func details(row Row) string {
 		if k == "what" || k == "error" {
 			continue
 		}
-		b, _ := json.Marshal(v)
+		b, _ := json.Marshal(compact(v))
 		parts = append(parts, fmt.Sprintf("%s %s", k, strings.ReplaceAll(string(b), "|", "\\|")))
 	}
 	if e, ok := row.Extra["error"].(string); ok {
 		parts = append([]string{"**error:** " + strings.ReplaceAll(e, "|", "\\|")}, parts...)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// compact rounds the numbers of an extra field to one decimal for the
+// table; results.json keeps them whole. Fields read back from JSON hold
+// []any, not []float64.
+func compact(v any) any {
+	switch v := v.(type) {
+	case float64:
+		return round1(v)
+	case []float64:
+		out := make([]float64, len(v))
+		for i, f := range v {
+			out[i] = round1(f)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = compact(e)
+		}
+		return out
+	}
+	return v
+}
+
+// ReadReport reads a results.json back, to write its RESULTS.md again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 var scenarioText = map[string]string{

@@ -121,3 +121,32 @@ func TestResultsMarkdown(t *testing.T) {
 		}
 	}
 }
+
+// RESULTS.md written again from results.json ("bench render") is the one
+// the run wrote.
+func TestRenderFromJSON(t *testing.T) {
+	dir := t.TempDir()
+	rep := testReport()
+	rep.Rows[0].Extra["rounds_rps"] = []float64{1000.123, 999.987}
+	if err := rep.WriteJSON(filepath.Join(dir, "results.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteMarkdown(filepath.Join(dir, "want.md")); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadReport(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.WriteMarkdown(filepath.Join(dir, "got.md")); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(dir, "want.md"))
+	got, _ := os.ReadFile(filepath.Join(dir, "got.md"))
+	if string(got) != string(want) {
+		t.Errorf("rendered from results.json:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(string(got), "rounds_rps [1000.1,1000]") {
+		t.Error("rounds are not rounded to one decimal in the table")
+	}
+}
