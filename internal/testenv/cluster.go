@@ -145,7 +145,7 @@ func (c *Cluster) writeFiles() error {
 }
 
 func (c *Cluster) start(ctx context.Context, bins map[string]string) error {
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}

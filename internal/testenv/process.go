@@ -124,7 +124,9 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n distinct ports on 127.0.0.1 that were free a moment
+// ago, for a component that needs several (a server and its metrics).
+func FreePorts(n int) ([]int, error) {
 	// Hold all listeners open together so the n ports are distinct.
 	var lns []net.Listener
 	defer func() {

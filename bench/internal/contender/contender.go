@@ -7,10 +7,10 @@ package contender
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
@@ -80,6 +80,18 @@ type Instance struct {
 	stop  func()
 }
 
+// NewRequest is a request for path on inst, with the client's credentials.
+func (i *Instance) NewRequest(ctx context.Context, method, path string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, i.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range i.Header {
+		req.Header[k] = v
+	}
+	return req, nil
+}
+
 // Stop ends the contender.
 func (i *Instance) Stop() {
 	if i != nil && i.stop != nil {
@@ -135,6 +147,23 @@ func startProcess(ctx context.Context, inst *Instance, env Env, args, environ []
 	return nil
 }
 
+// startOnFreePorts picks n free loopback ports and starts a proxy on them
+// with start. Another process can take a port between the pick and the
+// proxy's bind; then the start is tried again, up to three times in all.
+func startOnFreePorts(n int, start func(ports []int) (*Instance, error)) (*Instance, error) {
+	for attempt := 1; ; attempt++ {
+		ports, err := testenv.FreePorts(n)
+		if err != nil {
+			return nil, err
+		}
+		inst, err := start(ports)
+		if err != nil && attempt < 3 && strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+			continue
+		}
+		return inst, err
+	}
+}
+
 // WaitServed polls GET inst.URL+ReadyPath every 2 ms until it answers 200,
 // the process exits, or timeout passes.
 func WaitServed(ctx context.Context, inst *Instance, timeout time.Duration) error {
@@ -150,12 +179,9 @@ func WaitServed(ctx context.Context, inst *Instance, timeout time.Duration) erro
 				return fmt.Errorf("%s exited before serving (%v)", inst.Name, err)
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, inst.URL+ReadyPath, nil)
+		req, err := inst.NewRequest(ctx, http.MethodGet, ReadyPath)
 		if err != nil {
 			return err
-		}
-		for k, v := range inst.Header {
-			req.Header[k] = v
 		}
 		resp, err := client.Do(req)
 		if err == nil {
@@ -170,7 +196,7 @@ func WaitServed(ctx context.Context, inst *Instance, timeout time.Duration) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s to serve %s: %w (last: %v)", inst.Name, ReadyPath, ctx.Err(), errors.Join(last))
+			return fmt.Errorf("waiting for %s to serve %s: %w (last: %v)", inst.Name, ReadyPath, ctx.Err(), last)
 		case <-time.After(2 * time.Millisecond):
 		}
 	}

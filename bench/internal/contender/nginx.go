@@ -16,8 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"text/template"
-
-	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // NginxContender is nginx as a TLS reverse proxy that replaces the client's
@@ -82,13 +80,8 @@ func (c *NginxContender) Start(ctx context.Context, env Env) (*Instance, error) 
 	if err != nil || up.Scheme != "https" || up.Port() == "" {
 		return nil, fmt.Errorf("starting nginx: upstream url %q is not https://host:port", env.Upstream.URL)
 	}
-	// A free port can be taken between FreePort and nginx's bind; try again.
-	for attempt := 1; ; attempt++ {
-		port, err := testenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		conf, err := c.config(env, port, up.Host)
+	return startOnFreePorts(1, func(ports []int) (*Instance, error) {
+		conf, err := c.config(env, ports[0], up.Host)
 		if err != nil {
 			return nil, fmt.Errorf("starting nginx: %w", err)
 		}
@@ -97,20 +90,16 @@ func (c *NginxContender) Start(ctx context.Context, env Env) (*Instance, error) 
 		}
 		inst := &Instance{
 			Name:   Nginx,
-			URL:    "https://127.0.0.1:" + strconv.Itoa(port),
+			URL:    "https://127.0.0.1:" + strconv.Itoa(ports[0]),
 			Header: http.Header{"Authorization": {"Bearer nginx-client"}},
 			Binary: c.Bin,
 		}
 		args := []string{"-p", env.Dir, "-c", "nginx.conf", "-g", "daemon off;"}
-		err = startProcess(ctx, inst, env, args, nil)
-		if err != nil && attempt < 3 && strings.Contains(err.Error(), "Address already in use") {
-			continue
-		}
-		if err != nil {
+		if err := startProcess(ctx, inst, env, args, nil); err != nil {
 			return nil, err
 		}
 		return inst, nil
-	}
+	})
 }
 
 // config renders nginx.conf for one run.

@@ -13,9 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
@@ -94,16 +92,16 @@ func (c *OAuth2ProxyContender) Prepare(ctx context.Context, progress io.Writer) 
 	return nil
 }
 
-// oauth2ProxyToolDir is bench/tools/oauth2-proxy, found from this source
-// file (the harness runs from a checkout), or under $PORTCULLIS_BENCH_TOOLS.
+// oauth2ProxyToolDir is bench/tools/oauth2-proxy in the checkout
+// (RepoRoot), or under $PORTCULLIS_BENCH_TOOLS.
 func oauth2ProxyToolDir() (string, error) {
 	tools := os.Getenv("PORTCULLIS_BENCH_TOOLS")
 	if tools == "" {
-		_, file, _, ok := runtime.Caller(0)
-		if !ok {
-			return "", errors.New("locating bench/tools: no caller information; set PORTCULLIS_BENCH_TOOLS to bench/tools")
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
 		}
-		tools = filepath.Join(filepath.Dir(file), "..", "..", "tools")
+		tools = filepath.Join(root, "bench", "tools")
 	}
 	dir := filepath.Join(tools, "oauth2-proxy")
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
@@ -151,13 +149,8 @@ func (c *OAuth2ProxyContender) Start(ctx context.Context, env Env) (*Instance, e
 	// verifies both without skipping verification anywhere.
 	environ := []string{"SSL_CERT_FILE=" + files.caBundle}
 
-	// A free port can be taken between FreePort and oauth2-proxy's bind;
-	// try again.
-	for attempt := 1; ; attempt++ {
-		port, metricsPort, err := twoFreePorts()
-		if err != nil {
-			return nil, err
-		}
+	inst, err := startOnFreePorts(2, func(ports []int) (*Instance, error) {
+		port, metricsPort := ports[0], ports[1]
 		cfg, err := oauth2ProxyConfig(env, files, port, metricsPort)
 		if err != nil {
 			return nil, fmt.Errorf("starting oauth2-proxy: %w", err)
@@ -172,21 +165,21 @@ func (c *OAuth2ProxyContender) Start(ctx context.Context, env Env) (*Instance, e
 			Binary:  c.Bin,
 			Metrics: "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics",
 		}
-		err = startProcess(ctx, inst, env, args, environ)
-		if err != nil && attempt < 3 && strings.Contains(err.Error(), "address already in use") {
-			continue
-		}
-		if err != nil {
+		if err := startProcess(ctx, inst, env, args, environ); err != nil {
 			return nil, err
 		}
-		if err := servesMetric(ctx, inst.Metrics, "go_goroutines"); err != nil {
-			if env.Log != nil {
-				fmt.Fprintf(env.Log, "oauth2-proxy: no goroutine metric: %v\n", err)
-			}
-			inst.Metrics = ""
-		}
 		return inst, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	if err := servesMetric(ctx, inst.Metrics, "go_goroutines"); err != nil {
+		if env.Log != nil {
+			fmt.Fprintf(env.Log, "oauth2-proxy: no goroutine metric: %v\n", err)
+		}
+		inst.Metrics = ""
+	}
+	return inst, nil
 }
 
 // oauth2ProxyFiles are the paths of what Start writes to env.Dir.
@@ -305,24 +298,6 @@ func oauth2ProxyConfig(env Env, f oauth2ProxyFiles, port, metricsPort int) ([]by
 		},
 	}
 	return json.MarshalIndent(cfg, "", "  ")
-}
-
-// twoFreePorts returns two distinct free loopback ports.
-func twoFreePorts() (int, int, error) {
-	a, err := testenv.FreePort()
-	if err != nil {
-		return 0, 0, err
-	}
-	for range 10 {
-		b, err := testenv.FreePort()
-		if err != nil {
-			return 0, 0, err
-		}
-		if b != a {
-			return a, b, nil
-		}
-	}
-	return 0, 0, errors.New("finding two distinct free ports on 127.0.0.1")
 }
 
 // servesMetric checks that a Prometheus endpoint serves the named metric,

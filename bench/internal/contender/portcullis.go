@@ -29,6 +29,9 @@ type PortcullisContender struct {
 	// Profiling builds the binary with -tags pprof, which serves Go's
 	// runtime profiles on a loopback port (Instance.Pprof).
 	Profiling bool
+	// BinDir is where Prepare puts the binary: the run's own directory,
+	// removed with it.
+	BinDir string
 }
 
 func (*PortcullisContender) Name() string { return Portcullis }
@@ -40,11 +43,10 @@ func (c *PortcullisContender) Prepare(ctx context.Context, progress io.Writer) e
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "portcullis-bench-bin-")
-	if err != nil {
-		return err
+	if c.BinDir == "" {
+		return errors.New("preparing portcullis: no directory for the binary (BinDir)")
 	}
-	bin := filepath.Join(dir, "portcullis")
+	bin := filepath.Join(c.BinDir, "portcullis")
 	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}
 	if c.Profiling {
 		args = append(args, "-tags", "pprof")
@@ -80,7 +82,7 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 	if c.Bin == "" {
 		return nil, errors.New("starting portcullis: not prepared")
 	}
-	ports, err := freePorts(3)
+	ports, err := testenv.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -142,21 +144,4 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 		return nil, err
 	}
 	return inst, nil
-}
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	seen := map[int]bool{}
-	var ports []int
-	for len(ports) < n {
-		p, err := testenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		if !seen[p] {
-			seen[p] = true
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
 }

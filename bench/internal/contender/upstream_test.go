@@ -209,12 +209,9 @@ func testClient(t *testing.T, inst *Instance, http2 bool) *http.Client {
 func testRequest(t *testing.T, inst *Instance, method, path string) *http.Request {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, method, inst.URL+path, nil)
+	req, err := inst.NewRequest(ctx, method, path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for k, v := range inst.Header {
-		req.Header[k] = v
 	}
 	return req
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/bench/internal/contender"
 	"github.com/portcullis-proxy/portcullis/bench/internal/load"
 	"github.com/portcullis-proxy/portcullis/bench/internal/procstat"
+	"github.com/portcullis-proxy/portcullis/bench/internal/stub"
 )
 
 // getCase is one small-GET scenario.
@@ -26,12 +27,11 @@ type getCase struct {
 
 // round is one measured run of one contender.
 type round struct {
-	res       load.Result
-	proxyCPU  time.Duration
-	upCPU     time.Duration
-	newConns  int64
-	badAuth   int64
-	upstreamN int64
+	res      load.Result
+	proxyCPU time.Duration
+	upCPU    time.Duration
+	newConns int64
+	badAuth  int64
 }
 
 // getScenarios runs the small GETs on the stub at concurrency 1, 16 and
@@ -65,7 +65,6 @@ func (r *run) getScenarios(ctx context.Context, insts map[string]*contender.Inst
 			"per_1000_at_c64": conns[name][GetC64Stub],
 			"what":            "new TCP+TLS connections the stub upstream accepted per 1,000 requests, after warm-up",
 		}}
-		row.RPS = 0
 		r.add(row)
 	}
 }
@@ -102,31 +101,28 @@ func (r *run) measureGet(ctx context.Context, gc getCase, inst *contender.Instan
 	// Warm-up is a phase of its own, so the counters below see only the
 	// steady state.
 	t := load.Target{URL: inst.URL + gc.path, Header: inst.Header}
-	load.Run(ctx, client, t, gc.concurrency, 0, gc.warmup)
-	var before, after stubStats
+	load.Run(ctx, client, t, gc.concurrency, gc.warmup)
+	var before, after stub.Stats
 	if stubUp {
 		before = r.stubStats()
 	}
 	p0, u0 := proxy.CPU(), up.CPU()
-	res := load.Run(ctx, client, t, gc.concurrency, 0, gc.total)
+	res := load.Run(ctx, client, t, gc.concurrency, gc.total)
 	rd := round{res: res, proxyCPU: proxy.CPU() - p0, upCPU: up.CPU() - u0}
 	if stubUp {
 		after = r.stubStats()
 		rd.newConns = after.NewConns - before.NewConns
 		rd.badAuth = after.BadAuth - before.BadAuth
-		rd.upstreamN = after.Requests - before.Requests
 	}
 	return rd
 }
 
-type stubStats = struct{ Requests, NewConns, BadAuth, Watches int64 }
-
-func (r *run) stubStats() stubStats {
+func (r *run) stubStats() stub.Stats {
 	st, err := r.stub.stats()
 	if err != nil {
 		r.logf("reading the stub's counters: %v", err)
 	}
-	return stubStats{st.Requests, st.NewConns, st.BadAuth, st.Watches}
+	return st
 }
 
 // getRow summarizes the rounds of one contender: the median of each figure.

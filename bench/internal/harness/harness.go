@@ -147,7 +147,7 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 	r := &run{opts: opts, sz: sizesFor(opts.Short), dir: dir, log: opts.Log}
 	r.contenders = map[string]contender.Contender{
 		contender.Direct:      contender.DirectContender{},
-		contender.Portcullis:  &contender.PortcullisContender{Profiling: opts.Profile != ""},
+		contender.Portcullis:  &contender.PortcullisContender{Profiling: opts.Profile != "", BinDir: dir},
 		contender.Nginx:       &contender.NginxContender{},
 		contender.OAuth2Proxy: &contender.OAuth2ProxyContender{},
 	}

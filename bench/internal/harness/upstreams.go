@@ -35,15 +35,9 @@ type stubUpstream struct {
 }
 
 func (r *run) startStub(ctx context.Context) (*stubUpstream, error) {
-	ports := make([]int, 0, 2)
-	for len(ports) < 2 {
-		p, err := testenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		if len(ports) == 0 || ports[0] != p {
-			ports = append(ports, p)
-		}
+	ports, err := testenv.FreePorts(2)
+	if err != nil {
+		return nil, err
 	}
 	tok := make([]byte, 24)
 	rand.Read(tok)

@@ -67,11 +67,11 @@ func (r *run) watchOne(ctx context.Context, inst *contender.Instance) Row {
 	)
 	open := func() {
 		defer wg.Done()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, inst.URL+watchPath, nil)
-		for k, v := range inst.Header {
-			req.Header[k] = v
+		var resp *http.Response
+		req, err := inst.NewRequest(ctx, http.MethodGet, watchPath)
+		if err == nil {
+			resp, err = client.Do(req)
 		}
-		resp, err := client.Do(req)
 		if err == nil && resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
 			err = fmt.Errorf("GET %s: %s", watchPath, resp.Status)

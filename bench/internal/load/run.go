@@ -53,12 +53,11 @@ func NewTransport(tlsConfig *tls.Config, conns int) *http.Transport {
 	}
 }
 
-// Run makes warmup requests, then total requests, from concurrency
-// workers that each send one request at a time (a closed loop); only the
-// second phase is measured. A client shared by all workers is used, as one
-// kubectl or one informer shares its connection.
-func Run(ctx context.Context, client *http.Client, t Target, concurrency int, warmup, total int64) Result {
-	phase(ctx, client, t, concurrency, warmup)
+// Run makes total requests from concurrency workers that each send one
+// request at a time (a closed loop), and measures them. A client shared by
+// all workers is used, as one kubectl or one informer shares its
+// connection. A warm-up is a Run whose result is dropped.
+func Run(ctx context.Context, client *http.Client, t Target, concurrency int, total int64) Result {
 	cpu0 := cpuTime()
 	start := time.Now()
 	r := phase(ctx, client, t, concurrency, total)
@@ -142,6 +141,3 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// CPUTime is this process's CPU time so far (user + system).
-func CPUTime() time.Duration { return cpuTime() }
