@@ -210,6 +210,13 @@ func methodVerb(method string) string {
 	return ""
 }
 
+// QueryBool reads a boolean query parameter (watch, follow) as
+// kube-apiserver decodes it into its options: anything but "0" and
+// "false", in any case, is true, the empty value too.
+func QueryBool(v string) bool {
+	return !(v == "0" || strings.EqualFold(v, "false"))
+}
+
 // listOptions decodes the query into list options the way kube-apiserver
 // does (metav1.ListOptions from url.Values, then the internal
 // ListOptions): only watch and the field selector matter here, but any
@@ -228,7 +235,7 @@ func listOptions(q url.Values) (watch bool, fieldSelector fields.Selector, err e
 		return "", false
 	}
 	if v, ok := first("watch"); ok {
-		watch = !(v == "0" || strings.EqualFold(v, "false"))
+		watch = QueryBool(v)
 	}
 	for _, key := range []string{"timeoutSeconds", "limit"} {
 		if v, ok := first(key); ok {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 
@@ -187,32 +186,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // reverseProxyFor picks the ReverseProxy whose copy buffers suit r.
 func (p *Proxy) reverseProxyFor(r *http.Request) *httputil.ReverseProxy {
-	if p.kubernetes && isLongStream(r.URL) {
+	if p.kubernetes && isLongStream(r) {
 		return p.rpStream
 	}
 	return p.rp
 }
 
-// isLongStream reports whether u is a Kubernetes request whose response
-// stays open: a watch (?watch=true or the legacy /watch/ path) or a
-// followed log (?follow=true). Plain requests are told apart without
-// parsing their query.
-func isLongStream(u *url.URL) bool {
-	if strings.Contains(u.Path, "/watch/") {
-		return true
-	}
-	if !strings.Contains(u.RawQuery, "watch=") && !strings.Contains(u.RawQuery, "follow=") {
+// isLongStream reports whether r is a Kubernetes request whose response
+// stays open: a watch, or a followed log. kube.ParseRequestInfo decides,
+// as kube-apiserver would; a request whose URL holds neither "watch" nor
+// "follow" cannot be either and is not parsed.
+func isLongStream(r *http.Request) bool {
+	u := r.URL
+	if !strings.Contains(u.Path, "/watch/") && !strings.Contains(u.RawQuery, "watch") && !strings.Contains(u.RawQuery, "follow") {
 		return false
 	}
-	q := u.Query()
-	for _, k := range []string{"watch", "follow"} {
-		// The values k8s.io/apiserver reads as true.
-		switch strings.ToLower(q.Get(k)) {
-		case "1", "true":
-			return true
-		}
+	info, err := kube.ParseRequestInfo(r.Method, u.Path, u.RawQuery)
+	if err != nil {
+		return false
 	}
-	return false
+	if info.Verb == "watch" {
+		return true
+	}
+	if info.Resource != "pods" || info.Subresource != "log" {
+		return false
+	}
+	v, ok := u.Query()["follow"]
+	return ok && kube.QueryBool(v[0])
 }
 
 // allowsUpgrade applies allow_spdy and allow_websockets.

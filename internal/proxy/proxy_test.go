@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -778,12 +777,14 @@ func TestIsLongStream(t *testing.T) {
 		{"/api/v1/namespaces/default/pods/web/log?follow=0", false},
 		{"/api/v1/namespaces/default/configmaps/watch", false},
 		{"/api/v1/namespaces/default/pods?labelSelector=nowatch%3D1", false},
+		// kube-apiserver reads any value but 0 and false as true, and
+		// only a list watches.
+		{"/api/v1/namespaces/default/pods?watch=yes", true},
+		{"/api/v1/namespaces/default/pods/web/log?follow=", true},
+		{"/api/v1/namespaces/default/pods/web?watch=1", false},
+		{"/api/v1/namespaces/default/pods?follow=true", false},
 	} {
-		u, err := url.Parse(tt.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := isLongStream(u); got != tt.want {
+		if got := isLongStream(httptest.NewRequest(http.MethodGet, tt.url, nil)); got != tt.want {
 			t.Errorf("isLongStream(%s): got %v, want %v", tt.url, got, tt.want)
 		}
 	}
