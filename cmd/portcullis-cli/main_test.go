@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // TestMain lets the test binary play two other parts:
@@ -149,27 +151,9 @@ func isolate(t *testing.T, r *fakeRoute) (cacheDir string) {
 	return filepath.Join(home, ".cache", "portcullis-cli", "exec-credential")
 }
 
-// syncBuffer is a bytes.Buffer that a browser child may write to too.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb logbuf.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err = run(ctx, args, &out, &errb)

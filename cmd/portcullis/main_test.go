@@ -6,11 +6,11 @@ import (
 	"encoding/base64"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // goodEnv is a complete configuration in the shape of Pomerium's
@@ -157,7 +157,7 @@ func TestStartAndStop(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, &stdout, &stderr, lookup(env)) }()
 
@@ -242,25 +242,6 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe to write from the server's goroutines
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte) {

@@ -1,7 +1,6 @@
 package authenticate
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -19,31 +18,14 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
-// logBuffer is a log sink for the refresh goroutines and the test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // refreshFixture is a signed-in fixture whose log the test reads.
-func refreshFixture(t *testing.T) (*fixture, signedIn, *logBuffer) {
+func refreshFixture(t *testing.T) (*fixture, signedIn, *logbuf.Buffer) {
 	t.Helper()
 	f := newFixture(t)
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	f.a.log = slog.New(slog.NewTextHandler(logs, nil))
 	return f, f.signIn(t), logs
 }

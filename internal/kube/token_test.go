@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // waitRecheck is how long a test waits for FileToken to look at its file
@@ -238,7 +239,7 @@ func TestFileTokenKeepsLastGoodToken(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "token")
 	writeFile(t, p, "token-aaaa")
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	ft, err := NewFileToken(p, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -400,22 +401,4 @@ func writeTimestampDir(t testing.TB, dir, token string) string {
 	}
 	writeFile(t, filepath.Join(dir, name, "token"), token)
 	return name
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

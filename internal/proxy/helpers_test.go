@@ -22,6 +22,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/identity"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // Test fixtures: the service-account token routes send upstream, the
@@ -165,7 +166,7 @@ var httptestCAPEM = sync.OnceValue(func() []byte {
 // if the test fails.
 func newProxy(t testing.TB, route *config.Route) *Proxy {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	if tt, ok := t.(*testing.T); ok {
 		t.Cleanup(func() {
 			if tt.Failed() {
@@ -182,25 +183,6 @@ func newProxy(t testing.TB, route *config.Route) *Proxy {
 	}
 	t.Cleanup(p.Close)
 	return p
-}
-
-// logBuffer collects a proxy's logs. (t.Output cannot be used: net/http
-// may log after a test returns.)
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // withIdentity returns r carrying id, as authentication leaves it; a nil id

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -10,11 +9,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // ChromiumPath is where the e2e tests expect Chromium: Debian's package
@@ -39,7 +39,7 @@ func NewChromium(t testing.TB, serverCertPEM []byte) context.Context {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	out := &lockedBuffer{}
+	out := &logbuf.Buffer{} // chromedp writes the browser's output from its own goroutines
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(ChromiumPath),
 		chromedp.Headless,
@@ -61,7 +61,7 @@ func NewChromium(t testing.TB, serverCertPEM []byte) context.Context {
 		cancel()
 		cancelAlloc()
 		if t.Failed() {
-			t.Logf("chromium output:\n%s", out.tail(40))
+			t.Logf("chromium output:\n%s", tail(out.String(), 40))
 		}
 	})
 	// Start the browser now, so that a browser that cannot start fails here
@@ -74,7 +74,7 @@ func NewChromium(t testing.TB, serverCertPEM []byte) context.Context {
 		err = fmt.Errorf("no answer within a minute")
 	}
 	if err != nil {
-		t.Fatalf("testenv: starting %s: %v\n%s\n%s", ChromiumPath, err, out.tail(40), howToGetChromium)
+		t.Fatalf("testenv: starting %s: %v\n%s\n%s", ChromiumPath, err, tail(out.String(), 40), howToGetChromium)
 	}
 	return ctx
 }
@@ -103,27 +103,4 @@ func spkiHashes(certPEM []byte) ([]string, error) {
 		return nil, fmt.Errorf("no certificate in the server certificate PEM")
 	}
 	return hashes, nil
-}
-
-// lockedBuffer collects the browser's output; chromedp writes it from its
-// own goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(b.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

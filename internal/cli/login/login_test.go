@@ -11,11 +11,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // TestMain lets the test binary stand in for a browser: run with
@@ -35,25 +36,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes a
-// browser command's output makes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // server hands out a sign-in URL that, like Portcullis after a sign-in,
@@ -78,7 +60,7 @@ func server(t *testing.T, token string) (func(context.Context, string) (*url.URL
 func TestLoginWithBrowser(t *testing.T) {
 	t.Setenv("LOGIN_TEST_BROWSER", "1")
 	signIn, redirect := server(t, "the.jwt.token")
-	var stderr lockedBuffer
+	var stderr logbuf.Buffer
 	tok, err := Login(context.Background(), Options{
 		SignInURL: signIn,
 		Server:    "https://k8s.example.com",
@@ -116,7 +98,7 @@ func TestLoginWithBrowser(t *testing.T) {
 }
 
 func TestLoginWithoutBrowser(t *testing.T) {
-	var stderr lockedBuffer
+	var stderr logbuf.Buffer
 	signIn, redirect := server(t, "tok.en.x")
 	done := make(chan struct{})
 	var tok string
@@ -227,7 +209,7 @@ func TestLoginFails(t *testing.T) {
 			if tt.ctx != nil {
 				ctx = tt.ctx()
 			}
-			var stderr lockedBuffer
+			var stderr logbuf.Buffer
 			start := time.Now()
 			_, err := Login(ctx, Options{SignInURL: neverSignIn, Server: "https://k8s.example.com", Browser: tt.browser, Timeout: tt.timeout, Stderr: &stderr})
 			if err == nil {
@@ -299,7 +281,7 @@ func TestBrowserArguments(t *testing.T) {
 		{[]string{"echo"}, u},
 		{[]string{"echo", "--url=%s", "last"}, "--url=" + u + " last"},
 	} {
-		var out lockedBuffer
+		var out logbuf.Buffer
 		failed, err := (&Browser{Argv: tt.argv, Explicit: true}).Open(u, &out)
 		if err != nil {
 			t.Fatal(err)

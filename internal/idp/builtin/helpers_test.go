@@ -1,7 +1,6 @@
 package builtin_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 const (
@@ -72,7 +72,7 @@ type idp struct {
 	oauth    *oauth2.Config
 	oidc     *oidc.Provider
 	verifier *oidc.IDTokenVerifier
-	logs     *syncBuffer
+	logs     *logbuf.Buffer
 }
 
 type options struct {
@@ -92,7 +92,7 @@ func startIdP(t *testing.T, o options) *idp {
 	aHash, bHash := hashes(t)
 	srv := httptest.NewUnstartedServer(nil) // listens on 127.0.0.1:0
 	issuer := "http://" + srv.Listener.Addr().String() + o.path
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	users := []builtin.User{
 		{Email: aliceEmail, Name: "Alice Liddell", Groups: []string{"dev", "ops"}, PasswordHash: aHash},
 		{Email: bobEmail, PasswordHash: bHash},
@@ -318,22 +318,4 @@ func (d *idp) userinfo(ctx context.Context, tok *oauth2.Token) (claims, error) {
 		return c, err
 	}
 	return c, ui.Claims(&c)
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

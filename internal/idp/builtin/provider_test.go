@@ -24,6 +24,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 func TestDiscoveryAndJWKS(t *testing.T) {
@@ -702,7 +703,7 @@ func TestPublicClient(t *testing.T) {
 
 func TestNewWarnsAndChecksConfig(t *testing.T) {
 	aHash, _ := hashes(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	p, err := builtin.New(builtin.Config{
 		Issuer:  "https://localhost:8443/.portcullis/idp",
 		Users:   []builtin.User{{Email: aliceEmail, PasswordHash: aHash}},

@@ -1,7 +1,6 @@
 package builtin
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,11 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // writeUsers writes a users file with bob and, unless aliceGroups is nil,
@@ -42,24 +42,6 @@ func writeRenamed(t *testing.T, path, content string) {
 	}
 }
 
-// lockedBuffer is a log sink for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestUsersFileFollowed: the storage follows the users file on a clock the
 // test moves: groups change in the next claims, a broken file keeps the
 // users before, and a removed person loses every token at once and for
@@ -77,7 +59,7 @@ func TestUsersFileFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.setAccounts(accounts)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	clock := func() time.Time { return *now }
 	uf := &usersFile{path: path, logger: slog.New(slog.NewTextHandler(logs, nil)), now: clock, apply: s.setAccounts}
 	uf.checked.Store(clock().UnixNano())
