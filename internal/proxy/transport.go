@@ -77,13 +77,16 @@ func newTransports(tlsConfig *tls.Config) (h2, h1 *http.Transport) {
 type byProtocol struct{ h2, h1 http.RoundTripper }
 
 func (t byProtocol) RoundTrip(r *http.Request) (*http.Response, error) {
-	if isUpgrade(r.Header) {
+	if IsUpgrade(r.Header) {
 		return t.h1.RoundTrip(r)
 	}
 	return t.h2.RoundTrip(r)
 }
 
-func isUpgrade(h http.Header) bool {
+// IsUpgrade reports whether a request with header h asks to switch
+// protocols (SPDY or WebSocket): an Upgrade header and "upgrade" among the
+// Connection tokens, as net/http and ReverseProxy read them.
+func IsUpgrade(h http.Header) bool {
 	return httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") && h.Get("Upgrade") != ""
 }
 

@@ -4,7 +4,8 @@
 //   - the main listener (TLS 1.2+ with HTTP/2 and HTTP/1.1 by ALPN, or plain
 //     HTTP when INSECURE_SERVER is set) and the optional metrics listener;
 //   - the middleware order (recover → request id → access log → metrics →
-//     router), composed in one function, pipeline;
+//     refuse what no upstream serves → bounded body reads → router),
+//     composed in one function, pipeline;
 //   - routing by Host to a route, and the internal endpoints every host
 //     serves (/ping, /healthz);
 //   - Prometheus metrics on their own registry;

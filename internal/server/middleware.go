@@ -22,14 +22,20 @@ import (
 //     carry the id;
 //  3. logAccess: sees the final status, including the 500 of a panic;
 //  4. countRequests: the same for metrics;
-//  5. the router, then the route's own handler (authentication,
+//  5. refuseUnservable: CONNECT, TRACE and targets that are not a path
+//     never reach a handler (guard.go), but are logged and counted;
+//  6. boundBodyRead: a request body must arrive in bounded time, whoever
+//     sends it (guard.go);
+//  7. the router, then the route's own handler (authentication,
 //     authorization and proxying, in that order, live behind it).
 func (s *Server) pipeline(router http.Handler) http.Handler {
 	return s.recoverPanics(
 		assignRequestID(
 			s.logAccess(
 				s.countRequests(
-					router))))
+					refuseUnservable(
+						s.boundBodyRead(
+							router))))))
 }
 
 // recoverPanics turns a handler's panic into a logged error and a 500, so

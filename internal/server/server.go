@@ -66,6 +66,10 @@ type Server struct {
 	builtinIDP http.Handler
 	router     *router
 
+	// bodyReadTimeout bounds the arrival of a request body (guard.go);
+	// defaultBodyReadTimeout unless a test shortens it.
+	bodyReadTimeout time.Duration
+
 	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
 	// balancers stop sending new work while in-flight requests finish.
 	shuttingDown atomic.Bool
@@ -101,6 +105,7 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		logger:          logger,
 		metrics:         newMetrics(),
 		hijacked:        newConnTracker(),
+		bodyReadTimeout: defaultBodyReadTimeout,
 		ready:           make(chan struct{}),
 	}
 	if !opts.InsecureServer {
