@@ -147,6 +147,13 @@ type Route struct {
 	// time, so that a rotated projected token is picked up.
 	KubernetesServiceAccountToken     string
 	KubernetesServiceAccountTokenFile string
+	// KubernetesAllowSystemNames lets a user or group name beginning with
+	// "system:" be impersonated. Kubernetes reserves that prefix for its
+	// own identities (system:masters is cluster-admin, system:node:… a
+	// kubelet, system:serviceaccount:… a service account), so by default
+	// a person whose provider names them so is refused.
+	// kubernetes_allow_system_names; default false; Kubernetes routes only.
+	KubernetesAllowSystemNames bool
 
 	// PreserveHostHeader sends the client's Host header upstream instead of
 	// the host of To. preserve_host_header; default false.

@@ -286,6 +286,13 @@ func problemCases(tb testing.TB) []problemCase {
 			},
 		},
 		{
+			name: "kubernetes_allow_system_names on a route that is not a Kubernetes route",
+			file: "routes:\n" + okRoute + "    kubernetes_allow_system_names: true\n",
+			want: []string{
+				`config.yaml:4: routes[0].kubernetes_allow_system_names: set on a route that is not a Kubernetes route (no kubernetes_service_account_token): it only decides what Portcullis may impersonate; remove it`,
+			},
+		},
+		{
 			name: "several problems at once, file first in line order, then the environment",
 			file: "routes:\n" +
 				"  - from: https://k8s.example.com\n" +

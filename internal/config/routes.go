@@ -124,6 +124,7 @@ func routeKeyTable() []routeKey {
 				r.KubernetesServiceAccountTokenFile, ok = l.str(v)
 				return ok
 			}},
+		boolean("kubernetes_allow_system_names", func(r *Route) *bool { return &r.KubernetesAllowSystemNames }),
 		boolean("preserve_host_header", func(r *Route) *bool { return &r.PreserveHostHeader }),
 		boolean("pass_identity_headers", func(r *Route) *bool { return &r.PassIdentityHeaders }),
 		routeKey{name: "timeout", logical: "timeout", decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {

@@ -242,6 +242,10 @@ func (o *Options) validate(loc *locations) []found {
 				}
 			}
 		}
+		if r.KubernetesAllowSystemNames && !r.IsKubernetes() {
+			v.add(rl.key("kubernetes_allow_system_names"),
+				"set on a route that is not a Kubernetes route (no kubernetes_service_account_token): it only decides what Portcullis may impersonate; remove it")
+		}
 		if r.KubernetesServiceAccountToken != "" && r.KubernetesServiceAccountTokenFile != "" {
 			v.add(rl.key("kubernetes_service_account_token_file"),
 				"set together with kubernetes_service_account_token: set only one of them (the _file form is re-read when the token rotates)")

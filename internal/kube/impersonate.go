@@ -48,6 +48,11 @@ const (
 //     adds cannot pass through either.
 //   - X-Pomerium-Authorization: the Pomerium-compatible way of sending the
 //     session token; it must not reach the upstream.
+//   - every other X-Pomerium-* header, X-Pomerium-Jwt-Assertion and
+//     X-Pomerium-Claim-<name> above all: Pomerium sets these on the
+//     upstream request to tell it who the user is, and an upstream written
+//     for Pomerium believes them. Only the proxy may set headers in its
+//     namespace, so a client's are removed whatever their name.
 //   - X-Remote-* (X-Remote-User, X-Remote-Group, X-Remote-Uid,
 //     X-Remote-Extra-<key>): the authenticating-proxy ("request header")
 //     headers, which the API server believes from a connection that
@@ -82,7 +87,7 @@ func StripCredentials(h http.Header, sessionCookieName string) {
 func isIdentityHeader(k string) bool {
 	return strings.EqualFold(k, headerAuthorization) ||
 		strings.EqualFold(k, "Proxy-Authorization") ||
-		strings.EqualFold(k, "X-Pomerium-Authorization") ||
+		hasPrefixFold(k, "X-Pomerium-") ||
 		hasPrefixFold(k, headerImpersonatePrefix) ||
 		hasPrefixFold(k, "X-Remote-")
 }
@@ -115,6 +120,39 @@ func removeCookie(vv []string, name string) ([]string, bool) {
 		return vv, false
 	}
 	return out, true
+}
+
+// StripSetCookie removes from a response's header h every Set-Cookie that
+// would set one of Portcullis's cookies: the one named sessionCookieName,
+// and every one named sessionCookieName + "_…" (the sign-in cookies beside
+// it). An upstream, or a page a pod serves through it, must not be able
+// to plant a session or a sign-in binding of someone else's in the
+// browser (session fixation). Header keys are matched in any letter case;
+// cookie names exactly, as browsers store them. An empty sessionCookieName
+// leaves h alone.
+func StripSetCookie(h http.Header, sessionCookieName string) {
+	if sessionCookieName == "" {
+		return
+	}
+	for k, vv := range h {
+		if !strings.EqualFold(k, "Set-Cookie") {
+			continue
+		}
+		kept := vv[:0:0]
+		for _, v := range vv {
+			name, _, _ := strings.Cut(v, "=")
+			name = strings.Trim(name, asciiSpace)
+			if name == sessionCookieName || strings.HasPrefix(name, sessionCookieName+"_") {
+				continue
+			}
+			kept = append(kept, v)
+		}
+		if len(kept) == 0 {
+			delete(h, k)
+		} else if len(kept) != len(vv) {
+			h[k] = kept
+		}
+	}
 }
 
 // asciiSpace is what textproto.TrimString trims.
@@ -179,13 +217,33 @@ func removeCookieFromValue(v, name string) (string, bool) {
 // Authorization and no Impersonate-* header at all, so a request forwarded
 // regardless would reach the API server anonymous, not as the service
 // account.
+//
+// Names beginning with "system:" are refused: see Impersonator.
 func SetImpersonation(h http.Header, saToken string, user string, groups []string) error {
+	return Impersonator{}.Set(h, saToken, user, groups)
+}
+
+// Impersonator is SetImpersonation and CheckImpersonation with a route's
+// choices. The zero value is the default and the strictest.
+type Impersonator struct {
+	// AllowSystemNames lets user and group names begin with "system:"
+	// (kubernetes_allow_system_names). Kubernetes reserves the prefix for
+	// its own identities: the group system:masters is cluster-admin
+	// whatever RBAC says, system:node:<name> is a kubelet, and
+	// system:serviceaccount:<ns>:<name> a service account. A provider
+	// that lets people choose their groups or names, or one misconfigured,
+	// would otherwise make anyone one of them.
+	AllowSystemNames bool
+}
+
+// Set is SetImpersonation with im's choices.
+func (im Impersonator) Set(h http.Header, saToken string, user string, groups []string) error {
 	if h == nil {
 		return errors.New("impersonating: no header to set (nil http.Header)")
 	}
 	err := checkToken(saToken)
 	if err == nil {
-		err = CheckImpersonation(user, groups)
+		err = im.Check(user, groups)
 	}
 	for k := range h {
 		if strings.EqualFold(k, headerAuthorization) || hasPrefixFold(k, headerImpersonatePrefix) {
@@ -213,19 +271,46 @@ var errNoUser = errors.New("impersonating: no user: refusing to forward with the
 // groups, so that a handler can refuse the request before it reaches
 // httputil.ReverseProxy's Rewrite, which cannot fail.
 func CheckImpersonation(user string, groups []string) error {
+	return Impersonator{}.Check(user, groups)
+}
+
+// Check is CheckImpersonation with im's choices.
+func (im Impersonator) Check(user string, groups []string) error {
 	if user == "" {
 		return errNoUser
 	}
-	if err := checkHeaderValue(user); err != nil {
+	if err := im.checkName(user); err != nil {
 		return fmt.Errorf("impersonating user %q: %w", user, err)
 	}
 	for _, g := range groups {
 		if g == "" {
 			continue
 		}
-		if err := checkHeaderValue(g); err != nil {
+		if err := im.checkName(g); err != nil {
 			return fmt.Errorf("impersonating user %q: group %q: %w", user, g, err)
 		}
+	}
+	return nil
+}
+
+// systemPrefix begins every name Kubernetes reserves for itself.
+const systemPrefix = "system:"
+
+// ErrSystemName is the refusal of a user or group name that begins with
+// "system:" on a route that does not allow them.
+var ErrSystemName = errors.New(`names beginning with "system:" are reserved for Kubernetes's own identities ` +
+	`(an administrator may allow them on this route with kubernetes_allow_system_names)`)
+
+// checkName checks one user or group name. The prefix is compared
+// ignoring case: kube-apiserver compares it exactly, but a name that only
+// differs in case is no person's real name either, and refusing it costs
+// nothing.
+func (im Impersonator) checkName(v string) error {
+	if err := checkHeaderValue(v); err != nil {
+		return err
+	}
+	if !im.AllowSystemNames && hasPrefixFold(v, systemPrefix) {
+		return ErrSystemName
 	}
 	return nil
 }

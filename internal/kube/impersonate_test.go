@@ -23,6 +23,8 @@ func kept() http.Header {
 		"Impersonated-By":   {"nobody"},
 		"X-Remote":          {"not a prefix match"},
 		"X-Authorization-X": {"kept"},
+		"X-Pomerium":        {"not a prefix match"},
+		"X-Pomeriumish-Foo": {"kept"},
 		"Authorization-Foo": {"kept"},
 	}
 }
@@ -88,6 +90,21 @@ func TestStripCredentials(t *testing.T) {
 				"impersonate-user": {"b"},
 				"Authorization":    {"Bearer a"},
 				"authorization":    {"Bearer b"},
+			}),
+			cookieName: testCookie,
+			want:       kept(),
+		},
+		{
+			// An upstream written for Pomerium believes these; a client
+			// must not be able to send its own (the proxy's namespace).
+			name: "Pomerium identity headers",
+			in: with(http.Header{
+				"X-Pomerium-Jwt-Assertion":     {"eyJhbGciOiJub25lIn0.e30."},
+				"X-Pomerium-Jwt-Assertion-For": {"admin@example.com"},
+				"X-Pomerium-Claim-Email":       {"admin@example.com"},
+				"x-pomerium-claim-groups":      {"admins"},
+				"X-POMERIUM-CLAIM-SUB":         {"0"},
+				"X-Pomerium-Reproxy-Policy":    {"x"},
 			}),
 			cookieName: testCookie,
 			want:       kept(),
@@ -437,20 +454,48 @@ func TestSetImpersonationDoesNotAliasGroups(t *testing.T) {
 
 func TestCheckImpersonation(t *testing.T) {
 	tests := []struct {
-		name    string
-		user    string
-		groups  []string
-		wantErr bool
+		name        string
+		user        string
+		groups      []string
+		allowSystem bool
+		wantErr     bool
 	}{
 		{name: "ok", user: "alice@example.com", groups: []string{"dev", ""}},
 		{name: "no user", user: "", wantErr: true},
 		{name: "bad group", user: "alice", groups: []string{"a\nb"}, wantErr: true},
+		// Kubernetes's reserved names: with the guide's impersonation
+		// role, a provider group named system:masters is cluster-admin.
+		{name: "system:masters group", user: "alice", groups: []string{"dev", "system:masters"}, wantErr: true},
+		{name: "system user", user: "system:admin", wantErr: true},
+		{name: "service account user", user: "system:serviceaccount:kube-system:default", wantErr: true},
+		{name: "node user", user: "system:node:worker-1", wantErr: true},
+		{name: "system prefix in another case", user: "alice", groups: []string{"SYSTEM:masters"}, wantErr: true},
+		{name: "system group allowed", user: "alice", groups: []string{"system:masters"}, allowSystem: true},
+		{name: "system user allowed", user: "system:admin", allowSystem: true},
+		{name: "allowed still checks the value", user: "system:admin\n", allowSystem: true, wantErr: true},
+		// Look-alikes that are not the prefix.
+		{name: "system without colon", user: "system", groups: []string{"systems:x", "my-system:x", "x system:y"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckImpersonation(tt.user, tt.groups)
+			im := Impersonator{AllowSystemNames: tt.allowSystem}
+			err := im.Check(tt.user, tt.groups)
 			if got := err != nil; got != tt.wantErr {
-				t.Errorf("CheckImpersonation(%q, %q) = %v, want error: %v", tt.user, tt.groups, err, tt.wantErr)
+				t.Errorf("Check(%q, %q) with AllowSystemNames %v = %v, want error: %v", tt.user, tt.groups, tt.allowSystem, err, tt.wantErr)
+			}
+			// Set decides alike, and leaves no credential when it refuses.
+			h := http.Header{"Impersonate-User": {"x"}}
+			setErr := im.Set(h, "tok", tt.user, tt.groups)
+			if (setErr != nil) != tt.wantErr {
+				t.Errorf("Set(%q, %q) = %v, want error: %v", tt.user, tt.groups, setErr, tt.wantErr)
+			}
+			if setErr != nil && (h.Get("Authorization") != "" || h.Get("Impersonate-User") != "") {
+				t.Errorf("Set refused but left %v", h)
+			}
+			if !tt.allowSystem {
+				if pkgErr := CheckImpersonation(tt.user, tt.groups); (pkgErr != nil) != tt.wantErr {
+					t.Errorf("CheckImpersonation(%q, %q) = %v, want error: %v", tt.user, tt.groups, pkgErr, tt.wantErr)
+				}
 			}
 		})
 	}

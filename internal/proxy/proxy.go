@@ -21,6 +21,7 @@ type Proxy struct {
 	route      *config.Route
 	kubernetes bool
 	saToken    kube.TokenSource // Kubernetes routes only
+	imp        kube.Impersonator
 	cookieName string
 	targets    *failover
 	rp         *httputil.ReverseProxy
@@ -56,6 +57,7 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 	p := &Proxy{
 		route:      route,
 		kubernetes: route.IsKubernetes(),
+		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
 		cookieName: opts.CookieName,
 		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
 		logger:     logger,
@@ -71,16 +73,17 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 			p.saToken = kube.StaticToken(route.KubernetesServiceAccountToken)
 		}
 	}
-	var rt http.RoundTripper = p.targets
+	var rt http.RoundTripper = requireFraming{p.targets}
 	if p.kubernetes {
 		rt = requireImpersonation{rt}
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    rt,
-		ErrorHandler: p.upstreamError,
-		ErrorLog:     slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BufferPool:   &bufferPool{},
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.modifyResponse,
+		Transport:      rt,
+		ErrorHandler:   p.upstreamError,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BufferPool:     &bufferPool{},
 	}
 	// A watch or a followed log holds its copy buffer for as long as it
 	// is open, minutes to hours, mostly idle, and its events are small:
@@ -145,7 +148,11 @@ type upstreamAuthKey struct{}
 // identity (identity.NewContext); without one it is refused with 401 and
 // never forwarded.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if up := r.Header.Get("Upgrade"); up != "" && isUpgrade(r.Header) && !p.allowsUpgrade(up) {
+	if err := Servable(r); err != nil {
+		kube.WriteStatus(w, http.StatusBadRequest, "portcullis: "+err.Error())
+		return
+	}
+	if up := r.Header.Get("Upgrade"); up != "" && IsUpgrade(r.Header) && !p.allowsUpgrade(up) {
 		kube.WriteStatus(w, http.StatusForbidden, fmt.Sprintf("portcullis: upgrade to %q is not allowed on this route (allow_spdy: %t, allow_websockets: %t)",
 			up, p.route.AllowSPDY, p.route.AllowWebsockets))
 		return
@@ -157,7 +164,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			kube.Unauthenticated(w, "no signed-in user")
 			return
 		}
-		if err := kube.CheckImpersonation(id.Email, id.Groups); err != nil {
+		if err := p.imp.Check(id.Email, id.Groups); err != nil {
 			p.logger.Warn("refusing to impersonate", "error", err)
 			kube.WriteStatus(w, http.StatusForbidden, "portcullis: your identity cannot be passed to Kubernetes: "+err.Error())
 			return
@@ -170,13 +177,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx = context.WithValue(ctx, upstreamAuthKey{}, &upstreamAuth{token: tok, id: id})
 	}
-	if p.route.Timeout > 0 && !isUpgrade(r.Header) {
+	if p.route.Timeout > 0 && !IsUpgrade(r.Header) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.route.Timeout)
 		defer cancel()
 	}
 	r = r.WithContext(ctx)
-	if p.route.IdleTimeout > 0 && !isUpgrade(r.Header) {
+	if p.route.IdleTimeout > 0 && !IsUpgrade(r.Header) {
 		var stop func()
 		w, r, stop = withIdleTimeout(w, r, p.route.IdleTimeout)
 		defer stop()
@@ -246,7 +253,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if auth == nil {
 		return // requireImpersonation refuses the request
 	}
-	if err := kube.SetImpersonation(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
+	if err := p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
 		// ServeHTTP checked these; SetImpersonation left no credential
 		// behind, and requireImpersonation refuses the request.
 		p.logger.Error("setting impersonation headers", "error", err)
@@ -272,10 +279,88 @@ func (t requireImpersonation) RoundTrip(r *http.Request) (*http.Response, error)
 	return t.rt.RoundTrip(r)
 }
 
+// sandboxCSP is the Content-Security-Policy of every response from a
+// Kubernetes route. kube-apiserver serves more than API objects on its
+// origin: pods/NAME/proxy, services/NAME/proxy and nodes/NAME/proxy relay
+// whatever a pod or a node serves, HTML and scripts included, so anyone
+// who can run a pod can put a page on the API's origin. "sandbox" gives
+// such a page a unique origin of its own and no scripts, forms or pop-ups:
+// it cannot call the API as the person viewing it. API clients ignore the
+// header; a policy the upstream set as well still applies, as browsers
+// enforce every policy they get.
+const sandboxCSP = "sandbox"
+
+// modifyResponse applies the route's rules to what the upstream answers:
+// an upstream may not set Portcullis's cookies (a page could otherwise
+// plant a session or a sign-in cookie of someone else's in the browser),
+// and a Kubernetes route's responses are sandboxed (sandboxCSP).
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	kube.StripSetCookie(resp.Header, p.cookieName)
+	if p.kubernetes {
+		resp.Header.Add("Content-Security-Policy", sandboxCSP)
+	}
+	return nil
+}
+
+// errUnframed is the transport's refusal of a request whose body the
+// upstream could not tell from the next request on the connection.
+var errUnframed = errors.New("refusing to forward a request the upstream could read as more than one")
+
+// requireFraming is the last check before any request leaves: the server
+// refuses CONNECT, TRACE and targets that are not a path before a request
+// is authenticated, and this refuses them again, so that no handler
+// reached some other way can forward one. A CONNECT is the one request
+// whose body Go's HTTP/1.1 transport writes raw, with neither
+// Content-Length nor chunked framing: the upstream would read the body as
+// requests of its own, on a connection pooled with other people's (request
+// smuggling). Every other request with a body goes out with a
+// Content-Length or chunked.
+type requireFraming struct{ rt http.RoundTripper }
+
+func (t requireFraming) RoundTrip(r *http.Request) (*http.Response, error) {
+	if Servable(r) != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errUnframed
+	}
+	return t.rt.RoundTrip(r)
+}
+
+// Servable reports why no upstream could take r as meant, or nil:
+//
+//   - CONNECT asks for a tunnel, not a resource. Go's HTTP/2 server accepts
+//     one (only :method and :authority, a body of unknown length), and
+//     Go's HTTP/1.1 transport writes its body onto the upstream connection
+//     without framing (see requireFraming). kube-apiserver serves none.
+//   - TRACE echoes the request back, headers included; upstream of
+//     Portcullis those are the service account's token and the
+//     impersonation headers.
+//   - a request target that is not an absolute path ("*", or the empty
+//     path of a CONNECT): nothing is served there, and neither a policy on
+//     http_path nor a kubernetes_* criterion can describe it.
+//
+// The server refuses such requests before authentication; ServeHTTP and
+// the transport refuse them again.
+func Servable(r *http.Request) error {
+	switch r.Method {
+	case http.MethodConnect, http.MethodTrace:
+		return fmt.Errorf("the %s method is not served here", r.Method)
+	}
+	if r.URL == nil || r.URL.Opaque != "" || !strings.HasPrefix(r.URL.Path, "/") {
+		target := r.RequestURI
+		if len(target) > 64 {
+			target = target[:64] + "…"
+		}
+		return fmt.Errorf("the request target %q is not a path; send an absolute path beginning with /", target)
+	}
+	return nil
+}
+
 // upstreamError answers a failed round trip with a Status kubectl can show
 // and logs the cause with the route.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errNoImpersonation) {
+	if errors.Is(err, errNoImpersonation) || errors.Is(err, errUnframed) {
 		p.logger.Error("upstream request refused", "error", err)
 		kube.WriteStatus(w, http.StatusInternalServerError, "portcullis: internal error: the request was not forwarded")
 		return
