@@ -28,9 +28,39 @@
 //     origin only, checks the password with one bcrypt comparison whether
 //     or not the email is known, and answers "wrong email or password"
 //     either way. Five wrong passwords end the sign-in request.
-//   - Storage is bounded: sign-ins in progress expire after ten minutes,
-//     tokens when their life ends, and each kind of entry has a ceiling
-//     past which new ones are refused rather than memory growing.
+//   - Password guessing is slowed across sign-in requests. Wrong passwords
+//     are counted per email (compared as the users file compares emails,
+//     and counted alike whether or not the email is a user's, so that a
+//     pause does not tell the two apart) and per client address. After
+//     five, that email or address is paused for a second, doubling with
+//     every further wrong password up to fifteen minutes; during a pause
+//     no password is checked, the right one included, and the form says
+//     when to try again (429). A count is forgotten an hour after its last
+//     wrong password; signing in clears the email's count, not the
+//     address's. Someone guessing at an account can keep it paused for its
+//     owner: that is the price of stopping the guessing.
+//   - At most half the CPUs (GOMAXPROCS) compare passwords at once; a
+//     check that finds no free slot within a second is refused (503) and
+//     the form says to try again.
+//   - One client cannot lock others out of signing in. One client address
+//     may have at most 32 sign-ins in progress, and a sign-in request no
+//     browser has opened the login page for lives a minute instead of
+//     ten. The ceiling of 10,000 sign-ins in progress remains, the last
+//     line of defence, reached only from over 300 addresses at once (an
+//     IPv6 attacker with a large block has them). At either limit the
+//     authorize endpoint answers with a page of its own asking to try
+//     again in a minute (429 for the address, 503 for the ceiling), not
+//     with an error redirect to the application.
+//   - The client address is the connection's (http.Request.RemoteAddr),
+//     an IPv6 address counting as its /64: Portcullis terminates TLS
+//     itself, and no forwarding header is believed. (Behind a proxy, every
+//     person would share the proxy's address and its limits.)
+//   - Storage is bounded: sign-ins in progress expire after ten minutes
+//     (one until a browser opens them), tokens when their life ends, and
+//     each kind of entry has a ceiling past which new ones are refused
+//     rather than memory growing. The counts of wrong passwords hold at
+//     most 10,000 emails and 10,000 addresses; when one is full, forgotten
+//     counts go first, then the one with the fewest wrong passwords.
 //
 // There is no browser session (single sign-on): every sign-in asks for the
 // password, and prompt=none is answered with login_required. Everything

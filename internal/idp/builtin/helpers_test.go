@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -83,6 +84,29 @@ type options struct {
 	// usersFile, if set, is a users file to read the users from and
 	// follow, instead of alice and Bob in code.
 	usersFile string
+	// clock, if set, is the provider's clock (builtin.SetClock).
+	clock *testClock
+}
+
+// testClock is a clock the test moves on. The provider reads it from its
+// handlers' goroutines.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Now()} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 // startIdP serves a provider on 127.0.0.1 with users alice (groups dev and
@@ -128,6 +152,9 @@ func startIdP(t *testing.T, o options) *idp {
 		srv.Close()
 		t.Fatalf("builtin.New: %v", err)
 	}
+	if o.clock != nil {
+		builtin.SetClock(p, o.clock.Now)
+	}
 	srv.Config.Handler = p.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -171,8 +198,18 @@ func (d *idp) newFlow(extra ...oauth2.AuthCodeOption) flow {
 // returns the code the provider sent to the redirect URI.
 func (d *idp) signIn(t *testing.T, email, password string) (flow, string) {
 	t.Helper()
+	return d.signInFrom(t, "", email, password)
+}
+
+// signInFrom is signIn from the client address addr (see clientFrom).
+func (d *idp) signInFrom(t *testing.T, addr, email, password string) (flow, string) {
+	t.Helper()
 	f := d.newFlow()
-	final, page, err := testenv.NewBrowser(nil).SignIn(t.Context(), f.authURL, email, password, redirectURI)
+	b := testenv.NewBrowser(nil)
+	if tr := transportFrom(t, addr); tr != nil {
+		b.Client.Transport = tr
+	}
+	final, page, err := b.SignIn(t.Context(), f.authURL, email, password, redirectURI)
 	if err != nil {
 		t.Fatalf("signing in as %s: %v\npage: %s", email, err, page)
 	}
@@ -250,8 +287,14 @@ func oauthErrorCode(t *testing.T, err error) string {
 // the sign-in request id.
 func loginPage(t *testing.T, authURL string) (*http.Client, *url.URL, string) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
+	return loginPageFrom(t, "", authURL)
+}
+
+// loginPageFrom is loginPage from the client address addr (see
+// clientFrom).
+func loginPageFrom(t *testing.T, addr, authURL string) (*http.Client, *url.URL, string) {
+	t.Helper()
+	c := clientFrom(t, addr)
 	resp, err := c.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
@@ -279,15 +322,66 @@ func postLogin(t *testing.T, c *http.Client, loginURL *url.URL, form url.Values,
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	nc := *c
-	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := nc.Do(req)
+	resp, err := noRedirects(c).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(body)
+}
+
+// clientFrom returns a client with a cookie jar, as a browser has, whose
+// connections come from the loopback address addr, such as 127.0.0.2, so
+// that the provider sees another client address: a test's stand-in for
+// many people, or for an attacker and a victim. "" is the usual
+// 127.0.0.1. Tests that use it call needLoopback first.
+func clientFrom(t *testing.T, addr string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	if tr := transportFrom(t, addr); tr != nil {
+		c.Transport = tr
+	}
+	return c
+}
+
+// transportFrom returns a transport that connects from the loopback
+// address addr, or nil for "".
+func transportFrom(t *testing.T, addr string) *http.Transport {
+	t.Helper()
+	if addr == "" {
+		return nil
+	}
+	ip := net.ParseIP(addr)
+	if ip == nil || !ip.IsLoopback() {
+		t.Fatalf("client address %q: want a loopback address such as 127.0.0.2", addr)
+	}
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// needLoopback skips the test unless every address in addrs can be a
+// connection's source. All of 127.0.0.0/8 can on Linux; macOS has only
+// 127.0.0.1 until others are added.
+func needLoopback(t *testing.T, addrs ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", net.JoinHostPort(a, "0"))
+		if err != nil {
+			t.Skipf("skipped: this test connects from several client addresses, and %s is not a local address here (%v); on macOS add it with: sudo ifconfig lo0 alias %s up", a, err, a)
+		}
+		l.Close()
+	}
+}
+
+// noRedirects returns c that does not follow redirects, so that a test
+// sees where the provider sends the browser.
+func noRedirects(c *http.Client) *http.Client {
+	nc := *c
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &nc
 }
 
 func loginForm(id, email, password string) url.Values {

@@ -2,12 +2,16 @@ package builtin
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/crypto/bcrypt"
@@ -28,21 +32,13 @@ const (
 // serveLogin is the login page: GET shows the form for a sign-in request,
 // POST checks the password and sends the browser back to op's callback.
 func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	// Not cached, not framed (clickjacking), no script at all; referrers
-	// stay on this origin, since the URL names the sign-in request.
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		p.showLogin(w, r)
 	case http.MethodPost:
 		p.submitLogin(w, r)
 	default:
-		h.Set("Allow", "GET, HEAD, POST")
+		w.Header().Set("Allow", "GET, HEAD, POST")
 		p.message(w, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in page answers GET and POST only.")
 	}
 }
@@ -60,12 +56,19 @@ func (p *Provider) showLogin(w http.ResponseWriter, r *http.Request) {
 		p.loginError(w, err)
 		return
 	}
-	p.render(w, http.StatusOK, "login", loginPage{
+	p.loginForm(w, http.StatusOK, a, a.loginHint, "")
+}
+
+// loginForm shows the login form of request a, with the email typed and,
+// after a post that did not sign in, why.
+func (p *Provider) loginForm(w http.ResponseWriter, status int, a *authRequest, email, problem string) {
+	p.render(w, status, "login", loginPage{
 		Title:         "Sign in",
 		Action:        p.prefix + "/login",
 		AuthRequestID: a.id,
 		Client:        a.clientID,
-		Email:         a.loginHint,
+		Email:         email,
+		Error:         problem,
 	})
 }
 
@@ -98,30 +101,28 @@ func (p *Provider) submitLogin(w http.ResponseWriter, r *http.Request) {
 		p.loginError(w, err)
 		return
 	}
-	acct, ok := p.checkPassword(email, password)
+	addr := clientAddr(r)
+	acct, ok, err := p.tryPassword(r.Context(), addr, email, password)
+	if err != nil {
+		// Paused, or no CPU to check with: the password was not checked
+		// and the request lives on, so the form comes back saying when
+		// to try again.
+		p.logger.Info("sign-in refused before the password was checked", "client_id", a.clientID,
+			emailAttr(p.store.currentUsers().byEmailAddress(email)), "client", addr, "reason", err.Error())
+		status, _, msg, wait := refusal(err)
+		setRetryAfter(w, wait)
+		p.loginForm(w, status, a, email, msg)
+		return
+	}
 	if !ok {
-		// Log the email only when it is a user's: a password typed into
-		// the email field must not reach the log.
-		attrs := []any{"client_id", a.clientID}
-		if acct != nil {
-			attrs = append(attrs, "email", acct.Email)
-		} else {
-			attrs = append(attrs, "email", "(not a user)")
-		}
+		attrs := []any{"client_id", a.clientID, emailAttr(acct), "client", addr}
 		if err := p.store.loginFailed(id, browser); err != nil {
 			p.logger.Warn("sign-in refused: wrong email or password; sign-in request ended", append(attrs, "reason", err.Error())...)
 			p.loginError(w, err)
 			return
 		}
 		p.logger.Info("sign-in refused: wrong email or password", attrs...)
-		p.render(w, http.StatusUnauthorized, "login", loginPage{
-			Title:         "Sign in",
-			Action:        p.prefix + "/login",
-			AuthRequestID: a.id,
-			Client:        a.clientID,
-			Email:         email,
-			Error:         wrongCredentials,
-		})
+		p.loginForm(w, http.StatusUnauthorized, a, email, wrongCredentials)
 		return
 	}
 	if err := p.store.completeLogin(id, browser, acct.subject); err != nil {
@@ -132,6 +133,55 @@ func (p *Provider) submitLogin(w http.ResponseWriter, r *http.Request) {
 	// 303: the browser follows with a GET to op's callback, which issues
 	// the code and redirects to the client.
 	http.Redirect(w, r, p.callback(op.ContextWithIssuer(r.Context(), p.issuer), id), http.StatusSeeOther)
+}
+
+// tryPassword checks email and password within the limits on guessing
+// (limits.go). Before any hashing, it refuses an email or a client address
+// paused after too many wrong passwords (*pausedError); then it waits for
+// a hashing slot, and refuses when none frees up in time (errHashBusy). A
+// wrong password counts against both the email and the address, whether
+// or not the email is a user's; the right one clears the email's count,
+// not the address's (see backoff.clear).
+//
+// A paused email or address is told so (refusal), rather than answered
+// "wrong email or password" as if its password had been checked: the
+// pause tells an attacker nothing they do not know (the limits are public,
+// and an unknown email is paused exactly like a user's), while the lie
+// would tell the real person, typing the right password, that it is wrong,
+// and hide from them that someone is guessing.
+func (p *Provider) tryPassword(ctx context.Context, addr netip.Addr, email, password string) (acct *account, ok bool, err error) {
+	key := accountKey(email)
+	// The address first: a paused address adds no email to the table.
+	if err := p.addrFailures.begin(p.store.now(), addr); err != nil {
+		return nil, false, err
+	}
+	if err := p.accountFailures.begin(p.store.now(), key); err != nil {
+		p.addrFailures.end(p.store.now(), addr, false)
+		return nil, false, err
+	}
+	err = p.hashing.run(ctx, func() { acct, ok = p.checkPassword(email, password) })
+	now := p.store.now()
+	wrong := err == nil && !ok
+	if d := p.addrFailures.end(now, addr, wrong); d > 0 {
+		p.logger.Warn("wrong passwords: pausing sign-ins from the client address", "client", addr, "pause", d)
+	}
+	if d := p.accountFailures.end(now, key, wrong); d > 0 {
+		p.logger.Warn("wrong passwords: pausing sign-ins for the email", emailAttr(acct), "pause", d)
+	}
+	if ok {
+		p.accountFailures.clear(key)
+	}
+	return acct, ok, err
+}
+
+// emailAttr names the person of a sign-in in the log, only if the email
+// is a user's: a password typed into the email field must not reach the
+// log.
+func emailAttr(acct *account) slog.Attr {
+	if acct == nil {
+		return slog.String("email", "(not a user)")
+	}
+	return slog.String("email", acct.Email)
 }
 
 // checkPassword returns the account with this email and whether pw is its
@@ -188,26 +238,53 @@ func (p *Provider) browserBinding(w http.ResponseWriter, r *http.Request) [32]by
 	return sha256.Sum256([]byte(v))
 }
 
-// loginError answers a login request that cannot go on.
+// loginError answers, with a page of its own, a step of a sign-in (the
+// authorize call, the login page) that cannot go on.
 func (p *Provider) loginError(w http.ResponseWriter, err error) {
+	status, title, msg, wait := refusal(err)
+	setRetryAfter(w, wait)
+	p.message(w, status, title, msg)
+}
+
+// refusal is what a person is told when a step of a sign-in is refused
+// for err: the status, a title and a sentence, and when to try again (0:
+// no time to give). Every refusal's words are here.
+func refusal(err error) (status int, title, msg string, wait time.Duration) {
+	var paused *pausedError
 	switch {
 	case errors.Is(err, errOtherBrowser):
-		p.message(w, http.StatusForbidden, "Sign-in refused",
-			"This sign-in was started in another browser, or this browser does not keep cookies. Go back to the application and sign in again.")
+		return http.StatusForbidden, "Sign-in refused",
+			"This sign-in was started in another browser, or this browser does not keep cookies. Go back to the application and sign in again.", 0
 	case errors.Is(err, errTooManyAttempts):
-		p.message(w, http.StatusTooManyRequests, "Too many attempts",
-			"The email or password was wrong too many times. Go back to the application and sign in again.")
-	default:
-		p.message(w, http.StatusBadRequest, "Sign-in expired",
-			"This sign-in has expired or was already completed. Go back to the application and sign in again.")
+		return http.StatusTooManyRequests, "Too many attempts",
+			"The email or password was wrong too many times. Go back to the application and sign in again.", 0
+	case errors.As(err, &paused):
+		return http.StatusTooManyRequests, "Too many attempts",
+			"Too many wrong passwords for this email or from your network. Try again in " + inWords(paused.wait) + ".", paused.wait
+	case errors.Is(err, errHashBusy), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "Server busy",
+			"The server is busy checking other sign-ins. Try again in a moment.", time.Second
+	case errors.Is(err, errTooManySignIns):
+		return http.StatusTooManyRequests, "Too many sign-ins in progress",
+			"Too many sign-ins are in progress from your network. Finish one, or try again in a minute.", time.Minute
+	case errors.Is(err, errSignInsFull):
+		return http.StatusServiceUnavailable, "Too many sign-ins in progress",
+			"Too many sign-ins are in progress. Try again in a minute.", time.Minute
+	}
+	return http.StatusBadRequest, "Sign-in expired",
+		"This sign-in has expired or was already completed. Go back to the application and sign in again.", 0
+}
+
+// setRetryAfter says when to try again, if wait is known.
+func setRetryAfter(w http.ResponseWriter, wait time.Duration) {
+	if wait > 0 {
+		w.Header().Set("Retry-After", retryAfter(wait))
 	}
 }
 
 // serveSignedOut is where end_session sends the browser when the client
 // gave no post_logout_redirect_uri.
 func (p *Provider) serveSignedOut(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	p.message(w, http.StatusOK, "Signed out", "You are signed out of the built-in identity provider.")
 }
 
@@ -229,7 +306,16 @@ func (p *Provider) message(w http.ResponseWriter, status int, title, msg string)
 	p.render(w, status, "message", messagePage{Title: title, Message: msg})
 }
 
+// render writes one of the pages. Every page is sent not cached, not
+// framed (clickjacking) and with no script at all; referrers stay on this
+// origin, since the login page's URL names the sign-in request.
 func (p *Provider) render(w http.ResponseWriter, status int, name string, data any) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, name, data); err != nil {
 		p.logger.Error("rendering the login page", "error", err)

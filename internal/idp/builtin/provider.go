@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -105,6 +108,16 @@ type Provider struct {
 	callback func(context.Context, string) string
 	csrf     *http.CrossOriginProtection
 	handler  http.Handler
+
+	// The limits on password checks (limits.go): wrong passwords per
+	// client address and per email, and the CPUs bcrypt may take.
+	addrFailures    *backoff[netip.Addr]
+	accountFailures *backoff[[32]byte]
+	hashing         *hashSlots
+	// fullLogged is when (UnixNano, by the storage's clock) a full table
+	// of sign-ins was last logged: once a minute is enough to tell the
+	// operator, and a flood must not flood the log too.
+	fullLogged atomic.Int64
 }
 
 // New returns a provider for cfg. It reports every problem of cfg at once.
@@ -157,6 +170,10 @@ func New(cfg Config) (*Provider, error) {
 		secure: u.Scheme == "https",
 		logger: logger.With("component", "idp-builtin"),
 		csrf:   http.NewCrossOriginProtection(),
+
+		addrFailures:    newBackoff[netip.Addr](maxFailureKeys),
+		accountFailures: newBackoff[[32]byte](maxFailureKeys),
+		hashing:         newHashSlots(hashSlotCount(runtime.GOMAXPROCS(0)), hashWait),
 	}
 	clients := make([]*client, len(cfg.Clients))
 	for i, c := range cfg.Clients {
@@ -222,6 +239,8 @@ func (p *Provider) routes() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch path := r.URL.Path; {
+		case path == p.prefix+"/authorize":
+			p.serveAuthorize(w, r, opHandler)
 		case path == p.prefix+"/login":
 			p.serveLogin(w, r)
 		case path == p.prefix+"/signed-out":
@@ -232,6 +251,38 @@ func (p *Provider) routes() http.Handler {
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// serveAuthorize hands an authorization request to op with room held in
+// the table for the sign-in request op will make (storage.admit). A client
+// address with maxSignInsPerAddr sign-ins in progress, or a full table, is
+// refused here with a page the person can read; were CreateAuthRequest to
+// refuse, op would send the browser back to the application with
+// error=server_error instead.
+func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	addr := clientAddr(r)
+	adm, err := p.store.admit(addr)
+	if err != nil {
+		switch {
+		case errors.Is(err, errSignInsFull) && p.logFull():
+			p.logger.Warn("sign-in refused: the table of sign-ins in progress is full; logged at most once a minute",
+				"client", addr, "limit", maxAuthRequests)
+		case errors.Is(err, errTooManySignIns):
+			// Debug only: one address can ask ten thousand times a second.
+			p.logger.Debug("sign-in refused: too many in progress from the client address", "client", addr, "limit", maxSignInsPerAddr)
+		}
+		p.loginError(w, err)
+		return
+	}
+	defer p.store.release(adm)
+	next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), admissionKey{}, adm)))
+}
+
+// logFull says whether to log that the table is full: once a minute.
+func (p *Provider) logFull() bool {
+	now := p.store.now().UnixNano()
+	last := p.fullLogged.Load()
+	return now-last >= int64(time.Minute) && p.fullLogged.CompareAndSwap(last, now)
 }
 
 // loginURL is where op sends the browser to sign in (Client.LoginURL).

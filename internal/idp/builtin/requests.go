@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -14,10 +15,15 @@ import (
 // hands op copies (see storage.snapshot), so that op reads a request while
 // the login page changes it without a data race.
 type authRequest struct {
-	id       string
-	created  time.Time
+	id      string
+	created time.Time
+	// expires is unboundTTL after created until a browser opens the login
+	// page, then authRequestTTL after it (storage.bindLogin).
 	expires  time.Time
 	clientID string
+	// addr is the client address of the authorize call that made it,
+	// whose share of the table it counts against (storage.byAddr).
+	addr netip.Addr
 	// redirectURI, state, nonce, scopes, responseType, responseMode and
 	// challenge are the client's request as op validated it.
 	redirectURI  string

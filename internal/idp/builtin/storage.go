@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,13 +18,20 @@ import (
 )
 
 const (
-	// authRequestTTL is how long a person has to sign in.
+	// authRequestTTL is how long a person has to sign in, counted from the
+	// authorize call, once a browser has opened the login page.
 	authRequestTTL = 10 * time.Minute
+	// unboundTTL is how long a sign-in request lives until a browser opens
+	// its login page (bindLogin). A browser is redirected there at once, so
+	// a minute is ample; a request no browser opens is what a script
+	// flooding the authorize endpoint leaves, and it is gone in a minute.
+	unboundTTL = time.Minute
 	// codeTTL is how long an authorization code can be exchanged; RFC 6749
 	// section 4.1.2 asks for a short life, at most ten minutes.
 	codeTTL = time.Minute
 	// maxLoginFailures wrong passwords end a sign-in: the person must go
-	// back to the application, which slows guessing down.
+	// back to the application. A script starts a new request instead: what
+	// stops guessing is the count across requests (limits.go).
 	maxLoginFailures = 5
 
 	// Bounds on what the storage holds. Expired entries are swept at most
@@ -40,7 +48,7 @@ var (
 	errUnknownRequest   = errors.New("the sign-in request is unknown, expired or already used")
 	errOtherBrowser     = errors.New("the sign-in request was opened in another browser")
 	errTooManyAttempts  = errors.New("too many wrong passwords")
-	errBusy             = errors.New("too many sign-ins or tokens in flight; try again later")
+	errBusy             = errors.New("too many tokens in flight; try again later")
 	errInvalidToken     = errors.New("token is invalid, expired or revoked")
 	errUnknownClient    = errors.New("unknown client")
 	errClientCredential = errors.New("wrong client_id or client_secret")
@@ -102,8 +110,14 @@ type storage struct {
 	accessTTL  time.Duration
 	refreshTTL time.Duration
 
-	mu            sync.Mutex
-	authRequests  map[string]*authRequest
+	mu           sync.Mutex
+	authRequests map[string]*authRequest
+	// byAddr holds, per client address, its requests in authRequests and
+	// the room held for ones about to be made (admission); reserved is the
+	// room held in all. Together they bound one address's share of the
+	// table (maxSignInsPerAddr).
+	byAddr        map[netip.Addr]*addrSignIns
+	reserved      int
 	codes         map[string]string // code → auth request id
 	spentCodes    map[string]spent
 	accessTokens  map[string]*accessToken
@@ -125,6 +139,7 @@ func newStorage(accounts []*account, clients []*client, key *signingKey, accessT
 		accessTTL:     accessTTL,
 		refreshTTL:    refreshTTL,
 		authRequests:  map[string]*authRequest{},
+		byAddr:        map[netip.Addr]*addrSignIns{},
 		codes:         map[string]string{},
 		spentCodes:    map[string]spent{},
 		accessTokens:  map[string]*accessToken{},
@@ -187,8 +202,18 @@ func (s *storage) roomLocked(now time.Time, n func() int, limit int) bool {
 }
 
 func (s *storage) deleteAuthRequestLocked(id string) {
-	if a, ok := s.authRequests[id]; ok && a.code != "" {
+	a, ok := s.authRequests[id]
+	if !ok {
+		return
+	}
+	if a.code != "" {
 		delete(s.codes, a.code)
+	}
+	if as := s.byAddr[a.addr]; as != nil {
+		if i := slices.Index(as.ids, id); i >= 0 {
+			as.ids = slices.Delete(as.ids, i, i+1)
+		}
+		s.dropAddrIfIdleLocked(a.addr, as)
 	}
 	delete(s.authRequests, id)
 }
@@ -215,6 +240,99 @@ func (s *storage) rememberLocked(m map[string]spent, key, grantID string, expire
 	}
 }
 
+// --- room for sign-in requests ---
+
+// addrSignIns is one client address's share of the sign-in requests.
+type addrSignIns struct {
+	ids      []string // its requests in authRequests
+	reserved int      // admissions held and not yet used or released
+}
+
+// An admission is room held in the table for the one sign-in request an
+// authorize call may make, counted against the client address. It lets
+// the refusal of a full table come before op runs, as a page for the
+// person (serveAuthorize), rather than from CreateAuthRequest, which op
+// would turn into an error redirect to the application.
+type admission struct {
+	addr netip.Addr
+	used bool // a request was made with it, or it was released
+}
+
+// admissionKey is the context key of the *admission that op's context
+// carries into CreateAuthRequest.
+type admissionKey struct{}
+
+// admit holds room for a sign-in request from addr. It fails with
+// errTooManySignIns when addr has maxSignInsPerAddr requests in progress,
+// and with errSignInsFull when the table holds maxAuthRequests. The
+// caller must release the admission.
+func (s *storage) admit(addr netip.Addr) (*admission, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.admitLocked(s.now(), addr)
+}
+
+func (s *storage) admitLocked(now time.Time, addr netip.Addr) (*admission, error) {
+	if as := s.byAddr[addr]; as != nil && len(as.ids)+as.reserved >= maxSignInsPerAddr {
+		// The address's own expired requests make room first: that looks
+		// at maxSignInsPerAddr entries, where a sweep would look at all.
+		for _, id := range slices.Clone(as.ids) {
+			if a := s.authRequests[id]; a != nil && !now.Before(a.expires) {
+				s.deleteAuthRequestLocked(id)
+			}
+		}
+		if len(as.ids)+as.reserved >= maxSignInsPerAddr {
+			return nil, errTooManySignIns
+		}
+	}
+	// The global ceiling is the last line of defence: reaching it takes
+	// many addresses, each at its own limit.
+	if !s.roomLocked(now, func() int { return len(s.authRequests) + s.reserved }, maxAuthRequests) {
+		return nil, errSignInsFull
+	}
+	as := s.byAddr[addr] // looked up again: making room may have dropped it
+	if as == nil {
+		as = &addrSignIns{}
+		s.byAddr[addr] = as
+	}
+	as.reserved++
+	s.reserved++
+	return &admission{addr: addr}, nil
+}
+
+// release gives back the room of an admission no request was made with.
+func (s *storage) release(adm *admission) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if adm.used {
+		return
+	}
+	adm.used = true
+	as := s.byAddr[adm.addr]
+	as.reserved--
+	s.reserved--
+	s.dropAddrIfIdleLocked(adm.addr, as)
+}
+
+// addLocked stores request a in the room held by adm.
+func (s *storage) addLocked(a *authRequest, adm *admission) {
+	adm.used = true
+	as := s.byAddr[adm.addr] // kept by the admission's room
+	as.reserved--
+	s.reserved--
+	as.ids = append(as.ids, a.id)
+	a.addr = adm.addr
+	s.authRequests[a.id] = a
+}
+
+// dropAddrIfIdleLocked forgets an address with no requests and no room
+// held, so that byAddr is no larger than the table.
+func (s *storage) dropAddrIfIdleLocked(addr netip.Addr, as *addrSignIns) {
+	if len(as.ids) == 0 && as.reserved == 0 {
+		delete(s.byAddr, addr)
+	}
+}
+
 // --- the login page's part ---
 
 // bindLogin returns the pending request id for the login page, binding it
@@ -227,7 +345,10 @@ func (s *storage) bindLogin(id string, browser [32]byte) (*authRequest, error) {
 		return nil, err
 	}
 	if !a.bound {
+		// Bound to a browser, the request gets the full time to sign in;
+		// until then it had only unboundTTL.
 		a.browser, a.bound = browser, true
+		a.expires = a.created.Add(authRequestTTL)
 	}
 	return snapshot(a), nil
 }
@@ -310,7 +431,7 @@ func (s *storage) knownLocked(subject string) bool {
 
 // --- op.AuthStorage ---
 
-func (s *storage) CreateAuthRequest(_ context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+func (s *storage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	// The userID argument comes from an id_token_hint. It is ignored: this
 	// provider keeps no browser session, so every sign-in asks for the
 	// password.
@@ -332,7 +453,7 @@ func (s *storage) CreateAuthRequest(_ context.Context, r *oidc.AuthRequest, _ st
 	a := &authRequest{
 		id:           rand.Text(),
 		created:      now,
-		expires:      now.Add(authRequestTTL),
+		expires:      now.Add(unboundTTL),
 		clientID:     r.ClientID,
 		redirectURI:  r.RedirectURI,
 		state:        r.State,
@@ -345,10 +466,22 @@ func (s *storage) CreateAuthRequest(_ context.Context, r *oidc.AuthRequest, _ st
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.roomLocked(now, func() int { return len(s.authRequests) }, maxAuthRequests) {
-		return nil, busyError()
+	adm, _ := ctx.Value(admissionKey{}).(*admission)
+	if adm == nil || adm.used {
+		// No room held for this request by serveAuthorize: a second
+		// request in one call, or a path into op not foreseen. Admit it
+		// here; without an admission, as from an unknown address, so
+		// that all such requests share one address's room.
+		var addr netip.Addr
+		if adm != nil {
+			addr = adm.addr
+		}
+		var err error
+		if adm, err = s.admitLocked(now, addr); err != nil {
+			return nil, busyError(err)
+		}
 	}
-	s.authRequests[a.id] = a
+	s.addLocked(a, adm)
 	return snapshot(a), nil
 }
 
@@ -470,7 +603,7 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 func (s *storage) newAccessTokenLocked(grantID, clientID, subject string, scopes []string) (*accessToken, error) {
 	now := s.now()
 	if !s.roomLocked(now, func() int { return len(s.accessTokens) }, maxTokens) {
-		return nil, busyError()
+		return nil, busyError(errBusy)
 	}
 	t := &accessToken{
 		id:       rand.Text(),
@@ -506,7 +639,7 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, r op.TokenRequ
 			return "", "", time.Time{}, oidc.ErrInvalidGrant()
 		}
 		if !s.roomLocked(now, func() int { return len(s.refreshTokens) }, maxTokens) {
-			return "", "", time.Time{}, busyError()
+			return "", "", time.Time{}, busyError(errBusy)
 		}
 		if err := s.redeemLocked(r); err != nil {
 			return "", "", time.Time{}, err
@@ -791,6 +924,6 @@ func lowerASCII(s string) string {
 }
 
 // busyError answers a request that would grow the storage past its bounds.
-func busyError() *oidc.Error {
-	return oidc.ErrServerError().WithDescription("%s", errBusy)
+func busyError(err error) *oidc.Error {
+	return oidc.ErrServerError().WithDescription("%s", err)
 }

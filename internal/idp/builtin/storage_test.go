@@ -6,10 +6,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // newTestStorage returns a storage with one user and one client on a clock
@@ -71,26 +73,119 @@ func signedIn(t *testing.T, s *storage, code string) *authRequest {
 	return a.(*authRequest)
 }
 
+// createFrom makes a sign-in request the way an authorize call from addr
+// does: serveAuthorize holds room for it, then op calls CreateAuthRequest.
+func createFrom(s *storage, addr netip.Addr) (op.AuthRequest, error) {
+	adm, err := s.admit(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer s.release(adm)
+	return s.CreateAuthRequest(context.WithValue(context.Background(), admissionKey{}, adm), testAuthRequest(), "")
+}
+
+// testAddr is the i-th of many client addresses.
+func testAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
 func TestStorageBoundsAuthRequests(t *testing.T) {
 	s, now := newTestStorage(t)
-	ctx := context.Background()
+	// The table fills only from many addresses, each at its own limit.
 	for i := 0; i < maxAuthRequests; i++ {
-		if _, err := s.CreateAuthRequest(ctx, testAuthRequest(), ""); err != nil {
+		if _, err := createFrom(s, testAddr(i/maxSignInsPerAddr)); err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
-	_, err := s.CreateAuthRequest(ctx, testAuthRequest(), "")
+	if _, err := createFrom(s, testAddr(1<<20)); !errors.Is(err, errSignInsFull) {
+		t.Fatalf("request past the bound: got %v, want %v", err, errSignInsFull)
+	}
+	// Without an admission (not through serveAuthorize), op is refused
+	// with a server_error.
+	_, err := s.CreateAuthRequest(context.Background(), testAuthRequest(), "")
 	var oerr *oidc.Error
 	if !errors.As(err, &oerr) || oerr.ErrorType != oidc.ServerError {
-		t.Fatalf("request past the bound: got %v, want a server_error", err)
+		t.Fatalf("request past the bound without an admission: got %v, want a server_error", err)
 	}
 	// Once they expire, they are swept and there is room again.
-	*now = now.Add(authRequestTTL)
-	if _, err := s.CreateAuthRequest(ctx, testAuthRequest(), ""); err != nil {
+	*now = now.Add(unboundTTL)
+	if _, err := createFrom(s, testAddr(1<<20)); err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
 	if got := len(s.authRequests); got != 1 {
 		t.Errorf("auth requests after the sweep: got %d, want 1", got)
+	}
+	if got := len(s.byAddr); got != 1 {
+		t.Errorf("addresses counted after the sweep: got %d, want 1", got)
+	}
+}
+
+// TestStorageSignInsPerAddress: one client address cannot take more than
+// its share of the table; its unbound requests go after a minute.
+func TestStorageSignInsPerAddress(t *testing.T) {
+	s, now := newTestStorage(t)
+	a, b := testAddr(1), testAddr(2)
+	var first op.AuthRequest
+	for i := 0; i < maxSignInsPerAddr; i++ {
+		r, err := createFrom(s, a)
+		if err != nil {
+			t.Fatalf("request %d from %v: %v", i, a, err)
+		}
+		if i == 0 {
+			first = r
+		}
+	}
+	if _, err := createFrom(s, a); !errors.Is(err, errTooManySignIns) {
+		t.Fatalf("request %d from %v: got %v, want %v", maxSignInsPerAddr+1, a, err, errTooManySignIns)
+	}
+	if _, err := createFrom(s, b); err != nil {
+		t.Fatalf("request from another address: %v", err)
+	}
+	// An admission not used gives its room back.
+	if err := s.DeleteAuthRequest(context.Background(), first.GetID()); err != nil {
+		t.Fatal(err)
+	}
+	adm, err := s.admit(a)
+	if err != nil {
+		t.Fatalf("admission after a request ended: %v", err)
+	}
+	if _, err := s.admit(a); !errors.Is(err, errTooManySignIns) {
+		t.Fatalf("second admission: got %v, want %v", err, errTooManySignIns)
+	}
+	s.release(adm)
+	s.release(adm) // a second release changes nothing
+	bound, err := createFrom(s, a)
+	if err != nil {
+		t.Fatalf("request after a released admission: %v", err)
+	}
+	if _, err := s.bindLogin(bound.GetID(), [32]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if s.reserved != 0 {
+		t.Errorf("room held after every admission ended: got %d, want 0", s.reserved)
+	}
+
+	// Unbound, the requests last a minute, and then make room at once;
+	// the one a browser opened lasts the full ten minutes.
+	*now = now.Add(unboundTTL)
+	if _, err := createFrom(s, a); err != nil {
+		t.Fatalf("request after the unbound ones expired: %v", err)
+	}
+	if _, err := s.AuthRequestByID(context.Background(), bound.GetID()); err != nil {
+		t.Errorf("the bound request after %v: %v", unboundTTL, err)
+	}
+	if got, want := len(s.byAddr[a].ids), 2; got != want {
+		t.Errorf("requests counted for %v: got %d, want %d", a, got, want)
+	}
+	*now = now.Add(authRequestTTL - unboundTTL)
+	if _, err := s.AuthRequestByID(context.Background(), bound.GetID()); err == nil {
+		t.Errorf("the bound request is alive after %v", authRequestTTL)
+	}
+	s.mu.Lock()
+	s.sweepLocked(*now, true)
+	s.mu.Unlock()
+	if len(s.authRequests) != 0 || len(s.byAddr) != 0 {
+		t.Errorf("after everything expired: %d requests, %d addresses left; want none", len(s.authRequests), len(s.byAddr))
 	}
 }
 
