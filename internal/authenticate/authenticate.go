@@ -2,6 +2,8 @@ package authenticate
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +83,9 @@ type loginState struct {
 	Redirect     string `json:"r"`           // where the person goes after sign-in
 	Audience     string `json:"a"`           // the route the token is for
 	Programmatic bool   `json:"p,omitempty"` // deliver pomerium_jwt to a loopback URL
+	// Bind is the nonce of the route's sign-in cookie (routeBinding): the
+	// hand-off is accepted only by the browser that holds it.
+	Bind string `json:"b,omitempty"`
 }
 
 // programmaticLogin travels sealed in the sign-in URL the login API returns.
@@ -93,10 +98,26 @@ const (
 	purposeState = "portcullis state"
 	purposeCSRF  = "portcullis csrf"
 	purposeLogin = "portcullis programmatic login"
+	// The three seals of a route's browser sign-in (see routeBinding): the
+	// nonce in the sign-in URL, in the route host's cookie, and bound to
+	// the token in the hand-off back to the route.
+	purposeBindParam  = "portcullis route sign-in"
+	purposeBindCookie = "portcullis route sign-in cookie"
+	purposeHandOff    = "portcullis hand-off"
 )
+
+// callbackPath is the path of a route host's sign-in callback, and of the
+// cookie that binds a sign-in to the browser (it covers
+// "/.pomerium/callback/" as well).
+const callbackPath = "/.pomerium/callback"
+
+// handOffTTL bounds the redirect from the sign-in service back to the
+// route: the browser follows it at once.
+const handOffTTL = 2 * time.Minute
 
 func (a *Authenticator) sessionPurpose(host string) string { return "portcullis session " + host }
 func (a *Authenticator) csrfCookie() string                { return a.opts.CookieName + "_csrf" }
+func (a *Authenticator) bindCookie() string                { return a.opts.CookieName + "_signin" }
 
 // SignInConfigured reports whether people can sign in here.
 func (a *Authenticator) SignInConfigured() bool { return a.opts.Provider != nil }
@@ -106,7 +127,8 @@ func (a *Authenticator) AuthenticateHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.pomerium/sign_in", a.signIn)
 	mux.HandleFunc("GET /oauth2/callback", a.callback)
-	mux.HandleFunc("GET /.pomerium/sign_out", a.signOutAuthenticate)
+	mux.HandleFunc("GET /.pomerium/sign_out", a.confirmSignOutAuthenticate) // signout.go
+	mux.HandleFunc("POST /.pomerium/sign_out", a.signOutAuthenticate)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.page(w, http.StatusNotFound, "Not found", "This is the Portcullis sign-in service. Open the address of your cluster instead.")
 	})
@@ -141,6 +163,17 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st = loginState{Redirect: target, Audience: audience}
+		// The route's nonce, if the sign-in started at the route (not
+		// required: a sign-in opened here directly is bound when it gets
+		// to the route, see routeCallback).
+		if p := q.Get("pomerium_signin"); p != "" {
+			nonce, err := a.opts.Sealer.Open(purposeBindParam+" "+audience, p, a.now())
+			if err != nil {
+				a.page(w, http.StatusBadRequest, "Sign-in link expired", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
+				return
+			}
+			st.Bind = string(nonce)
+		}
 	}
 	// Already signed in on the authenticate host: no provider round trip.
 	if sess := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); sess != nil {
@@ -306,8 +339,20 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 	}
 	target, _ := url.Parse(back)
 	cb := &url.URL{Scheme: target.Scheme, Host: target.Host, Path: "/.pomerium/callback/"}
-	cb.RawQuery = url.Values{"pomerium_jwt": {tok}, "pomerium_redirect_uri": {st.Redirect}}.Encode()
+	q := url.Values{"pomerium_jwt": {tok}, "pomerium_redirect_uri": {st.Redirect}}
+	if st.Bind != "" {
+		q.Set("pomerium_bind", a.opts.Sealer.Seal(purposeHandOff+" "+st.Audience, handOffBinding(st.Bind, tok), a.now().Add(handOffTTL)))
+	}
+	cb.RawQuery = q.Encode()
 	http.Redirect(w, r, cb.String(), http.StatusFound)
+}
+
+// handOffBinding ties a route's sign-in nonce to the token handed off for
+// it: the token's hash, so that the seal cannot be paired with another
+// token, and so that the token itself is not sealed a second time.
+func handOffBinding(nonce, token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return []byte(nonce + "." + base64.RawURLEncoding.EncodeToString(sum[:]))
 }
 
 // sessionIDFromCookie returns the session id sealed in the cookie for
@@ -338,46 +383,29 @@ func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session
 	return sess
 }
 
-// signOutAuthenticate ends the sign-in on the authenticate host and, if
-// the provider has one, at the provider.
-//
-// A sign-out that starts on a route host has already revoked the session
-// (so its tokens stop working even if nothing follows the redirect here):
-// an authentic cookie whose session is gone still means this browser
-// signed in, and is still sent on to the provider, without the ID token
-// hint it no longer has (OpenID Connect RP-Initiated Logout 1.0, section 2,
-// makes the hint optional).
-func (a *Authenticator) signOutAuthenticate(w http.ResponseWriter, r *http.Request) {
-	a.clearCookie(w, a.opts.CookieName)
-	if sid, ok := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host); ok {
-		var hint string
-		if sess, err := a.opts.Store.Get(r.Context(), sid); err == nil {
-			hint = sess.IDPIDToken
-		}
-		a.opts.Store.Delete(r.Context(), sid)
-		if a.SignInConfigured() {
-			if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
-				http.Redirect(w, r, u, http.StatusFound)
-				return
-			}
-		}
-	}
-	a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
-}
-
 // Cookies are Secure unless the service itself is plain http (a
 // development setup), HttpOnly, and SameSite=Lax: the provider's redirect
 // back is a top-level GET, which Lax lets through, while cross-site
 // subrequests carry no session.
 func (a *Authenticator) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	a.setCookieAt(w, name, value, "/", expires)
+}
+
+// setCookieAt sets a cookie sent only to path and below.
+func (a *Authenticator) setCookieAt(w http.ResponseWriter, name, value, path string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/", Expires: expires,
+		Name: name, Value: value, Path: path, Expires: expires,
 		Secure: a.secureCookies(), HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 }
 
 func (a *Authenticator) clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1,
+	a.clearCookieAt(w, name, "/")
+}
+
+// clearCookieAt removes the cookie name set for path.
+func (a *Authenticator) clearCookieAt(w http.ResponseWriter, name, path string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1,
 		Secure: a.secureCookies(), HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
@@ -393,61 +421,113 @@ func (a *Authenticator) plainHTTP() bool {
 // ErrNoCredentials means the request carries no token and no session cookie.
 var ErrNoCredentials = errors.New("the request has no Portcullis token or session cookie")
 
+// ErrCookieNotAccepted means the request carries only the session cookie
+// where a token is required: the Kubernetes API of a Kubernetes route.
+var ErrCookieNotAccepted = errors.New("a browser's session cookie does not open the Kubernetes API: " +
+	"use kubectl with a Portcullis credential (portcullis-cli k8s setup)")
+
 // ErrSessionEnded means the token or cookie names a session that expired or
 // was signed out.
 var ErrSessionEnded = errors.New("your session ended (expired or signed out)")
 
-// Identify returns who a route request is from: a Portcullis token for the
-// route (whose session, if it names one, must still be live), or the route
-// host's session cookie. A session due for a refresh with the identity
-// provider is refreshed first (refresh.go).
-func (a *Authenticator) Identify(r *http.Request, audience string) (*identity.Identity, error) {
+// Credential is what proved who a request is from.
+type Credential uint8
+
+const (
+	// Token is a Portcullis token in a request header: a program sent it
+	// on purpose.
+	Token Credential = 1 << iota
+	// Cookie is the session cookie: a browser sends it by itself with
+	// every request to the host, whichever page made the request, so it
+	// proves who the browser belongs to, not what they meant to do.
+	Cookie
+)
+
+// Identify returns who a route request is from, and by which of the
+// credentials in accept: a Portcullis token for the route (whose session,
+// if it names one, must still be live), or the route host's session
+// cookie. A session due for a refresh with the identity provider is
+// refreshed first (refresh.go). A request with a cookie only, where
+// cookies are not accepted, gets ErrCookieNotAccepted.
+func (a *Authenticator) Identify(r *http.Request, audience string, accept Credential) (*identity.Identity, Credential, error) {
 	token, ok, err := session.TokenFromRequest(r.Header)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if ok {
+	if ok && accept&Token != 0 {
 		c, err := a.opts.Verify(token, audience, a.now())
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if c.SessionID != "" {
 			sess, err := a.liveSession(r.Context(), c.SessionID)
 			if err != nil || sess.Subject != c.Subject {
-				return nil, ErrSessionEnded
+				return nil, 0, ErrSessionEnded
 			}
 			// The session holds the person as the provider last described
 			// them: a group removed there since the token was issued no
 			// longer counts, as it would not for the session's cookie.
-			return &identity.Identity{User: c.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, nil
+			return &identity.Identity{User: c.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, Token, nil
 		}
-		return &identity.Identity{User: c.Subject, Email: c.Email, Name: c.Name, Groups: c.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, nil
+		return &identity.Identity{User: c.Subject, Email: c.Email, Name: c.Name, Groups: c.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, Token, nil
 	}
 	if _, err := r.Cookie(a.opts.CookieName); err != nil {
-		return nil, ErrNoCredentials
+		return nil, 0, ErrNoCredentials
+	}
+	if accept&Cookie == 0 {
+		return nil, 0, ErrCookieNotAccepted
 	}
 	sess := a.sessionFromCookie(r, audience)
 	if sess == nil {
-		return nil, ErrSessionEnded
+		return nil, 0, ErrSessionEnded
 	}
-	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: sess.ID, Expiry: sess.ExpiresAt}, nil
+	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: sess.ID, Expiry: sess.ExpiresAt}, Cookie, nil
 }
 
-// RedirectToSignIn sends a browser to sign in and come back to r's URL.
+// RedirectToSignIn sends a browser on a route host to sign in and come
+// back to r's URL, bound to this browser (see routeBinding).
 func (a *Authenticator) RedirectToSignIn(w http.ResponseWriter, r *http.Request) {
+	back := &url.URL{Scheme: a.routeScheme(r), Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	a.redirectToSignIn(w, r, back.String())
+}
+
+// routeScheme is the scheme a browser reached r's host with: https unless
+// the whole setup is plain http. Behind a load balancer that terminates
+// TLS (INSECURE_SERVER) r.TLS is nil though the browser is on https, and
+// sign-in never returns to plain http otherwise (see routeRedirect).
+func (a *Authenticator) routeScheme(r *http.Request) string {
+	if r.TLS == nil && a.plainHTTP() {
+		return "http"
+	}
+	return "https"
+}
+
+// redirectToSignIn sends a browser on a route host to sign in and come
+// back to back, an address on that host.
+//
+// routeBinding: the hand-off back to the route carries a token, and a
+// token alone must not make a browser's session. Otherwise anyone could
+// send a link to the route's callback with their own token and have the
+// victim's browser signed in as them (login CSRF, session fixation), to
+// see what the victim then types or uploads. So the route host gives the
+// browser a random nonce in a cookie of its own (HttpOnly, for the
+// callback path only) and sends the nonce, sealed, with the sign-in; the
+// sign-in service seals it together with the token's hash into the
+// hand-off; the callback accepts the token only from the browser whose
+// cookie holds that nonce.
+func (a *Authenticator) redirectToSignIn(w http.ResponseWriter, r *http.Request, back string) {
 	if !a.SignInConfigured() {
 		a.page(w, http.StatusUnauthorized, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
 		return
 	}
-	// https unless the whole setup is plain http: behind a load balancer
-	// that terminates TLS (INSECURE_SERVER) r.TLS is nil though the browser
-	// is on https, and sign-in never returns to plain http otherwise (see
-	// routeRedirect).
-	back := &url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
-	if r.TLS == nil && a.plainHTTP() {
-		back.Scheme = "http"
+	q := url.Values{"pomerium_redirect_uri": {back}}
+	if audience, ok := a.opts.RouteAudience(r.Host); ok {
+		nonce := rand.Text()
+		exp := a.now().Add(stateTTL)
+		a.setCookieAt(w, a.bindCookie(), a.opts.Sealer.Seal(purposeBindCookie+" "+audience, []byte(nonce), exp), callbackPath, exp)
+		q.Set("pomerium_signin", a.opts.Sealer.Seal(purposeBindParam+" "+audience, []byte(nonce), exp))
 	}
-	http.Redirect(w, r, a.signInURL(url.Values{"pomerium_redirect_uri": {back.String()}}), http.StatusFound)
+	http.Redirect(w, r, a.signInURL(q), http.StatusFound)
 }
 
 func (a *Authenticator) signInURL(q url.Values) string {

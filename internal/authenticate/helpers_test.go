@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
@@ -211,11 +213,12 @@ func (f *fixture) advance(d time.Duration) {
 }
 
 // route returns the handler of a route host, as the server mounts it: the
-// /.pomerium/ endpoints, and 404 for anything else.
+// /.pomerium/ endpoints, and for anything else what the server does with
+// a browser that has no session: send it to sign in.
 func (f *fixture) route(audience string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !f.a.RouteEndpoints(w, r, audience) {
-			http.NotFound(w, r)
+			f.a.RedirectToSignIn(w, r)
 		}
 	})
 }
@@ -265,7 +268,23 @@ type req struct {
 // get serves GET target with the handler of its host.
 func (f *fixture) get(t testing.TB, target string, rq req) *response {
 	t.Helper()
-	r := httptest.NewRequest("GET", target, nil)
+	return f.do(t, "GET", target, rq)
+}
+
+// post serves POST target, as a browser sends a form from the target's
+// own origin (Sec-Fetch-Site: same-origin) unless rq says otherwise.
+func (f *fixture) post(t testing.TB, target string, rq req) *response {
+	t.Helper()
+	if !slices.Contains(rq.header, "Sec-Fetch-Site") {
+		rq.header = append(rq.header, "Sec-Fetch-Site", "same-origin")
+	}
+	return f.do(t, "POST", target, rq)
+}
+
+// do serves a request for target with the handler of its host.
+func (f *fixture) do(t testing.TB, method, target string, rq req) *response {
+	t.Helper()
+	r := httptest.NewRequest(method, target, nil)
 	for i := 0; i+1 < len(rq.header); i += 2 {
 		r.Header.Add(rq.header[i], rq.header[i+1])
 	}
@@ -281,11 +300,13 @@ func (f *fixture) get(t testing.TB, target string, rq req) *response {
 	return &response{code: res.StatusCode, header: res.Header, body: string(body), location: res.Header.Get("Location"), cookies: res.Cookies()}
 }
 
-// started is a sign-in sent to the provider: what the provider got and
-// the CSRF cookie the browser holds.
+// started is a sign-in sent to the provider: what the provider got, the
+// CSRF cookie the browser holds on the sign-in service, and, for a sign-in
+// started at the route, the cookie that binds it to the browser there.
 type started struct {
 	state, code string
 	csrf        *http.Cookie
+	bind        *http.Cookie
 }
 
 // startSignIn opens the sign-in URL and follows it to the provider.
@@ -304,10 +325,17 @@ func (f *fixture) startSignIn(t testing.TB, signInURL string) started {
 }
 
 // browserSignIn starts a sign-in for a browser that wants to go to
-// routeURL+"/api".
+// routeURL+"/api": the route sends it to the sign-in service.
 func (f *fixture) browserSignIn(t testing.TB) started {
 	t.Helper()
-	return f.startSignIn(t, authURL+"/.pomerium/sign_in?"+url.Values{"pomerium_redirect_uri": {routeURL + "/api"}}.Encode())
+	res := f.get(t, routeURL+"/api", req{header: []string{"Accept", "text/html"}})
+	bind := res.cookie(cookieName + "_signin")
+	if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/api") || bind == nil {
+		t.Fatalf("route: got %d to %q with cookies %v, want 302 to sign in and a sign-in cookie", res.code, res.location, res.cookies)
+	}
+	s := f.startSignIn(t, res.location)
+	s.bind = bind
+	return s
 }
 
 // callbackURL is the provider's redirect back with state and code.
@@ -332,7 +360,8 @@ type signedIn struct {
 // signIn runs the whole browser sign-in to routeURL.
 func (f *fixture) signIn(t testing.TB) signedIn {
 	t.Helper()
-	res := f.callback(t, f.browserSignIn(t))
+	st := f.browserSignIn(t)
+	res := f.callback(t, st)
 	if res.code != http.StatusFound || !strings.HasPrefix(res.location, routeURL+"/.pomerium/callback/?") {
 		t.Fatalf("callback: got %d to %q (%s), want 302 to the route's callback", res.code, res.location, res.body)
 	}
@@ -347,7 +376,7 @@ func (f *fixture) signIn(t testing.TB) signedIn {
 		t.Fatalf("hand-off token: %v", err)
 	}
 	s.claims = c
-	res = f.get(t, res.location, req{})
+	res = f.get(t, res.location, req{cookies: []*http.Cookie{st.bind}})
 	if res.code != http.StatusFound || res.location != "/api" {
 		t.Fatalf("route callback: got %d to %q (%s), want 302 to /api", res.code, res.location, res.body)
 	}
@@ -355,6 +384,22 @@ func (f *fixture) signIn(t testing.TB) signedIn {
 		t.Fatalf("route callback set no session cookie: %v", res.cookies)
 	}
 	return s
+}
+
+// boundCallback returns the route callback of host (a route URL) that
+// hands token off, bound the way a sign-in started at that route binds it,
+// and the sign-in cookie the route gave the browser that started it.
+func (f *fixture) boundCallback(t testing.TB, host, audience, token, back string) (string, *http.Cookie) {
+	t.Helper()
+	nonce := "nonce-" + audience
+	exp := f.clock().Add(stateTTL)
+	q := url.Values{
+		"pomerium_jwt":          {token},
+		"pomerium_redirect_uri": {back},
+		"pomerium_bind":         {f.sealer.Seal(purposeHandOff+" "+audience, handOffBinding(nonce, token), exp)},
+	}
+	c := &http.Cookie{Name: cookieName + "_signin", Value: f.sealer.Seal(purposeBindCookie+" "+audience, []byte(nonce), exp)}
+	return host + "/.pomerium/callback/?" + q.Encode(), c
 }
 
 // whoAmI asks the route who a browser (HTML) or a script (JSON) is.
@@ -370,4 +415,18 @@ func browserSignInLocation(location, back string) bool {
 	u, err := url.Parse(location)
 	return err == nil && u.Scheme == "https" && u.Host == authHost && u.Path == "/.pomerium/sign_in" &&
 		u.Query().Get("pomerium_redirect_uri") == back
+}
+
+// identify is Identify as a route that takes both tokens and cookies calls
+// it (the who-am-I page, a route that is not a Kubernetes route), checking
+// that the credential it names is the one the request carried.
+func (f *fixture) identify(r *http.Request, audience string) (*identity.Identity, error) {
+	id, cred, err := f.a.Identify(r, audience, Token|Cookie)
+	if err == nil {
+		_, hasToken, _ := session.TokenFromRequest(r.Header)
+		if want := map[bool]Credential{true: Token, false: Cookie}[hasToken]; cred != want {
+			return nil, fmt.Errorf("identified by credential %d, want %d", cred, want)
+		}
+	}
+	return id, err
 }

@@ -316,7 +316,8 @@ func TestRouteCallbackRedirectStaysOnHost(t *testing.T) {
 		{"", "/"},
 		{"%%%", "/"},
 	} {
-		res := f.get(t, routeURL+"/.pomerium/callback/?"+url.Values{"pomerium_jwt": {s.token}, "pomerium_redirect_uri": {tc.back}}.Encode(), req{})
+		target, bind := f.boundCallback(t, routeURL, routeHost, s.token, tc.back)
+		res := f.get(t, target, req{cookies: []*http.Cookie{bind}})
 		if res.code != http.StatusFound || res.location != tc.want {
 			t.Errorf("pomerium_redirect_uri %q: got %d to %q, want 302 to %q", tc.back, res.code, res.location, tc.want)
 		}
@@ -350,13 +351,15 @@ func TestRouteCallbackRefusesOtherTokens(t *testing.T) {
 		{"no token", "", http.StatusBadRequest},
 		{"tampered token", s.token[:len(s.token)-3] + "AAA", http.StatusBadRequest},
 	} {
-		res := f.get(t, routeURL+"/.pomerium/callback/?"+url.Values{"pomerium_jwt": {tc.token}, "pomerium_redirect_uri": {routeURL + "/"}}.Encode(), req{})
+		target, bind := f.boundCallback(t, routeURL, routeHost, tc.token, routeURL+"/")
+		res := f.get(t, target, req{cookies: []*http.Cookie{bind}})
 		if res.code != tc.want || res.cookie(cookieName) != nil {
 			t.Errorf("%s: got %d with cookies %v, want %d and no cookie", tc.name, res.code, res.cookies, tc.want)
 		}
 	}
 	f.store.Delete(t.Context(), s.claims.SessionID)
-	res := f.get(t, routeURL+"/.pomerium/callback/?"+url.Values{"pomerium_jwt": {s.token}}.Encode(), req{})
+	target, bind := f.boundCallback(t, routeURL, routeHost, s.token, "")
+	res := f.get(t, target, req{cookies: []*http.Cookie{bind}})
 	if res.code != http.StatusUnauthorized || res.cookie(cookieName) != nil {
 		t.Errorf("token of a signed-out session: got %d with cookies %v, want 401 and no cookie", res.code, res.cookies)
 	}
@@ -366,4 +369,87 @@ func TestRouteCallbackRefusesOtherTokens(t *testing.T) {
 func withAudience(c session.Claims, audience string) session.Claims {
 	c.Audience, c.ID, c.IssuedAt, c.Issuer = audience, "", time.Time{}, ""
 	return c
+}
+
+// TestRouteCallbackBindsToBrowser is the regression test of login CSRF:
+// a link to the route's callback with someone else's token must not sign
+// the browser that follows it in as them. Only the browser that started
+// the sign-in at the route (its sign-in cookie) takes the hand-off.
+func TestRouteCallbackBindsToBrowser(t *testing.T) {
+	f := newFixture(t)
+	// The attacker signs in in their own browser and keeps the hand-off
+	// link instead of following it.
+	attacker := f.browserSignIn(t)
+	res := f.callback(t, attacker)
+	if res.code != http.StatusFound || !strings.HasPrefix(res.location, routeURL+"/.pomerium/callback/?") {
+		t.Fatalf("attacker's callback: got %d to %q", res.code, res.location)
+	}
+	link := res.location
+	linkURL, _ := url.Parse(link)
+	attackersToken := linkURL.Query().Get("pomerium_jwt")
+	// The victim, who started a sign-in of their own at the route.
+	victim := f.browserSignIn(t)
+
+	refused := func(name string, res *response) {
+		t.Helper()
+		if res.code != http.StatusBadRequest || res.cookie(cookieName) != nil || !strings.Contains(res.body, "not started in this browser") {
+			t.Errorf("%s: got %d with cookies %v, want 400 \"not started in this browser\" and no session", name, res.code, res.cookies)
+		}
+	}
+	refused("the link, in a browser with no sign-in cookie", f.get(t, link, req{}))
+	refused("the link, in a browser that started its own sign-in", f.get(t, link, req{cookies: []*http.Cookie{victim.bind}}))
+
+	// The binding covers the token: the attacker's binding with another
+	// token of theirs (or the victim's binding with the attacker's token).
+	victimsRes := f.callback(t, victim)
+	victimsLink, _ := url.Parse(victimsRes.location)
+	swapped := *victimsLink
+	q := swapped.Query()
+	q.Set("pomerium_jwt", attackersToken)
+	swapped.RawQuery = q.Encode()
+	refused("the victim's binding with the attacker's token", f.get(t, swapped.String(), req{cookies: []*http.Cookie{victim.bind}}))
+
+	// Without any binding the route starts a bound sign-in instead of
+	// taking the token.
+	unbound := *linkURL
+	q = unbound.Query()
+	q.Del("pomerium_bind")
+	unbound.RawQuery = q.Encode()
+	res = f.get(t, unbound.String(), req{})
+	if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/api") || res.cookie(cookieName) != nil || res.cookie(cookieName+"_signin") == nil {
+		t.Errorf("unbound hand-off: got %d to %q with cookies %v, want 302 to sign in again, a sign-in cookie and no session", res.code, res.location, res.cookies)
+	}
+
+	// The victim's own hand-off, in the victim's browser, signs them in.
+	res = f.get(t, victimsRes.location, req{cookies: []*http.Cookie{victim.bind}})
+	if res.code != http.StatusFound || res.cookie(cookieName) == nil {
+		t.Errorf("the victim's own hand-off: got %d with cookies %v, want 302 and a session", res.code, res.cookies)
+	}
+}
+
+// TestSignInStartedOnTheSignInServiceIsBoundAtTheRoute: a sign-in opened
+// on the sign-in service directly (a bookmark) carries no binding; the
+// route binds it by starting over from there, and a browser already signed
+// in on the sign-in service comes straight back, bound.
+func TestSignInStartedOnTheSignInServiceIsBoundAtTheRoute(t *testing.T) {
+	f := newFixture(t)
+	s := f.startSignIn(t, authURL+"/.pomerium/sign_in?"+url.Values{"pomerium_redirect_uri": {routeURL + "/api"}}.Encode())
+	res := f.callback(t, s)
+	authCookie := res.cookie(cookieName)
+	if res.code != http.StatusFound || authCookie == nil {
+		t.Fatalf("callback: got %d %v", res.code, res.cookies)
+	}
+	res = f.get(t, res.location, req{})
+	bind := res.cookie(cookieName + "_signin")
+	if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/api") || bind == nil {
+		t.Fatalf("unbound hand-off: got %d to %q with %v, want a bound sign-in", res.code, res.location, res.cookies)
+	}
+	res = f.get(t, res.location, req{cookies: []*http.Cookie{authCookie}})
+	if res.code != http.StatusFound || !strings.Contains(res.location, "pomerium_bind=") {
+		t.Fatalf("signed-in browser: got %d to %q, want the bound hand-off", res.code, res.location)
+	}
+	res = f.get(t, res.location, req{cookies: []*http.Cookie{bind}})
+	if res.code != http.StatusFound || res.location != "/api" || res.cookie(cookieName) == nil {
+		t.Errorf("bound hand-off: got %d to %q with %v, want 302 to /api and a session", res.code, res.location, res.cookies)
+	}
 }

@@ -46,7 +46,7 @@ func (f *fixture) identifyBy(s signedIn, token bool) (*identity.Identity, error)
 	} else {
 		r.AddCookie(s.routeCookie)
 	}
-	return f.a.Identify(r, routeHost)
+	return f.identify(r, routeHost)
 }
 
 // wantGroups checks that the cookie and the token of s both identify the
@@ -340,8 +340,8 @@ func TestRefreshDoesNotUndoSignOut(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, "the refresh to start", func() bool { return calls.Load() > 0 })
-	res := f.get(t, routeURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{s.routeCookie}})
-	if res.code != http.StatusFound {
+	res := f.post(t, routeURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{s.routeCookie}})
+	if res.code != http.StatusSeeOther {
 		t.Fatalf("sign-out: got %d", res.code)
 	}
 	close(release)

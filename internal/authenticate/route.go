@@ -1,6 +1,7 @@
 package authenticate
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"html/template"
 	"net/http"
@@ -20,7 +21,7 @@ func (a *Authenticator) RouteEndpoints(w http.ResponseWriter, r *http.Request, a
 	case "/.pomerium/callback/", "/.pomerium/callback":
 		a.routeCallback(w, r, audience)
 	case "/.pomerium/sign_out":
-		a.routeSignOut(w, r, audience)
+		a.routeSignOut(w, r, audience) // signout.go
 	case "/.pomerium/", "/.pomerium":
 		a.whoAmI(w, r, audience)
 	default:
@@ -49,49 +50,70 @@ func (a *Authenticator) programmaticLogin(w http.ResponseWriter, r *http.Request
 }
 
 // routeCallback receives a signed-in session on the route host: the token
-// must be for this route and its session live; it becomes this host's
+// must be for this route, its session live, and the hand-off bound to this
+// browser (routeBinding in authenticate.go); it becomes this host's
 // session cookie, and the browser goes back where it was going (on this
 // host only).
 func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, audience string) {
 	q := r.URL.Query()
-	c, err := a.opts.Verify(q.Get("pomerium_jwt"), audience, a.now())
+	back := &url.URL{Path: "/"}
+	if u, err := url.Parse(q.Get("pomerium_redirect_uri")); err == nil && u.Host == r.Host && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") {
+		back = &url.URL{Path: u.Path, RawQuery: u.RawQuery}
+	}
+	tok := q.Get("pomerium_jwt")
+	c, err := a.opts.Verify(tok, audience, a.now())
 	if err != nil || c.SessionID == "" {
 		a.page(w, http.StatusBadRequest, "Sign-in link invalid", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
 		return
 	}
+	bind := q.Get("pomerium_bind")
+	if bind == "" {
+		// A sign-in this route did not start: opened on the sign-in
+		// service directly, or a link from someone else. Start one from
+		// here, which binds the browser; a browser already signed in on
+		// the sign-in service comes straight back.
+		full := *back
+		full.Scheme, full.Host = a.routeScheme(r), r.Host
+		a.redirectToSignIn(w, r, full.String())
+		return
+	}
+	if !a.boundToBrowser(r, audience, bind, tok) {
+		a.clearCookieAt(w, a.bindCookie(), callbackPath)
+		a.page(w, http.StatusBadRequest, "Sign-in not started here",
+			"This sign-in was not started in this browser, or took too long. Open the address of your cluster again to sign in. (If this keeps happening, your browser may be refusing cookies from this site.)")
+		return
+	}
+	a.clearCookieAt(w, a.bindCookie(), callbackPath)
 	sess, err := a.opts.Store.Get(r.Context(), c.SessionID)
 	if err != nil {
 		a.page(w, http.StatusUnauthorized, "Session ended", "That session has ended. Open the address of your cluster to sign in again.")
 		return
 	}
 	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(audience), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
-	back := "/"
-	if u, err := url.Parse(q.Get("pomerium_redirect_uri")); err == nil && u.Host == r.Host && strings.HasPrefix(u.Path, "/") && !strings.HasPrefix(u.Path, "//") {
-		back = (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).String()
-	}
-	http.Redirect(w, r, back, http.StatusFound)
+	http.Redirect(w, r, back.String(), http.StatusFound)
 }
 
-// routeSignOut ends the session everywhere: tokens issued for it stop
-// working at once, and the authenticate host forgets it too.
-func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, audience string) {
-	if sess, ok := a.sessionToEnd(r, audience); ok {
-		a.opts.Store.Delete(r.Context(), sess.ID)
-		a.log.Info("signed out", "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
+// boundToBrowser reports whether the hand-off seal bind ties tok to the
+// nonce in this browser's sign-in cookie for audience.
+func (a *Authenticator) boundToBrowser(r *http.Request, audience, bind, tok string) bool {
+	want, err := a.opts.Sealer.Open(purposeHandOff+" "+audience, bind, a.now())
+	if err != nil {
+		return false
 	}
-	a.clearCookie(w, a.opts.CookieName)
-	if a.opts.AuthenticateURL == nil {
-		a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
-		return
+	c, err := r.Cookie(a.bindCookie())
+	if err != nil {
+		return false
 	}
-	u := *a.opts.AuthenticateURL
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/.pomerium/sign_out"
-	http.Redirect(w, r, u.String(), http.StatusFound)
+	nonce, err := a.opts.Sealer.Open(purposeBindCookie+" "+audience, c.Value, a.now())
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(handOffBinding(string(nonce), tok), want) == 1
 }
 
 // whoAmI shows the signed-in person: HTML for people, JSON for scripts.
 func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience string) {
-	id, err := a.Identify(r, audience)
+	id, _, err := a.Identify(r, audience, Token|Cookie)
 	if err != nil {
 		if !kube.WantsKubernetesStatus(r) {
 			a.RedirectToSignIn(w, r)
@@ -160,5 +182,5 @@ var whoAmITemplate = template.Must(template.New("whoami").Parse(`<!doctype html>
 {{if .Name}}<dt>Name</dt><dd>{{.Name}}</dd>{{end}}
 <dt>Groups</dt><dd id="groups">{{range $i, $g := .Groups}}{{if $i}}, {{end}}{{$g}}{{else}}(none){{end}}</dd>
 <dt>Session ends</dt><dd>{{.Expiry.Format "2006-01-02 15:04 MST"}}</dd></dl>
-<p><a href="/.pomerium/sign_out">Sign out</a></p></body></html>
+<form method="post" action="/.pomerium/sign_out"><button type="submit">Sign out</button></form></body></html>
 `))

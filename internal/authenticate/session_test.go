@@ -23,7 +23,7 @@ func noSession(t *testing.T, f *fixture, cookie *http.Cookie) {
 	t.Helper()
 	r := httptest.NewRequest("GET", routeURL+"/api", nil)
 	r.AddCookie(cookie)
-	if id, err := f.a.Identify(r, routeHost); !errors.Is(err, ErrSessionEnded) {
+	if id, err := f.identify(r, routeHost); !errors.Is(err, ErrSessionEnded) {
 		t.Errorf("Identify: got %+v, %v, want ErrSessionEnded", id, err)
 	}
 	res := f.whoAmI(t, "text/html,application/xhtml+xml", req{cookies: []*http.Cookie{cookie}})
@@ -41,7 +41,7 @@ func signedInAs(t *testing.T, f *fixture, cookie *http.Cookie) {
 	t.Helper()
 	r := httptest.NewRequest("GET", routeURL+"/api", nil)
 	r.AddCookie(cookie)
-	id, err := f.a.Identify(r, routeHost)
+	id, err := f.identify(r, routeHost)
 	if err != nil || id.Email != "someuser@example.com" {
 		t.Fatalf("Identify: got %+v, %v, want someuser@example.com", id, err)
 	}
@@ -72,7 +72,8 @@ func TestSessionCookieForAnotherHost(t *testing.T) {
 	// for that host.
 	noSession(t, f, s.authCookie)
 	// A cookie for another route: replay it here.
-	res := f.get(t, otherURL+"/.pomerium/callback/?"+url.Values{"pomerium_jwt": {mustIssue(t, f, withAudience(*s.claims, otherHost))}}.Encode(), req{})
+	target, bind := f.boundCallback(t, otherURL, otherHost, mustIssue(t, f, withAudience(*s.claims, otherHost)), "")
+	res := f.get(t, target, req{cookies: []*http.Cookie{bind}})
 	other := res.cookie(cookieName)
 	if res.code != http.StatusFound || other == nil {
 		t.Fatalf("other route's callback: got %d %v, want 302 with a cookie", res.code, res.cookies)
@@ -81,7 +82,7 @@ func TestSessionCookieForAnotherHost(t *testing.T) {
 	// And the route's own cookie on the other route.
 	r := httptest.NewRequest("GET", otherURL+"/", nil)
 	r.AddCookie(s.routeCookie)
-	if _, err := f.a.Identify(r, otherHost); !errors.Is(err, ErrSessionEnded) {
+	if _, err := f.identify(r, otherHost); !errors.Is(err, ErrSessionEnded) {
 		t.Errorf("this route's cookie on another route: got %v, want ErrSessionEnded", err)
 	}
 }
@@ -89,9 +90,9 @@ func TestSessionCookieForAnotherHost(t *testing.T) {
 func TestSessionCookieAfterSignOut(t *testing.T) {
 	f := newFixture(t)
 	s := f.signIn(t)
-	res := f.get(t, routeURL+"/.pomerium/sign_out", req{header: []string{"Accept", "text/html"}, cookies: []*http.Cookie{s.routeCookie}})
-	if res.code != http.StatusFound || res.location != authURL+"/.pomerium/sign_out" {
-		t.Errorf("route sign-out: got %d to %q, want 302 to the authenticate host's sign-out", res.code, res.location)
+	res := f.post(t, routeURL+"/.pomerium/sign_out", req{header: []string{"Accept", "text/html"}, cookies: []*http.Cookie{s.routeCookie}})
+	if res.code != http.StatusSeeOther || !strings.HasPrefix(res.location, authURL+"/.pomerium/sign_out?pomerium_signed_out=") {
+		t.Errorf("route sign-out: got %d to %q, want 303 to the authenticate host's sign-out", res.code, res.location)
 	}
 	if c := res.cookie(cookieName); c == nil || c.MaxAge >= 0 {
 		t.Errorf("route sign-out did not clear the cookie: %v", res.cookies)
@@ -106,7 +107,7 @@ func TestSessionCookieAfterSignOut(t *testing.T) {
 	// And the tokens of the session.
 	r := httptest.NewRequest("GET", routeURL+"/api", nil)
 	r.Header.Set("Authorization", "Bearer Pomerium-"+s.token)
-	if _, err := f.a.Identify(r, routeHost); !errors.Is(err, ErrSessionEnded) {
+	if _, err := f.identify(r, routeHost); !errors.Is(err, ErrSessionEnded) {
 		t.Errorf("token after sign-out: got %v, want ErrSessionEnded", err)
 	}
 }
@@ -118,13 +119,13 @@ func TestSessionCookieAfterSignOut(t *testing.T) {
 func TestSignOutFromRouteEndsProviderSession(t *testing.T) {
 	f := newFixture(t)
 	s := f.signIn(t)
-	res := f.get(t, routeURL+"/.pomerium/sign_out", req{header: []string{"Accept", "text/html"}, cookies: []*http.Cookie{s.routeCookie}})
-	if res.location != authURL+"/.pomerium/sign_out" {
+	res := f.post(t, routeURL+"/.pomerium/sign_out", req{header: []string{"Accept", "text/html"}, cookies: []*http.Cookie{s.routeCookie}})
+	if !strings.HasPrefix(res.location, authURL+"/.pomerium/sign_out?") {
 		t.Fatalf("route sign-out: got %d to %q", res.code, res.location)
 	}
 	res = f.get(t, res.location, req{cookies: []*http.Cookie{s.authCookie}})
-	if res.code != http.StatusFound || res.location != f.idp.endURL {
-		t.Errorf("authenticate sign-out: got %d to %q, want 302 to the provider's end-session URL", res.code, res.location)
+	if res.code != http.StatusSeeOther || res.location != f.idp.endURL {
+		t.Errorf("authenticate sign-out: got %d to %q, want 303 to the provider's end-session URL", res.code, res.location)
 	}
 	if c := res.cookie(cookieName); c == nil || c.MaxAge >= 0 {
 		t.Errorf("authenticate sign-out did not clear the cookie: %v", res.cookies)
@@ -133,8 +134,8 @@ func TestSignOutFromRouteEndsProviderSession(t *testing.T) {
 	// Signing out at the authenticate host first still passes the ID token
 	// as a hint.
 	s = f.signIn(t)
-	res = f.get(t, authURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{s.authCookie}})
-	if res.code != http.StatusFound || res.location != f.idp.endURL {
+	res = f.post(t, authURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{s.authCookie}})
+	if res.code != http.StatusSeeOther || res.location != f.idp.endURL {
 		t.Errorf("authenticate sign-out: got %d to %q, want the provider", res.code, res.location)
 	}
 	if diff := cmp.Diff([]string{"", idpIDToken}, f.idp.endHints); diff != "" {
@@ -144,7 +145,7 @@ func TestSignOutFromRouteEndsProviderSession(t *testing.T) {
 
 	// No cookie, or a forged one: nothing to end at the provider.
 	for _, c := range []*http.Cookie{nil, {Name: cookieName, Value: "forged"}} {
-		res = f.get(t, authURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{c}})
+		res = f.post(t, authURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{c}})
 		if res.code != http.StatusOK || res.location != "" || !strings.Contains(res.body, "Signed out") {
 			t.Errorf("sign-out with cookie %v: got %d to %q, want 200 Signed out", c, res.code, res.location)
 		}
@@ -200,24 +201,29 @@ func TestCookieAttributes(t *testing.T) {
 	collect(f.callback(t, p)) // no CSRF cookie
 	signed := f.signIn(t)
 	collect(f.get(t, authURL+"/.pomerium/sign_in?pomerium_redirect_uri="+url.QueryEscape(routeURL+"/"), req{cookies: []*http.Cookie{signed.authCookie}}))
-	collect(f.get(t, routeURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{signed.routeCookie}}))
-	collect(f.get(t, authURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{signed.authCookie}}))
-	collect(f.get(t, authURL+"/.pomerium/sign_out", req{}))
+	out := f.post(t, routeURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{signed.routeCookie}})
+	collect(out)
+	collect(f.get(t, out.location, req{cookies: []*http.Cookie{signed.authCookie}}))
+	collect(f.post(t, authURL+"/.pomerium/sign_out", req{}))
 	login := f.get(t, routeURL+"/.pomerium/api/v1/login?pomerium_redirect_uri="+url.QueryEscape("http://127.0.0.1:8000/"), req{})
 	collect(f.callback(t, f.startSignIn(t, login.body)))
 
 	names := map[string]bool{}
 	for _, c := range all {
 		names[c.Name] = true
-		if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
-			t.Errorf("Set-Cookie %q, want Secure; HttpOnly; SameSite=Lax; Path=/ and no Domain", c.String())
+		wantPath := "/"
+		if c.Name == cookieName+"_signin" {
+			wantPath = "/.pomerium/callback" // only the callback reads it
+		}
+		if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != wantPath || c.Domain != "" {
+			t.Errorf("Set-Cookie %q, want Secure; HttpOnly; SameSite=Lax; Path=%s and no Domain", c.String(), wantPath)
 		}
 		if c.MaxAge >= 0 && c.Expires.IsZero() {
 			t.Errorf("Set-Cookie %q sets a value with no expiry", c.String())
 		}
 	}
-	if !names[cookieName] || !names[cookieName+"_csrf"] {
-		t.Errorf("the flows set cookies %v, want both %s and %s_csrf", names, cookieName, cookieName)
+	if !names[cookieName] || !names[cookieName+"_csrf"] || !names[cookieName+"_signin"] {
+		t.Errorf("the flows set cookies %v, want %s, %s_csrf and %s_signin", names, cookieName, cookieName, cookieName)
 	}
 
 	// A plain-http development setup (an http authenticate URL) is the one
@@ -238,7 +244,7 @@ func TestIdentifyToken(t *testing.T) {
 		for i := 0; i+1 < len(header); i += 2 {
 			r.Header.Add(header[i], header[i+1])
 		}
-		id, err := f.a.Identify(r, routeHost)
+		id, err := f.identify(r, routeHost)
 		if err == nil && id.Email != "someuser@example.com" {
 			t.Errorf("Identify: got %+v", id)
 		}
@@ -274,7 +280,7 @@ func TestIdentifyToken(t *testing.T) {
 		r.Header.Add("Authorization", "Bearer Pomerium-"+s.token)
 		r.Header.Add("Authorization", "Bearer Pomerium-garbage")
 		r.AddCookie(s.routeCookie)
-		if _, err := f.a.Identify(r, routeHost); !errors.Is(err, session.ErrAmbiguousToken) {
+		if _, err := f.identify(r, routeHost); !errors.Is(err, session.ErrAmbiguousToken) {
 			t.Errorf("with a cookie: got %v, want ErrAmbiguousToken", err)
 		}
 	})
@@ -282,7 +288,7 @@ func TestIdentifyToken(t *testing.T) {
 		r := httptest.NewRequest("GET", routeURL+"/api", nil)
 		r.Header.Set("Authorization", "Bearer Pomerium-"+s.token[:len(s.token)-3]+"AAA")
 		r.AddCookie(s.routeCookie)
-		if _, err := f.a.Identify(r, routeHost); err == nil {
+		if _, err := f.identify(r, routeHost); err == nil {
 			t.Error("a tampered token with a good cookie was accepted")
 		}
 	})
@@ -379,7 +385,7 @@ func TestWhoAmI(t *testing.T) {
 		if res.code != http.StatusOK || res.header.Get("Content-Type") != "text/html; charset=utf-8" {
 			t.Fatalf("got %d %s, want 200 HTML", res.code, res.header.Get("Content-Type"))
 		}
-		for _, w := range []string{`<dd id="email">someuser@example.com</dd>`, `<dd id="groups">sre, dev</dd>`, "Some User", `href="/.pomerium/sign_out"`} {
+		for _, w := range []string{`<dd id="email">someuser@example.com</dd>`, `<dd id="groups">sre, dev</dd>`, "Some User", `<form method="post" action="/.pomerium/sign_out">`} {
 			if !strings.Contains(res.body, w) {
 				t.Errorf("the page lacks %q: %s", w, res.body)
 			}
@@ -414,5 +420,27 @@ func checkNoStore(t *testing.T, res *response) {
 	t.Helper()
 	if res.header.Get("Cache-Control") != "no-store" || res.header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("got Cache-Control %q, X-Content-Type-Options %q, want no-store and nosniff", res.header.Get("Cache-Control"), res.header.Get("X-Content-Type-Options"))
+	}
+}
+
+// TestIdentifyTokenOnly: where only tokens are accepted (the API of a
+// Kubernetes route), a browser's cookie identifies nobody, and says so;
+// a token beside the cookie still does.
+func TestIdentifyTokenOnly(t *testing.T) {
+	f := newFixture(t)
+	s := f.signIn(t)
+	r := httptest.NewRequest("GET", routeURL+"/api/v1/namespaces/kube-system/secrets", nil)
+	r.AddCookie(s.routeCookie)
+	if id, _, err := f.a.Identify(r, routeHost, Token); !errors.Is(err, ErrCookieNotAccepted) {
+		t.Errorf("cookie only: got %+v, %v, want ErrCookieNotAccepted", id, err)
+	}
+	r.Header.Set("Authorization", "Bearer Pomerium-"+s.token)
+	id, cred, err := f.a.Identify(r, routeHost, Token)
+	if err != nil || cred != Token || id.Email != "someuser@example.com" {
+		t.Errorf("token and cookie: got %+v, %d, %v, want someuser@example.com by Token", id, cred, err)
+	}
+	r = httptest.NewRequest("GET", routeURL+"/api", nil)
+	if _, _, err := f.a.Identify(r, routeHost, Token); !errors.Is(err, ErrNoCredentials) {
+		t.Errorf("nothing: got %v, want ErrNoCredentials", err)
 	}
 }

@@ -106,7 +106,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			s.tokens = bb.cache
-			h := s.authenticate(route.From.Host, next)
+			h := s.authenticate(route, next)
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 	audience := route.From.Host
 	next := s.authorize(route, pol, p)
 	if !route.AllowPublicUnauthenticatedAccess {
-		next = s.authenticate(audience, next)
+		next = s.authenticate(route, next)
 	}
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
@@ -65,14 +66,53 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 // rest of the path, or refuses it. A token must have been issued for this
 // route (its audience is the route's host), so a token for one cluster does
 // not open another.
-func (s *Server) authenticate(audience string, next http.Handler) http.Handler {
+//
+// Which credentials count depends on what a browser could be made to do
+// with them. A browser sends the session cookie by itself, with every
+// request to the host, whichever page asked:
+//
+//   - on a Kubernetes route the API takes tokens only. kube-apiserver
+//     serves pods' and nodes' pages on its own origin (the proxy
+//     subresources), so anyone who can run a pod could otherwise send a
+//     signed-in admin a link whose page calls the API as the admin. The
+//     cookie opens Portcullis's own pages there (/.pomerium/), nothing
+//     else; kubectl sends a token.
+//   - elsewhere the cookie is how a browser application is used, but an
+//     upgrade (WebSocket) the cookie authenticated must come from a page of
+//     the route's own origin: browsers let any page open a WebSocket
+//     anywhere, with the cookies of the target, and only Origin tells
+//     (cross-site WebSocket hijacking).
+func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handler {
+	audience := route.From.Host
+	kubernetes := route.IsKubernetes()
+	accept := authenticate.Token | authenticate.Cookie
+	if kubernetes {
+		accept = authenticate.Token
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := s.auth.Identify(r, audience)
+		id, cred, err := s.auth.Identify(r, audience, accept)
 		if err == nil {
+			if cred == authenticate.Cookie && proxy.IsUpgrade(r.Header) && !s.sameOrigin(r) {
+				s.logger.Warn("refused a cross-origin upgrade authenticated by the session cookie",
+					"request_id", RequestID(r.Context()), "origin", r.Header.Get("Origin"), "email", id.Email)
+				if kube.WantsKubernetesStatus(r) {
+					kube.WriteStatus(w, http.StatusForbidden, "portcullis: a connection upgrade from a page of another origin is refused")
+				} else {
+					s.auth.Page(w, http.StatusForbidden, "Request refused", "A page of another site tried to open a connection here as you. It was refused.")
+				}
+				return
+			}
 			next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 			return
 		}
 		if !kube.WantsKubernetesStatus(r) {
+			if kubernetes {
+				s.auth.Page(w, http.StatusUnauthorized, "Use kubectl for this cluster",
+					fmt.Sprintf("%s is the Kubernetes API of a cluster. Browsers are not signed in to it, so that no page can act on the cluster as you. "+
+						"Set up kubectl with: portcullis-cli k8s setup %s. To see who you are signed in as, open %s/.pomerium/.",
+						route.From, route.From, route.From))
+				return
+			}
 			s.auth.RedirectToSignIn(w, r)
 			return
 		}
@@ -86,6 +126,22 @@ func (s *Server) authenticate(audience string, next http.Handler) http.Handler {
 			kube.Unauthenticated(w, err.Error())
 		}
 	})
+}
+
+// sameOrigin reports whether r's Origin header names the origin r was sent
+// to: the same route, over https (or plain http when the server is, for a
+// development setup). A missing or "null" Origin is not the same origin.
+func (s *Server) sameOrigin(r *http.Request) bool {
+	o, err := url.Parse(r.Header.Get("Origin"))
+	if err != nil || o.Host == "" || o.User != nil || (o.Path != "" && o.Path != "/") || o.RawQuery != "" {
+		return false
+	}
+	if o.Scheme != "https" && (o.Scheme != "http" || r.TLS != nil) {
+		return false
+	}
+	want, ok := s.router.hosts[canonicalHost(r.Host)]
+	got, ok2 := s.router.hosts[canonicalHost(o.Host)]
+	return ok && ok2 && want.label == got.label
 }
 
 // verifyToken is s.keys.Verify answered from the server's cache of

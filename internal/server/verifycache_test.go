@@ -29,7 +29,7 @@ func TestAuthenticateCachesVerifiedTokens(t *testing.T) {
 	serve := func(route *config.Route, token string) (int, *identity.Identity, string) {
 		t.Helper()
 		var got *identity.Identity
-		h := s.authenticate(route.From.Host, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		h := s.authenticate(route, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			got = identity.FromContext(r.Context())
 		}))
 		rec := httptest.NewRecorder()

@@ -1,0 +1,171 @@
+package authenticate
+
+import (
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/kube"
+)
+
+// Sign-out changes state, so it is a POST, and a POST that a page of
+// another origin made is refused (logout CSRF): otherwise any page could
+// sign a person out with a link or an <img>. A GET shows a page with the
+// button that sends the POST.
+//
+// The check is net/http's CrossOriginProtection: a browser says where a
+// request comes from (Sec-Fetch-Site, else Origin), and only same-origin
+// requests pass; a request with neither header is not from a browser, so
+// carries no cookie a page chose to send. A sibling host of the same
+// site is another origin: SameSite cookies alone would let it through.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// purposeSignedOut seals the session a route's sign-out ended, for the
+// sign-in service to end its side of the same session without asking
+// again (see confirmSignOutAuthenticate).
+const purposeSignedOut = "portcullis signed out"
+
+// routeSignOut serves /.pomerium/sign_out on a route host.
+func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, audience string) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		a.confirmSignOut(w, r)
+	case http.MethodPost:
+		if !a.sameOrigin(w, r) {
+			return
+		}
+		a.endRouteSession(w, r, audience)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		kube.WriteStatus(w, http.StatusMethodNotAllowed, "portcullis: sign out with POST /.pomerium/sign_out")
+	}
+}
+
+// endRouteSession ends the session everywhere: tokens issued for it stop
+// working at once, and the sign-in service forgets it too.
+func (a *Authenticator) endRouteSession(w http.ResponseWriter, r *http.Request, audience string) {
+	var ended string
+	if sess, ok := a.sessionToEnd(r, audience); ok {
+		a.opts.Store.Delete(r.Context(), sess.ID)
+		a.log.Info("signed out", "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
+		ended = sess.ID
+	}
+	a.clearCookie(w, a.opts.CookieName)
+	if a.opts.AuthenticateURL == nil {
+		a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+		return
+	}
+	u := *a.opts.AuthenticateURL
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/.pomerium/sign_out"
+	if ended != "" {
+		u.RawQuery = url.Values{"pomerium_signed_out": {a.opts.Sealer.Seal(purposeSignedOut, []byte(ended), a.now().Add(handOffTTL))}}.Encode()
+	}
+	// 303: the browser follows with a GET, whatever method came here.
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
+// confirmSignOutAuthenticate serves GET /.pomerium/sign_out on the
+// sign-in service. Coming from a route's sign-out, which already ended
+// the session, it ends this host's side at once: the sealed
+// pomerium_signed_out names the session, and only a sign-out that really
+// happened can have sealed it. Otherwise it asks, as a route does.
+func (a *Authenticator) confirmSignOutAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Query().Get("pomerium_signed_out"); p != "" {
+		ended, err := a.opts.Sealer.Open(purposeSignedOut, p, a.now())
+		sid, ok := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host)
+		if err == nil && ok && sid == string(ended) {
+			a.endAuthenticateSession(w, r)
+			return
+		}
+		if err == nil && !ok {
+			// No session here (or a cookie from before a secret change):
+			// the route's sign-out was all there was to do.
+			a.clearCookie(w, a.opts.CookieName)
+			a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+			return
+		}
+	}
+	a.confirmSignOut(w, r)
+}
+
+// signOutAuthenticate serves POST /.pomerium/sign_out on the sign-in
+// service.
+func (a *Authenticator) signOutAuthenticate(w http.ResponseWriter, r *http.Request) {
+	if !a.sameOrigin(w, r) {
+		return
+	}
+	a.endAuthenticateSession(w, r)
+}
+
+// endAuthenticateSession ends the sign-in on the authenticate host and, if
+// the provider has one, at the provider.
+//
+// A sign-out that starts on a route host has already revoked the session
+// (so its tokens stop working even if nothing follows the redirect here):
+// an authentic cookie whose session is gone still means this browser
+// signed in, and is still sent on to the provider, without the ID token
+// hint it no longer has (OpenID Connect RP-Initiated Logout 1.0, section 2,
+// makes the hint optional).
+func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Request) {
+	a.clearCookie(w, a.opts.CookieName)
+	if sid, ok := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host); ok {
+		var hint string
+		if sess, err := a.opts.Store.Get(r.Context(), sid); err == nil {
+			hint = sess.IDPIDToken
+		}
+		a.opts.Store.Delete(r.Context(), sid)
+		if a.SignInConfigured() {
+			if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
+				http.Redirect(w, r, u, http.StatusSeeOther)
+				return
+			}
+		}
+	}
+	a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+}
+
+// sameOrigin refuses, with a page or a Status, a state-changing request
+// that a browser made for a page of another origin.
+func (a *Authenticator) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if err := crossOrigin.Check(r); err != nil {
+		a.log.Info("refused a cross-origin request", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
+		if kube.WantsKubernetesStatus(r) {
+			kube.WriteStatus(w, http.StatusForbidden, "portcullis: cross-origin request refused")
+			return false
+		}
+		a.page(w, http.StatusForbidden, "Request refused", "Another site asked your browser to do this. Nothing was changed.")
+		return false
+	}
+	return true
+}
+
+// confirmSignOut answers a GET of a sign-out address: a page with the
+// button that signs out (a POST from this origin), or, for a program, a
+// Status saying to POST.
+func (a *Authenticator) confirmSignOut(w http.ResponseWriter, r *http.Request) {
+	if kube.WantsKubernetesStatus(r) {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		kube.WriteStatus(w, http.StatusMethodNotAllowed, "portcullis: sign out with POST /.pomerium/sign_out")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// The button must not be clickable inside another site's frame.
+	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(http.StatusOK)
+	signOutTemplate.Execute(w, nil)
+}
+
+var signOutTemplate = template.Must(template.New("signout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign out · Portcullis</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
+</head><body><h1>Sign out of Portcullis?</h1>
+<p>Your session ends everywhere: in this browser, and for kubectl credentials issued from it.</p>
+<form method="post" action="/.pomerium/sign_out"><button type="submit" id="sign-out">Sign out</button></form>
+</body></html>
+`))
