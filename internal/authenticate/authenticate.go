@@ -255,6 +255,11 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 			a.page(w, http.StatusBadGateway, "Identity provider unavailable", "Portcullis could not reach your identity provider to finish signing you in. Try again in a moment.")
 			return
 		}
+		if errors.Is(err, idp.ErrUnverifiedEmail) {
+			a.page(w, http.StatusForbidden, "Email address not verified",
+				"Your identity provider says your email address is not verified, and Portcullis only signs people in by an address they have proven they own. Verify it with your identity provider, then sign in again.")
+			return
+		}
 		a.page(w, http.StatusUnauthorized, "Sign-in failed", "Your identity provider's answer could not be verified. Start again from the address of your cluster.")
 		return
 	}

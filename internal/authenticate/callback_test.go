@@ -209,6 +209,17 @@ func TestCallbackExchangeFailed(t *testing.T) {
 	}
 }
 
+// TestCallbackUnverifiedEmail: a provider that says the address is not
+// verified gets the person a page saying so, and no session.
+func TestCallbackUnverifiedEmail(t *testing.T) {
+	f := newFixture(t)
+	s := f.browserSignIn(t)
+	f.idp.err = fmt.Errorf("%w: \"boss@example.com\" (email_verified is false)", idp.ErrUnverifiedEmail)
+	before := f.idp.exchanges()
+	res := f.callback(t, s)
+	refused(t, f, res, http.StatusForbidden, "Email address not verified", before, true)
+}
+
 // TestCallbackPassesNonceAndVerifier: the Authenticator hands Exchange the
 // nonce and PKCE verifier it sealed in this sign-in's state (the fake
 // provider refuses any other), so a code from another sign-in (code

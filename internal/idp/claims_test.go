@@ -173,6 +173,40 @@ func TestClaims(t *testing.T) {
 			wantUnavail:    true,
 		},
 		{
+			name:     "email verified",
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": true},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com"},
+		},
+		{
+			name:     "email verified, as a string (Cognito)",
+			provider: "cognito",
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": "true"},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com"},
+		},
+		{
+			// An address the person typed in and never confirmed would
+			// become their Kubernetes user name.
+			name:     "email not verified",
+			idClaims: map[string]any{"email": "boss@example.com", "email_verified": false},
+			wantErr:  `email address is not verified: "boss@example.com"`,
+		},
+		{
+			name:     "email not verified, as a string",
+			idClaims: map[string]any{"email": "boss@example.com", "email_verified": "false"},
+			wantErr:  "not verified",
+		},
+		{
+			name:     "email_verified of another type",
+			idClaims: map[string]any{"email": "boss@example.com", "email_verified": 1},
+			wantErr:  "not verified",
+		},
+		{
+			name:     "email not verified, in userinfo",
+			idClaims: map[string]any{},
+			userinfo: map[string]any{"sub": "user-1", "email": "boss@example.com", "email_verified": false},
+			wantErr:  "not verified",
+		},
+		{
 			name:     "no email anywhere",
 			idClaims: map[string]any{},
 			userinfo: map[string]any{"sub": "user-1"},

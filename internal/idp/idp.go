@@ -231,6 +231,9 @@ func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*
 		return nil, nil, fmt.Errorf("the identity provider sent the %q claim by reference, not in the token (too many groups?): "+
 			"configure the provider to send fewer groups, such as only those assigned to the application", p.opts.GroupsClaim)
 	}
+	if err := checkEmailVerified(claims); err != nil {
+		return nil, nil, err
+	}
 	id := &Identity{Subject: subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim])}
 	if id.Subject == "" {
 		return nil, nil, errors.New("the identity provider gave no subject for this user")
@@ -239,6 +242,30 @@ func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*
 		return nil, nil, errors.New("the identity provider gave no email for this user (add the email scope, or check the provider's claims)")
 	}
 	return id, &Tokens{RefreshToken: tok.RefreshToken, IDToken: raw, Expiry: expiry}, nil
+}
+
+// ErrUnverifiedEmail refuses a sign-in whose provider says the email
+// address is not verified.
+var ErrUnverifiedEmail = errors.New("the identity provider says this email address is not verified")
+
+// checkEmailVerified refuses claims whose email_verified is anything but
+// true. The email becomes the Kubernetes user name (Impersonate-User), and
+// providers that let people set an address they do not own say so only
+// here: believing the address anyway would let anyone become anyone.
+// Some providers send the claim as the string "true" (Amazon Cognito);
+// some send no such claim at all (Entra ID), and then the address is the
+// provider's to vouch for, as it is for the groups.
+func checkEmailVerified(claims map[string]any) error {
+	v, ok := claims["email_verified"]
+	if !ok {
+		return nil
+	}
+	switch v {
+	case true, "true":
+		return nil
+	}
+	return fmt.Errorf("%w: %q (email_verified is %v): verify it with the identity provider, then sign in again",
+		ErrUnverifiedEmail, str(claims["email"]), v)
 }
 
 // userinfo adds the userinfo endpoint's claims that claims lacks. The
