@@ -123,21 +123,21 @@ func TestClaims(t *testing.T) {
 	}{
 		{
 			name:     "everything in the ID token",
-			idClaims: map[string]any{"email": "a@example.com", "name": "A", "groups": []string{"sre"}},
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": true, "name": "A", "groups": []string{"sre"}},
 			userinfo: map[string]any{"sub": "user-1", "groups": []string{"not", "used"}},
 			want:     &Identity{Subject: "user-1", Email: "a@example.com", Name: "A", Groups: []string{"sre"}},
 		},
 		{
 			name:     "groups from userinfo when the ID token lacks them (GitLab)",
 			provider: "gitlab",
-			idClaims: map[string]any{"email": "a@example.com", "groups_direct": []string{"acme/sre"}},
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": true, "groups_direct": []string{"acme/sre"}},
 			userinfo: map[string]any{"sub": "user-1", "groups": []string{"acme", "acme/sre"}},
 			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"acme", "acme/sre"}},
 		},
 		{
 			name:     "groups in cognito:groups",
 			provider: "cognito",
-			idClaims: map[string]any{"email": "a@example.com", "cognito:groups": []string{"admins"}},
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": "true", "cognito:groups": []string{"admins"}},
 			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"admins"}},
 		},
 		{
@@ -148,8 +148,8 @@ func TestClaims(t *testing.T) {
 		},
 		{
 			name:     "ID token claims win over userinfo",
-			idClaims: map[string]any{"email": "a@example.com"},
-			userinfo: map[string]any{"sub": "user-1", "email": "b@example.com", "groups": []string{"g"}},
+			idClaims: map[string]any{"email": "a@example.com", "email_verified": true},
+			userinfo: map[string]any{"sub": "user-1", "email": "b@example.com", "email_verified": false, "groups": []string{"g"}},
 			want:     &Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"g"}},
 		},
 		{
@@ -162,7 +162,7 @@ func TestClaims(t *testing.T) {
 		},
 		{
 			name:           "userinfo down, but the ID token has the email",
-			idClaims:       map[string]any{"email": "a@example.com"},
+			idClaims:       map[string]any{"email": "a@example.com", "email_verified": true},
 			userinfoStatus: http.StatusServiceUnavailable,
 			want:           &Identity{Subject: "user-1", Email: "a@example.com"},
 		},
@@ -201,6 +201,34 @@ func TestClaims(t *testing.T) {
 			wantErr:  "not verified",
 		},
 		{
+			// Some providers leave the claim out rather than send false.
+			name:     "no email_verified at all",
+			idClaims: map[string]any{"email": "boss@example.com"},
+			userinfo: map[string]any{"sub": "user-1"},
+			wantErr:  "sent no email_verified claim",
+		},
+		{
+			name:     "azure: xms_edov says the tenant owns the domain",
+			provider: "azure",
+			idClaims: map[string]any{"email": "a@example.com", "xms_edov": true},
+			want:     &Identity{Subject: "user-1", Email: "a@example.com"},
+		},
+		{
+			// Entra ID's email claim is the user's mail attribute, which
+			// many tenants let users and guests set (nOAuth).
+			name:     "azure: no xms_edov",
+			provider: "azure",
+			idClaims: map[string]any{"email": "boss@example.com", "email_verified": true},
+			userinfo: map[string]any{"sub": "user-1"},
+			wantErr:  "add the optional claim xms_edov",
+		},
+		{
+			name:     "azure: xms_edov false",
+			provider: "azure",
+			idClaims: map[string]any{"email": "boss@example.com", "xms_edov": false},
+			wantErr:  "xms_edov is false",
+		},
+		{
 			name:     "email not verified, in userinfo",
 			idClaims: map[string]any{},
 			userinfo: map[string]any{"sub": "user-1", "email": "boss@example.com", "email_verified": false},
@@ -220,9 +248,16 @@ func TestClaims(t *testing.T) {
 			if tc.provider == "" {
 				tc.provider = "oidc"
 			}
-			p, err := New(Options{Provider: tc.provider, ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+			provider := tc.provider
+			if provider == "azure" {
+				provider = "oidc" // azure's preset refuses the test's issuer URL
+			}
+			p, err := New(Options{Provider: provider, ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.provider == "azure" {
+				p.(*OIDC).verifiedClaim, p.(*OIDC).verifiedHint = presets["azure"].verifiedClaim, presets["azure"].verifiedHint
 			}
 			id, _, err := p.Exchange(context.Background(), "code", "verifier", "n")
 			switch {
@@ -250,7 +285,7 @@ func TestClaims(t *testing.T) {
 func TestRefreshWithoutIDToken(t *testing.T) {
 	op := newClaimsOP(t)
 	op.set(func() {
-		op.userinfo = map[string]any{"sub": "user-1", "email": "a@example.com", "groups": []string{"sre"}}
+		op.userinfo = map[string]any{"sub": "user-1", "email": "a@example.com", "email_verified": true, "groups": []string{"sre"}}
 	})
 	p, err := New(Options{Provider: "oidc", ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
 	if err != nil {

@@ -83,13 +83,22 @@ func New(opts Options) (Provider, error) {
 	if opts.Provider == "github" {
 		return newGitHub(opts)
 	}
-	return &OIDC{opts: opts, refreshHint: presets[opts.Provider].refreshHint}, nil
+	pr := presets[opts.Provider]
+	o := &OIDC{opts: opts, refreshHint: pr.refreshHint, verifiedClaim: pr.verifiedClaim, verifiedHint: pr.verifiedHint}
+	if o.verifiedClaim == "" {
+		o.verifiedClaim = "email_verified"
+		o.verifiedHint = "configure the identity provider to send the email_verified claim (with the email scope)"
+	}
+	return o, nil
 }
 
 // OIDC is any OpenID Connect provider, found by discovery.
 type OIDC struct {
 	opts        Options
 	refreshHint string
+	// verifiedClaim says the email is verified (email_verified, or a
+	// preset's own); verifiedHint says how to get the provider to send it.
+	verifiedClaim, verifiedHint string
 
 	mu         sync.Mutex
 	provider   *oidc.Provider
@@ -231,9 +240,6 @@ func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*
 		return nil, nil, fmt.Errorf("the identity provider sent the %q claim by reference, not in the token (too many groups?): "+
 			"configure the provider to send fewer groups, such as only those assigned to the application", p.opts.GroupsClaim)
 	}
-	if err := checkEmailVerified(claims); err != nil {
-		return nil, nil, err
-	}
 	id := &Identity{Subject: subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim])}
 	if id.Subject == "" {
 		return nil, nil, errors.New("the identity provider gave no subject for this user")
@@ -241,31 +247,34 @@ func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*
 	if id.Email == "" {
 		return nil, nil, errors.New("the identity provider gave no email for this user (add the email scope, or check the provider's claims)")
 	}
+	if err := p.checkEmailVerified(claims); err != nil {
+		return nil, nil, err
+	}
 	return id, &Tokens{RefreshToken: tok.RefreshToken, IDToken: raw, Expiry: expiry}, nil
 }
 
-// ErrUnverifiedEmail refuses a sign-in whose provider says the email
-// address is not verified.
-var ErrUnverifiedEmail = errors.New("the identity provider says this email address is not verified")
+// ErrUnverifiedEmail refuses a sign-in whose provider does not say that the
+// email address is verified.
+var ErrUnverifiedEmail = errors.New("the email address is not verified")
 
-// checkEmailVerified refuses claims whose email_verified is anything but
-// true. The email becomes the Kubernetes user name (Impersonate-User), and
-// providers that let people set an address they do not own say so only
-// here: believing the address anyway would let anyone become anyone.
-// Some providers send the claim as the string "true" (Amazon Cognito);
-// some send no such claim at all (Entra ID), and then the address is the
-// provider's to vouch for, as it is for the groups.
-func checkEmailVerified(claims map[string]any) error {
-	v, ok := claims["email_verified"]
-	if !ok {
+// checkEmailVerified refuses claims that do not say the email address is
+// verified: p.verifiedClaim must be true. The email becomes the Kubernetes
+// user name (Impersonate-User), and providers that let people set an
+// address they do not own say so only here: believing the address anyway
+// would let anyone become anyone. A missing claim is refused too: some
+// providers leave email_verified out rather than send false (zitadel
+// does). Some send the string "true" (Amazon Cognito).
+func (p *OIDC) checkEmailVerified(claims map[string]any) error {
+	v, ok := claims[p.verifiedClaim]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: the identity provider sent no %s claim for %q: %s",
+			ErrUnverifiedEmail, p.verifiedClaim, str(claims["email"]), p.verifiedHint)
+	case v == true || v == "true":
 		return nil
 	}
-	switch v {
-	case true, "true":
-		return nil
-	}
-	return fmt.Errorf("%w: %q (email_verified is %v): verify it with the identity provider, then sign in again",
-		ErrUnverifiedEmail, str(claims["email"]), v)
+	return fmt.Errorf("%w: %q (%s is %v): verify it with the identity provider, then sign in again",
+		ErrUnverifiedEmail, str(claims["email"]), p.verifiedClaim, v)
 }
 
 // userinfo adds the userinfo endpoint's claims that claims lacks. The

@@ -42,6 +42,12 @@ type preset struct {
 	// refreshHint ends the error of a refresh without a refresh token: how
 	// to make this provider issue one.
 	refreshHint string
+	// verifiedClaim is the claim by which the provider says it verified
+	// the email address: email_verified unless set (see
+	// checkEmailVerified), and verifiedHint says how to make the provider
+	// send it.
+	verifiedClaim string
+	verifiedHint  string
 }
 
 type slashRule int
@@ -106,14 +112,21 @@ var presets = map[string]preset{
 	// only as an optional claim or through userinfo:
 	// https://learn.microsoft.com/entra/identity-platform/optional-claims-reference
 	// prompt=select_account is what Pomerium sends.
+	// Entra ID sends no email_verified, and its email claim is whatever a
+	// user's mail attribute says, which in many tenants a user or a guest
+	// can set ("nOAuth"). The optional claim xms_edov ("email domain owner
+	// verified") says whether the tenant owns the address's domain:
+	// https://learn.microsoft.com/entra/identity-platform/migrate-off-email-claim-authorization
 	"azure": {
-		urlHint:     "https://login.microsoftonline.com/{tenant-id}/v2.0",
-		scopes:      scopesOIDC,
-		groupsClaim: "groups",
-		authParams:  map[string]string{"prompt": "select_account"},
-		slash:       slashTrim,
-		check:       checkAzure,
-		refreshHint: offlineHint,
+		urlHint:       "https://login.microsoftonline.com/{tenant-id}/v2.0",
+		scopes:        scopesOIDC,
+		groupsClaim:   "groups",
+		authParams:    map[string]string{"prompt": "select_account"},
+		slash:         slashTrim,
+		check:         checkAzure,
+		refreshHint:   offlineHint,
+		verifiedClaim: "xms_edov",
+		verifiedHint:  "add the optional claim xms_edov to the ID token in the app registration (Token configuration > Add optional claim > ID > xms_edov)",
 	},
 
 	// Okta: https://developer.okta.com/docs/reference/api/oidc/
