@@ -48,7 +48,9 @@ func TestSignInBuiltinProvider(t *testing.T) {
 	if json.Unmarshal([]byte(resp.body), &who); strings.Join(who.Groups, ",") != "dev,oncall" {
 		t.Errorf("who am I: got %q, want groups dev and oncall", resp.body)
 	}
-	_, groups, _, code := selfSubjectReview(t, browser.Client, routeURL, http.Header{})
+	// kubectl's token, from the same browser (signed in already).
+	tok := programmaticLogin(t, ctx, browser, routeURL, st.authURL, "someuser@example.com", "a long demo password")
+	_, groups, _, code := selfSubjectReview(t, browser.Client, routeURL, http.Header{"Authorization": {"Bearer Pomerium-" + tok}})
 	if code != http.StatusCreated || !contains(groups, "dev") || !contains(groups, "oncall") {
 		t.Errorf("apiserver saw groups %v (status %d), want dev and oncall", groups, code)
 	}

@@ -199,7 +199,7 @@ func TestCLI(t *testing.T) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 		defer client.CloseIdleConnections()
-		if resp := get(t, client, s.routeURL+"/.pomerium/sign_out", "application/json", "Bearer Pomerium-"+tok); resp.code >= 400 {
+		if resp := do(t, client, "POST", s.routeURL+"/.pomerium/sign_out", http.Header{"Authorization": {"Bearer Pomerium-" + tok}}, ""); resp.code >= 400 {
 			t.Fatalf("sign-out: got %d %q", resp.code, resp.body)
 		}
 		if resp := get(t, client, s.routeURL+"/.pomerium/", "application/json", "Bearer Pomerium-"+tok); resp.code != http.StatusUnauthorized {

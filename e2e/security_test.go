@@ -19,16 +19,26 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // TestKubernetesSecurity checks that nothing a client sends chooses the
 // identity kube-apiserver sees, that forged tokens are refused before
-// anything is forwarded, and that a rotated service-account token file is
-// picked up without a restart.
+// anything is forwarded, that the attacks of attacks_test.go fail (request
+// smuggling, a browser's session used by pages), and that a rotated
+// service-account token file is picked up without a restart.
+//
+// kube-apiserver serves HTTP/1.1 only here, as behind an HTTP/1.1 load
+// balancer: the hop where an unframed request body becomes requests of
+// its own.
 func TestKubernetesSecurity(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	s := startStack(t, ctx, false)
+	s := startStackWith(t, ctx, stackOptions{
+		fakeNode:      true,
+		apiserverArgs: []string{"--disable-http2-serving"},
+		builtinUsers:  attackUsers(t),
+	})
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 	good := s.token(t, "someuser@example.com", "dev")
@@ -126,6 +136,28 @@ func TestKubernetesSecurity(t *testing.T) {
 				}
 			})
 		}
+	})
+
+	t.Run("HTTP/2 CONNECT cannot smuggle a request through the HTTP/1.1 hop", func(t *testing.T) {
+		testConnectSmuggling(t, ctx, s)
+	})
+	t.Run("names Kubernetes reserves are never impersonated", func(t *testing.T) {
+		testSystemNames(t, s, client)
+	})
+	t.Run("a signed-in browser", func(t *testing.T) {
+		tab := testenv.NewChromium(t, s.certPEM)
+		bctx, bcancel := context.WithTimeout(tab, 3*time.Minute)
+		defer bcancel()
+		signInWithChromium(t, bctx, s.routeURL, victimEmail, victimPassword)
+		t.Run("a page on the API's origin cannot read the API as the person", func(t *testing.T) {
+			testPageOnAPIOrigin(t, ctx, s, bctx, client)
+		})
+		t.Run("a cross-site page cannot open exec with the person's cookie", func(t *testing.T) {
+			testCrossSiteExec(t, ctx, s, bctx)
+		})
+		t.Run("a cross-site page cannot sign the person out", func(t *testing.T) {
+			testCrossSiteSignOut(t, s, bctx)
+		})
 	})
 
 	t.Run("a rotated service-account token is used without a restart", func(t *testing.T) {

@@ -14,6 +14,9 @@ import (
 const (
 	signinEmail    = "someuser@example.com"
 	signinPassword = "correct horse battery"
+	// signinUnverifiedEmail is known too, with the same password, but the
+	// provider says email_verified: false.
+	signinUnverifiedEmail = "unverified@example.com"
 )
 
 // signinStack is the setup of TestSignIn as a helper: a real
@@ -52,6 +55,7 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 	s.authURL = fmt.Sprintf("https://localhost:%d", port)
 	s.idp = testenv.NewOIDCProvider(t, []string{s.authURL + "/oauth2/callback"}, []testenv.OIDCUser{
 		{Email: signinEmail, Password: signinPassword, FirstName: "Some", LastName: "User"},
+		{Email: signinUnverifiedEmail, Password: signinPassword, FirstName: "Not", LastName: "Verified", EmailUnverified: true},
 	})
 	if s.ca, err = testenv.NewCA("portcullis-e2e"); err != nil {
 		t.Fatal(err)

@@ -3,11 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,62 +20,14 @@ import (
 func TestSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cluster := testenv.NewCluster(t)
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	routeURL := fmt.Sprintf("https://127.0.0.1:%d", port)
-	authURL := fmt.Sprintf("https://localhost:%d", port)
-	idp := testenv.NewOIDCProvider(t, []string{authURL + "/oauth2/callback"}, []testenv.OIDCUser{
-		{Email: "someuser@example.com", Password: "correct horse battery", FirstName: "Some", LastName: "User"},
-	})
-
-	ca, err := testenv.NewCA("portcullis-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue("portcullis", "127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n    - allow:\n        or:\n          - email:\n              is: someuser@example.com\n  kubernetes_service_account_token: %q\n",
-		routeURL, cluster.URL, b64(cluster.CA.CertPEM), saToken)
-	env := []string{
-		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
-		"AUTHENTICATE_SERVICE_URL=" + authURL,
-		"CERTIFICATE=" + b64(cert),
-		"CERTIFICATE_KEY=" + b64(key),
-		"COOKIE_SECRET=" + b64(random(32)),
-		"SHARED_SECRET=" + b64(random(32)),
-		"IDP_PROVIDER=oidc",
-		"IDP_PROVIDER_URL=" + idp.Issuer,
-		"IDP_CLIENT_ID=" + idp.ClientID,
-		"IDP_CLIENT_SECRET=" + idp.ClientSecret,
-		"POLICY=" + b64([]byte(policy)),
-		"LOG_LEVEL=debug",
-	}
-	dir := t.TempDir()
-	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.StartServer(t, "portcullis", bin, dir, nil, env, routeURL+"/healthz", ca.ClientTLS())
+	st := startSigninStack(t, ctx)
+	ca, idp, routeURL, authURL := st.ca, st.idp, st.routeURL, st.authURL
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS()}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 	browser := testenv.NewBrowser(ca.ClientTLS())
 	t.Run("a browser is sent to sign in and comes back signed in", func(t *testing.T) {
-		final, page, err := browser.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "correct horse battery", "")
+		final, page, err := browser.SignIn(ctx, routeURL+"/.pomerium/", signinEmail, signinPassword, "")
 		if err != nil {
 			t.Fatalf("%v\nvisited: %s", err, strings.Join(browser.Visited, "\n  "))
 		}
@@ -86,6 +36,19 @@ func TestSignIn(t *testing.T) {
 		}
 		if !visited(browser, idp.Issuer) || !visited(browser, authURL+"/oauth2/callback") {
 			t.Errorf("the sign-in did not go through the provider and the callback: %v", browser.Visited)
+		}
+	})
+
+	t.Run("a person whose provider has not verified their email is refused", func(t *testing.T) {
+		// The email becomes the Kubernetes user name: an address nobody
+		// proved they own would let anyone be anyone.
+		b := testenv.NewBrowser(ca.ClientTLS())
+		final, page, err := b.SignIn(ctx, routeURL+"/.pomerium/", signinUnverifiedEmail, signinPassword, "")
+		if err == nil || !strings.Contains(page, "Email address not verified") || final.Host != strings.TrimPrefix(authURL, "https://") {
+			t.Errorf("got %v at %v with %q, want the sign-in service's page saying the address is not verified", err, final, page)
+		}
+		if resp := get(t, b.Client, routeURL+"/.pomerium/", "application/json", ""); resp.code != http.StatusUnauthorized {
+			t.Errorf("who am I after the refusal: got %d %q, want 401", resp.code, resp.body)
 		}
 	})
 
@@ -100,29 +63,18 @@ func TestSignIn(t *testing.T) {
 		}
 	})
 
-	t.Run("the session cookie reaches the apiserver as the person", func(t *testing.T) {
-		user := whoamiWith(t, browser.Client, routeURL, "")
-		if user != "someuser@example.com" {
-			t.Errorf("apiserver saw %q, want someuser@example.com", user)
+	t.Run("the session cookie does not open the Kubernetes API", func(t *testing.T) {
+		// A page on the API's origin would otherwise act as the person.
+		resp := get(t, browser.Client, routeURL+"/api/v1/namespaces", "application/json", "")
+		if resp.code != http.StatusUnauthorized || !strings.Contains(resp.body, "cookie does not open the Kubernetes API") {
+			t.Errorf("the API with the cookie: got %d %q, want 401 saying to use kubectl", resp.code, resp.body)
 		}
 	})
 
 	var cliToken string
 	t.Run("programmatic login delivers a token to a loopback listener", func(t *testing.T) {
-		const cb = "http://127.0.0.1:1/portcullis-cli"
-		resp := get(t, browser.Client, routeURL+"/.pomerium/api/v1/login?pomerium_redirect_uri="+url.QueryEscape(cb), "", "")
-		if resp.code != http.StatusOK || !strings.HasPrefix(resp.body, authURL+"/.pomerium/sign_in?") {
-			t.Fatalf("login API: got %d %q, want the sign-in URL", resp.code, resp.body)
-		}
 		// A fresh browser, as when the CLI opens the system browser.
-		final, _, err := testenv.NewBrowser(ca.ClientTLS()).SignIn(ctx, resp.body, "someuser@example.com", "correct horse battery", cb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cliToken = final.Query().Get("pomerium_jwt")
-		if cliToken == "" {
-			t.Fatalf("redirected to %s, want pomerium_jwt", final)
-		}
+		cliToken = programmaticLogin(t, ctx, testenv.NewBrowser(ca.ClientTLS()), routeURL, authURL, signinEmail, signinPassword)
 		if user := whoamiWith(t, client, routeURL, "Bearer Pomerium-"+cliToken); user != "someuser@example.com" {
 			t.Errorf("with the token the apiserver saw %q, want someuser@example.com", user)
 		}
@@ -142,7 +94,11 @@ func TestSignIn(t *testing.T) {
 	})
 
 	t.Run("sign-out revokes the session and its tokens at once", func(t *testing.T) {
-		resp := get(t, browser.Client, routeURL+"/.pomerium/sign_out", "application/json", "Bearer Pomerium-"+cliToken)
+		resp := get(t, browser.Client, routeURL+"/.pomerium/sign_out", "text/html", "")
+		if resp.code != http.StatusOK || !strings.Contains(resp.body, `method="post"`) {
+			t.Fatalf("GET sign-out: got %d %q, want the page with the sign-out button", resp.code, resp.body)
+		}
+		resp = do(t, browser.Client, "POST", routeURL+"/.pomerium/sign_out", http.Header{"Authorization": {"Bearer Pomerium-" + cliToken}}, "")
 		if resp.code >= 400 {
 			t.Fatalf("sign-out: got %d %q", resp.code, resp.body)
 		}
@@ -155,12 +111,12 @@ func TestSignIn(t *testing.T) {
 	t.Run("the provider down at callback time: a clear page, and sessions keep working", func(t *testing.T) {
 		// Signed in before the outage.
 		before := testenv.NewBrowser(ca.ClientTLS())
-		if _, _, err := before.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "correct horse battery", ""); err != nil {
+		if _, _, err := before.SignIn(ctx, routeURL+"/.pomerium/", signinEmail, signinPassword, ""); err != nil {
 			t.Fatal(err)
 		}
 		// A sign-in that reaches the provider and comes back after it went down.
 		during := testenv.NewBrowser(ca.ClientTLS())
-		callback, _, err := during.SignIn(ctx, routeURL+"/.pomerium/", "someuser@example.com", "correct horse battery", authURL+"/oauth2/callback")
+		callback, _, err := during.SignIn(ctx, routeURL+"/.pomerium/", signinEmail, signinPassword, authURL+"/oauth2/callback")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,8 +125,9 @@ func TestSignIn(t *testing.T) {
 		if resp.code != http.StatusBadGateway || !strings.Contains(resp.body, "could not reach your identity provider") || strings.Contains(resp.body, "goroutine") {
 			t.Errorf("callback with the provider down: got %d %q, want 502 with a page saying the provider could not be reached", resp.code, resp.body)
 		}
-		if user := whoamiWith(t, before.Client, routeURL, ""); user != "someuser@example.com" {
-			t.Errorf("an existing session during the outage: apiserver saw %q, want someuser@example.com", user)
+		resp = get(t, before.Client, routeURL+"/.pomerium/", "application/json", "")
+		if resp.code != http.StatusOK || !strings.Contains(resp.body, "someuser@example.com") {
+			t.Errorf("an existing session during the outage: who am I got %d %q, want someuser@example.com", resp.code, resp.body)
 		}
 	})
 }
@@ -182,6 +139,27 @@ func visited(b *testenv.Browser, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// programmaticLogin signs in as portcullis-cli does, in browser: it asks
+// the route's login API for the sign-in URL, signs in, and returns the
+// token delivered to the loopback redirect.
+func programmaticLogin(t *testing.T, ctx context.Context, browser *testenv.Browser, routeURL, authURL, user, password string) string {
+	t.Helper()
+	const cb = "http://127.0.0.1:1/portcullis-cli"
+	resp := get(t, browser.Client, routeURL+"/.pomerium/api/v1/login?pomerium_redirect_uri="+url.QueryEscape(cb), "", "")
+	if resp.code != http.StatusOK || !strings.HasPrefix(resp.body, authURL+"/.pomerium/sign_in?") {
+		t.Fatalf("login API: got %d %q, want the sign-in URL", resp.code, resp.body)
+	}
+	final, _, err := browser.SignIn(ctx, resp.body, user, password, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := final.Query().Get("pomerium_jwt")
+	if tok == "" {
+		t.Fatalf("redirected to %s, want pomerium_jwt", redactQuery(final))
+	}
+	return tok
 }
 
 // get requests url with an Accept header and an Authorization header.

@@ -23,10 +23,14 @@ import (
 type stack struct {
 	cluster    *testenv.Cluster
 	kwok       *testenv.KwokNode
+	fake       *testenv.FakeNode
 	ca         *testenv.CA // signed Portcullis's serving certificate
+	certPEM    []byte      // Portcullis's serving certificate
+	keyPEM     []byte
 	keys       *session.Keys
 	routeURL   string // https://127.0.0.1:PORT
 	audience   string // the route's host, the audience of its tokens
+	authURL    string // the sign-in service, https://localhost:PORT
 	dir        string
 	tokenFile  string
 	env        []string
@@ -38,18 +42,46 @@ type stack struct {
 // node too if the test runs pods.
 func startStack(t *testing.T, ctx context.Context, withKwok bool) *stack {
 	t.Helper()
-	return startStackWithPolicy(t, ctx, withKwok, "    - allow:\n        or:\n          - authenticated_user: true\n")
+	return startStackWith(t, ctx, stackOptions{kwok: withKwok})
 }
 
 // startStackWithPolicy is startStack with the route's `policy:` list
 // (indented to sit under the route key).
 func startStackWithPolicy(t *testing.T, ctx context.Context, withKwok bool, policyYAML string) *stack {
 	t.Helper()
-	s := &stack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
+	return startStackWith(t, ctx, stackOptions{kwok: withKwok, policy: policyYAML})
+}
+
+// stackOptions choose what startStackWith starts.
+type stackOptions struct {
+	kwok     bool // a kwok node
+	fakeNode bool // a fake node (testenv.FakeNode)
+	// policy is the route's `policy:` list (indented to sit under the
+	// route key); "" lets in anyone signed in.
+	policy string
+	// apiserverArgs are added to kube-apiserver's flags.
+	apiserverArgs []string
+	// builtinUsers, if set, is the users file of the built-in provider
+	// (IDP_PROVIDER=builtin), so that people can sign in with a browser.
+	builtinUsers string
+}
+
+// startStackWith brings everything up for one test (and its subtests).
+func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
+	t.Helper()
+	if o.policy == "" {
+		o.policy = "    - allow:\n        or:\n          - authenticated_user: true\n"
+	}
+	s := &stack{cluster: testenv.NewCluster(t, o.apiserverArgs...), dir: t.TempDir()}
 	var err error
-	if withKwok {
+	if o.kwok {
 		if s.kwok, err = s.cluster.StartKwok(ctx); err != nil {
 			t.Fatalf("testenv: starting kwok: %v", err)
+		}
+	}
+	if o.fakeNode {
+		if s.fake, err = s.cluster.StartFakeNode(ctx); err != nil {
+			t.Fatalf("testenv: starting a fake node: %v", err)
 		}
 	}
 	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
@@ -69,8 +101,7 @@ func startStackWithPolicy(t *testing.T, ctx context.Context, withKwok bool, poli
 	if s.ca, err = testenv.NewCA("portcullis-e2e"); err != nil {
 		t.Fatal(err)
 	}
-	cert, key, err := s.ca.Issue("portcullis", "127.0.0.1", "localhost")
-	if err != nil {
+	if s.certPEM, s.keyPEM, err = s.ca.Issue("portcullis", "127.0.0.1", "localhost"); err != nil {
 		t.Fatal(err)
 	}
 	port, err := testenv.FreePort()
@@ -79,9 +110,9 @@ func startStackWithPolicy(t *testing.T, ctx context.Context, withKwok bool, poli
 	}
 	s.routeURL = fmt.Sprintf("https://127.0.0.1:%d", port)
 	s.audience = fmt.Sprintf("127.0.0.1:%d", port)
-	authURL := fmt.Sprintf("https://localhost:%d", port)
+	s.authURL = fmt.Sprintf("https://localhost:%d", port)
 	secret := random(32)
-	if s.keys, err = session.NewKeys(nil, secret, authURL); err != nil {
+	if s.keys, err = session.NewKeys(nil, secret, s.authURL); err != nil {
 		t.Fatal(err)
 	}
 	policy := fmt.Sprintf(`- from: %s
@@ -89,16 +120,19 @@ func startStackWithPolicy(t *testing.T, ctx context.Context, withKwok bool, poli
   tls_custom_ca: %s
   policy:
 %s  kubernetes_service_account_token_file: %s
-`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, s.tokenFile)
+`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), o.policy, s.tokenFile)
 	s.env = []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
-		"AUTHENTICATE_SERVICE_URL=" + authURL,
-		"CERTIFICATE=" + b64(cert),
-		"CERTIFICATE_KEY=" + b64(key),
+		"AUTHENTICATE_SERVICE_URL=" + s.authURL,
+		"CERTIFICATE=" + b64(s.certPEM),
+		"CERTIFICATE_KEY=" + b64(s.keyPEM),
 		"COOKIE_SECRET=" + b64(random(32)),
 		"SHARED_SECRET=" + b64(secret),
 		"POLICY=" + b64([]byte(policy)),
 		"LOG_LEVEL=debug",
+	}
+	if o.builtinUsers != "" {
+		s.env = append(s.env, "IDP_PROVIDER=builtin", "IDP_USERS_FILE="+o.builtinUsers)
 	}
 	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
 		t.Fatal(err)

@@ -64,3 +64,32 @@ func FuzzCallbackState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRouteCallbackBinding: with a genuine token for the route and a
+// genuine sign-in cookie in the browser, no pomerium_bind a client makes
+// up signs the browser in: only the one the sign-in service sealed for
+// that cookie and that token does.
+func FuzzRouteCallbackBinding(f *testing.F) {
+	fx := newFixture(f)
+	s := fx.signIn(f)
+	target, bindCookie := fx.boundCallback(f, routeURL, routeHost, s.token, routeURL+"/")
+	u, _ := url.Parse(target)
+	genuine := u.Query().Get("pomerium_bind")
+	f.Add(genuine[:len(genuine)-1] + "A")
+	f.Add(bindCookie.Value)
+	f.Add(fx.sealer.Seal(purposeHandOff+" "+otherHost, handOffBinding("nonce-"+routeHost, s.token), fx.clock().Add(handOffTTL)))
+	f.Add(fx.sealer.Seal(purposeHandOff+" "+routeHost, handOffBinding("another nonce", s.token), fx.clock().Add(handOffTTL)))
+	f.Add(strings.Repeat("A", 5000))
+	f.Add("%00")
+	f.Fuzz(func(t *testing.T, bind string) {
+		if bind == genuine || bind == "" {
+			return
+		}
+		q := u.Query()
+		q.Set("pomerium_bind", bind)
+		res := fx.get(t, routeURL+"/.pomerium/callback/?"+q.Encode(), req{cookies: []*http.Cookie{bindCookie}})
+		if res.code != http.StatusBadRequest || res.cookie(cookieName) != nil {
+			t.Fatalf("pomerium_bind %q: got %d with cookies %v, want 400 and no session", bind, res.code, res.cookies)
+		}
+	})
+}

@@ -22,6 +22,9 @@ func FuzzStripAndSet(f *testing.F) {
 		{"Impersonate-Extra-Scopes: all\nimpersonate-extra-foo: bar\nImpersonate-Uid: 0", tok, "bob", ""},
 		{"X-Remote-User: admin\nx-remote-group: system:masters\nX-REMOTE-EXTRA-A: b", tok, "bob", "a"},
 		{"X-Pomerium-Authorization: jwt\nProxy-Authorization: Basic x", tok, "bob", "a"},
+		{"X-Pomerium-Jwt-Assertion: jwt\nx-pomerium-claim-email: admin@example.com", tok, "bob", "a"},
+		{"Accept: */*", tok, "bob", "dev,system:masters"},
+		{"Accept: */*", tok, "system:admin", "dev"},
 		{"Cookie: a=1; _pomerium=x; b=2\ncookie: _pomerium=y\nCookie: _pomerium=z", tok, "bob", "a"},
 		{"Cookie:  _pomerium =x;c=3", tok, "bob", "a"},
 		{"Accept: */*", tok, "alice@example.com\r\nImpersonate-Group: system:masters", "dev"},
@@ -90,7 +93,7 @@ func checkNoClientIdentity(t *testing.T, h http.Header, when string) {
 	for k, vv := range h {
 		switch {
 		case strings.EqualFold(k, "Authorization"), strings.EqualFold(k, "Proxy-Authorization"),
-			strings.EqualFold(k, "X-Pomerium-Authorization"),
+			hasPrefixFold(k, "X-Pomerium-"),
 			hasPrefixFold(k, "Impersonate-"), hasPrefixFold(k, "X-Remote-"):
 			t.Fatalf("%s: header %q is still there", when, k)
 		case strings.EqualFold(k, "Cookie"):
@@ -121,9 +124,10 @@ func dedupe(groups []string) []string {
 }
 
 // simple reports whether s is a non-empty string of letters, digits and
-// @.:_- only: something SetImpersonation must always accept.
+// @.:_- only, not beginning with "system:" (which Kubernetes reserves):
+// something SetImpersonation must always accept.
 func simple(s string) bool {
-	if s == "" {
+	if s == "" || hasPrefixFold(s, "system:") {
 		return false
 	}
 	for _, r := range s {
@@ -141,4 +145,45 @@ func allSimple(groups []string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzStripSetCookie: whatever Set-Cookie headers an upstream sends, none
+// that a browser would store under Portcullis's cookie names survives,
+// and every other one does, byte for byte and in order.
+func FuzzStripSetCookie(f *testing.F) {
+	for _, seed := range []string{
+		"_pomerium=x; Path=/",
+		"_pomerium_signin=x\napp=1",
+		" _pomerium =x\n_pomeriumx=1\nx_pomerium=2",
+		"=\n;\n_pomerium",
+		"_Pomerium=1\n_pomerium_=2",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		values := strings.Split(raw, "\n")
+		h := http.Header{"Set-Cookie": append([]string(nil), values...), "set-cookie": {testCookie + "=lower-case key"}}
+		StripSetCookie(h, testCookie)
+		var want []string
+		for _, v := range values {
+			name, _, _ := strings.Cut(v, "=")
+			name = strings.Trim(name, asciiSpace)
+			if name != testCookie && !strings.HasPrefix(name, testCookie+"_") {
+				want = append(want, v)
+			}
+		}
+		if diff := cmp.Diff(want, h["Set-Cookie"]); diff != "" {
+			t.Fatalf("Set-Cookie after StripSetCookie (-want +got):\n%s", diff)
+		}
+		if _, ok := h["set-cookie"]; ok {
+			t.Fatal("a Set-Cookie under a lower-case key survived")
+		}
+		// As a browser reads them: none sets one of Portcullis's cookies.
+		resp := &http.Response{Header: http.Header{"Set-Cookie": h["Set-Cookie"]}}
+		for _, c := range resp.Cookies() {
+			if c.Name == testCookie || strings.HasPrefix(c.Name, testCookie+"_") {
+				t.Fatalf("cookie %q survived", c.Name)
+			}
+		}
+	})
 }

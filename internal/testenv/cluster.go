@@ -49,6 +49,7 @@ type Cluster struct {
 	KubectlPath string
 
 	etcd, apiserver *Process
+	apiserverArgs   []string   // ClusterOptions.APIServerArgs
 	extra           []*Process // started against the cluster (kwok), stopped first
 	etcdURL         string
 	apiPort         int
@@ -59,6 +60,10 @@ type Cluster struct {
 type ClusterOptions struct {
 	// Progress receives build and start-up messages (may be nil).
 	Progress io.Writer
+	// APIServerArgs are added to kube-apiserver's flags, after testenv's
+	// own: e.g. --disable-http2-serving, to stand for an HTTP/1.1 load
+	// balancer in front of the API server.
+	APIServerArgs []string
 }
 
 const auditPolicy = `apiVersion: audit.k8s.io/v1
@@ -81,7 +86,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err != nil {
 		return nil, fmt.Errorf("starting cluster: %w", err)
 	}
-	c := &Cluster{Dir: dir, KubectlPath: bins[Kubectl]}
+	c := &Cluster{Dir: dir, KubectlPath: bins[Kubectl], apiserverArgs: opts.APIServerArgs}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -214,7 +219,7 @@ func (c *Cluster) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	f := func(n string) string { return filepath.Join(c.Dir, n) }
 	var err error
-	c.apiserver, err = StartProcess("kube-apiserver", c.Dir, c.apiserverBin, []string{
+	c.apiserver, err = StartProcess("kube-apiserver", c.Dir, c.apiserverBin, append([]string{
 		"--etcd-servers", c.etcdURL,
 		"--secure-port", strconv.Itoa(c.apiPort),
 		"--bind-address", "127.0.0.1",
@@ -235,7 +240,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--allow-privileged",
 		"--profiling=false",
-	}, nil)
+	}, c.apiserverArgs...), nil)
 	if err != nil {
 		return err
 	}

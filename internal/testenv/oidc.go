@@ -23,6 +23,9 @@ type OIDCUser struct {
 	Password  string
 	FirstName string
 	LastName  string
+	// EmailUnverified makes the provider say email_verified: false, as
+	// providers do for an address the person typed and never confirmed.
+	EmailUnverified bool
 }
 
 // OIDCProvider is a real OpenID Connect provider over HTTP on loopback:
@@ -66,7 +69,7 @@ func StartOIDCProvider(logger *slog.Logger, redirectURIs []string, users []OIDCU
 			FirstName:         u.FirstName,
 			LastName:          u.LastName,
 			Email:             u.Email,
-			EmailVerified:     true,
+			EmailVerified:     !u.EmailUnverified,
 			PreferredLanguage: language.English,
 		}
 		store.byID[su.ID], store.byName[su.Username] = su, su

@@ -16,13 +16,14 @@ import (
 const howToGet = "testenv builds kube-apiserver, kubectl and etcd from the Go module proxy on first use " +
 	"(`make testenv`); it needs the go command, network access to the module proxy for the first build, and loopback ports"
 
-// NewCluster starts a Cluster for one test and stops it when the test ends.
+// NewCluster starts a Cluster for one test and stops it when the test ends,
+// with apiserverArgs added to kube-apiserver's flags.
 // A cluster that cannot start fails the test with the reason.
-func NewCluster(t testing.TB) *Cluster {
+func NewCluster(t testing.TB, apiserverArgs ...string) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, ClusterOptions{Progress: testWriter{t}})
+	c, err := StartCluster(ctx, ClusterOptions{Progress: testWriter{t}, APIServerArgs: apiserverArgs})
 	if err != nil {
 		t.Fatalf("testenv: starting kube-apiserver and etcd: %v\n%s", err, howToGet)
 	}
