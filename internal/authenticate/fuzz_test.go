@@ -68,7 +68,7 @@ func FuzzCallbackState(f *testing.F) {
 // FuzzRouteCallbackBinding: with a genuine token for the route and a
 // genuine sign-in cookie in the browser, no pomerium_bind a client makes
 // up signs the browser in: only the one the sign-in service sealed for
-// that cookie and that token does.
+// that cookie and that token does. The browser is sent to sign in again.
 func FuzzRouteCallbackBinding(f *testing.F) {
 	fx := newFixture(f)
 	s := fx.signIn(f)
@@ -88,8 +88,8 @@ func FuzzRouteCallbackBinding(f *testing.F) {
 		q := u.Query()
 		q.Set("pomerium_bind", bind)
 		res := fx.get(t, routeURL+"/.pomerium/callback/?"+q.Encode(), req{cookies: []*http.Cookie{bindCookie}})
-		if res.code != http.StatusBadRequest || res.cookie(cookieName) != nil {
-			t.Fatalf("pomerium_bind %q: got %d with cookies %v, want 400 and no session", bind, res.code, res.cookies)
+		if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/") || res.cookie(cookieName) != nil {
+			t.Fatalf("pomerium_bind %q: got %d to %q with cookies %v, want 302 to sign in and no session", bind, res.code, res.location, res.cookies)
 		}
 	})
 }

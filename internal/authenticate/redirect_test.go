@@ -374,7 +374,9 @@ func withAudience(c session.Claims, audience string) session.Claims {
 // TestRouteCallbackBindsToBrowser is the regression test of login CSRF:
 // a link to the route's callback with someone else's token must not sign
 // the browser that follows it in as them. Only the browser that started
-// the sign-in at the route (its sign-in cookie) takes the hand-off.
+// the sign-in at the route (its sign-in cookie) takes the hand-off; any
+// other gets a sign-in of its own, or, with no sign-in cookie at all, a
+// page saying the sign-in was not started there.
 func TestRouteCallbackBindsToBrowser(t *testing.T) {
 	f := newFixture(t)
 	// The attacker signs in in their own browser and keeps the hand-off
@@ -396,8 +398,16 @@ func TestRouteCallbackBindsToBrowser(t *testing.T) {
 			t.Errorf("%s: got %d with cookies %v, want 400 \"not started in this browser\" and no session", name, res.code, res.cookies)
 		}
 	}
+	// startedOver checks that the route began a sign-in of this browser's
+	// own instead of taking the token.
+	startedOver := func(name string, res *response) {
+		t.Helper()
+		if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/api") || res.cookie(cookieName) != nil || res.cookie(cookieName+"_signin") == nil {
+			t.Errorf("%s: got %d to %q with cookies %v, want 302 to sign in again, a new sign-in cookie and no session", name, res.code, res.location, res.cookies)
+		}
+	}
 	refused("the link, in a browser with no sign-in cookie", f.get(t, link, req{}))
-	refused("the link, in a browser that started its own sign-in", f.get(t, link, req{cookies: []*http.Cookie{victim.bind}}))
+	startedOver("the link, in a browser that started its own sign-in", f.get(t, link, req{cookies: []*http.Cookie{victim.bind}}))
 
 	// The binding covers the token: the attacker's binding with another
 	// token of theirs (or the victim's binding with the attacker's token).
@@ -407,7 +417,8 @@ func TestRouteCallbackBindsToBrowser(t *testing.T) {
 	q := swapped.Query()
 	q.Set("pomerium_jwt", attackersToken)
 	swapped.RawQuery = q.Encode()
-	refused("the victim's binding with the attacker's token", f.get(t, swapped.String(), req{cookies: []*http.Cookie{victim.bind}}))
+	startedOver("the victim's binding with the attacker's token", f.get(t, swapped.String(), req{cookies: []*http.Cookie{victim.bind}}))
+	refused("the victim's binding with the attacker's token, no sign-in cookie", f.get(t, swapped.String(), req{}))
 
 	// Without any binding the route starts a bound sign-in instead of
 	// taking the token.
@@ -415,10 +426,7 @@ func TestRouteCallbackBindsToBrowser(t *testing.T) {
 	q = unbound.Query()
 	q.Del("pomerium_bind")
 	unbound.RawQuery = q.Encode()
-	res = f.get(t, unbound.String(), req{})
-	if res.code != http.StatusFound || !browserSignInLocation(res.location, routeURL+"/api") || res.cookie(cookieName) != nil || res.cookie(cookieName+"_signin") == nil {
-		t.Errorf("unbound hand-off: got %d to %q with cookies %v, want 302 to sign in again, a sign-in cookie and no session", res.code, res.location, res.cookies)
-	}
+	startedOver("unbound hand-off", f.get(t, unbound.String(), req{}))
 
 	// The victim's own hand-off, in the victim's browser, signs them in.
 	res = f.get(t, victimsRes.location, req{cookies: []*http.Cookie{victim.bind}})

@@ -66,19 +66,30 @@ func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, au
 		a.page(w, http.StatusBadRequest, "Sign-in link invalid", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
 		return
 	}
-	bind := q.Get("pomerium_bind")
-	if bind == "" {
-		// A sign-in this route did not start: opened on the sign-in
-		// service directly, or a link from someone else. Start one from
-		// here, which binds the browser; a browser already signed in on
-		// the sign-in service comes straight back.
+	// startOver begins a sign-in from here, bound to this browser; one
+	// already signed in on the sign-in service comes straight back.
+	startOver := func() {
 		full := *back
 		full.Scheme, full.Host = a.routeScheme(r), r.Host
 		a.redirectToSignIn(w, r, full.String())
+	}
+	bind := q.Get("pomerium_bind")
+	if bind == "" {
+		// A sign-in this route did not start: opened on the sign-in
+		// service directly, or a link from someone else.
+		startOver()
 		return
 	}
 	if !a.boundToBrowser(r, audience, bind, tok) {
-		a.clearCookieAt(w, a.bindCookie(), callbackPath)
+		if _, err := r.Cookie(a.bindCookie()); err == nil {
+			// This browser started a sign-in here, but not this one: one
+			// in another tab took its place, or this is a link from
+			// someone else.
+			startOver()
+			return
+		}
+		// No sign-in started here at all, or long ago. Starting over
+		// would loop if the browser refuses cookies, so say so instead.
 		a.page(w, http.StatusBadRequest, "Sign-in not started here",
 			"This sign-in was not started in this browser, or took too long. Open the address of your cluster again to sign in. (If this keeps happening, your browser may be refusing cookies from this site.)")
 		return

@@ -191,6 +191,7 @@ func TestCookieAttributes(t *testing.T) {
 	collect := func(res *response) { all = append(all, res.cookies...) }
 
 	s := f.browserSignIn(t)
+	collect(f.get(t, routeURL+"/api", req{header: []string{"Accept", "text/html"}})) // sets the sign-in cookie
 	collect(f.get(t, authURL+"/.pomerium/sign_in?pomerium_redirect_uri="+url.QueryEscape(routeURL+"/"), req{}))
 	res := f.callback(t, s)
 	collect(res)
