@@ -55,6 +55,10 @@ type Authenticator struct {
 	nextSweep time.Time            // when redeemState next drops expired entries
 
 	refresh refresher // sessions' refreshes with the provider (refresh.go)
+
+	// crossOrigin refuses state-changing requests a page of another
+	// origin made (signout.go).
+	crossOrigin *http.CrossOriginProtection
 }
 
 // stateTTL bounds a sign-in round trip to the provider and back.
@@ -72,7 +76,8 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Authenticator{opts: opts, log: log, now: time.Now, usedState: map[string]time.Time{}}, nil
+	return &Authenticator{opts: opts, log: log, now: time.Now, usedState: map[string]time.Time{},
+		crossOrigin: http.NewCrossOriginProtection()}, nil
 }
 
 // loginState travels sealed in the OAuth state parameter.

@@ -14,12 +14,12 @@ import (
 // sign a person out with a link or an <img>. A GET shows a page with the
 // button that sends the POST.
 //
-// The check is net/http's CrossOriginProtection: a browser says where a
-// request comes from (Sec-Fetch-Site, else Origin), and only same-origin
-// requests pass; a request with neither header is not from a browser, so
-// carries no cookie a page chose to send. A sibling host of the same
-// site is another origin: SameSite cookies alone would let it through.
-var crossOrigin = http.NewCrossOriginProtection()
+// The check is net/http's CrossOriginProtection (Authenticator.crossOrigin):
+// a browser says where a request comes from (Sec-Fetch-Site, else Origin),
+// and only same-origin requests pass; a request with neither header is not
+// from a browser, so carries no cookie a page chose to send. A sibling
+// host of the same site is another origin: SameSite cookies alone would
+// let it through.
 
 // purposeSignedOut seals the session a route's sign-out ended, for the
 // sign-in service to end its side of the same session without asking
@@ -128,7 +128,7 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 // sameOrigin refuses, with a page or a Status, a state-changing request
 // that a browser made for a page of another origin.
 func (a *Authenticator) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
-	if err := crossOrigin.Check(r); err != nil {
+	if err := a.crossOrigin.Check(r); err != nil {
 		a.log.Info("refused a cross-origin request", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
 		if kube.WantsKubernetesStatus(r) {
 			kube.WriteStatus(w, http.StatusForbidden, "portcullis: cross-origin request refused")
