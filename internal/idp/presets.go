@@ -42,6 +42,10 @@ type preset struct {
 	// refreshHint ends the error of a refresh without a refresh token: how
 	// to make this provider issue one.
 	refreshHint string
+	// needsSecret is set for providers that refuse to exchange a code
+	// without the client secret (there is no public client for a web
+	// application there): IDP_CLIENT_SECRET is then required.
+	needsSecret bool
 	// verifiedClaim is the claim by which the provider says it verified
 	// the email address: email_verified unless set (see
 	// checkEmailVerified), and verifiedHint says how to make the provider
@@ -102,6 +106,7 @@ var presets = map[string]preset{
 		authParams:  map[string]string{"access_type": "offline", "prompt": "select_account consent"},
 		slash:       slashTrim,
 		refreshHint: "Google issues one only with access_type=offline and prompt=consent in the sign-in URL: check IDP_REQUEST_PARAMS",
+		needsSecret: true,
 	},
 
 	// Microsoft Entra ID (Azure AD), v2.0 endpoint:
@@ -127,6 +132,7 @@ var presets = map[string]preset{
 		refreshHint:   offlineHint,
 		verifiedClaim: "xms_edov",
 		verifiedHint:  "add the optional claim xms_edov to the ID token in the app registration (Token configuration > Add optional claim > ID > xms_edov)",
+		needsSecret:   true,
 	},
 
 	// Okta: https://developer.okta.com/docs/reference/api/oidc/
@@ -239,15 +245,16 @@ var presets = map[string]preset{
 		issuer: "https://github.com",
 		// user:email reads /user/emails; read:org lists the user's teams.
 		// https://docs.github.com/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps
-		scopes: []string{"user:email", "read:org"},
-		slash:  slashTrim,
+		scopes:      []string{"user:email", "read:org"},
+		slash:       slashTrim,
+		needsSecret: true,
 	},
 }
 
 // providerNames lists the presets for messages.
-func providerNames() string {
-	names := slices.Sorted(maps.Keys(presets))
-	return strings.Join(names, ", ")
+// ProviderNames lists the supported IDP_PROVIDER values, sorted.
+func ProviderNames() []string {
+	return slices.Sorted(maps.Keys(presets))
 }
 
 // reservedParams are the sign-in URL parameters that Portcullis sets itself
@@ -267,32 +274,40 @@ var reservedParams = []string{
 // resolve fills in opts from the preset of opts.Provider: the Options the
 // provider will run with. It does no I/O.
 func resolve(opts Options) (Options, error) {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, &SettingError{Setting: setting, Message: fmt.Sprintf(format, args...)})
+	}
 	p, ok := presets[opts.Provider]
 	if !ok {
-		return Options{}, fmt.Errorf("identity provider %q is not supported (IDP_PROVIDER): want one of %s", opts.Provider, providerNames())
+		return Options{}, &SettingError{Setting: "IDP_PROVIDER",
+			Message: fmt.Sprintf("%q is not supported: want one of %s", opts.Provider, strings.Join(ProviderNames(), ", "))}
 	}
 	if opts.ProviderURL == "" {
 		opts.ProviderURL = p.issuer
-	}
-	if opts.ProviderURL == "" {
-		return Options{}, fmt.Errorf("identity provider %q needs IDP_PROVIDER_URL: %s", opts.Provider, p.urlHint)
 	}
 	switch p.slash {
 	case slashTrim:
 		opts.ProviderURL = strings.TrimRight(opts.ProviderURL, "/")
 	case slashAdd:
-		opts.ProviderURL = strings.TrimRight(opts.ProviderURL, "/") + "/"
+		if opts.ProviderURL != "" {
+			opts.ProviderURL = strings.TrimRight(opts.ProviderURL, "/") + "/"
+		}
 	}
-	if u, err := url.Parse(opts.ProviderURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return Options{}, fmt.Errorf("identity provider %q: IDP_PROVIDER_URL %q is not an http(s) URL", opts.Provider, opts.ProviderURL)
-	}
-	if p.check != nil {
+	if u, err := url.Parse(opts.ProviderURL); opts.ProviderURL == "" {
+		bad("IDP_PROVIDER_URL", "not set, and identity provider %q needs it: %s", opts.Provider, p.urlHint)
+	} else if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("IDP_PROVIDER_URL", "%q is not an http(s) URL", opts.ProviderURL)
+	} else if p.check != nil {
 		if err := p.check(opts.ProviderURL); err != nil {
-			return Options{}, fmt.Errorf("identity provider %q: IDP_PROVIDER_URL %q: %w", opts.Provider, opts.ProviderURL, err)
+			bad("IDP_PROVIDER_URL", "%q: %v", opts.ProviderURL, err)
 		}
 	}
 	if opts.ClientID == "" {
-		return Options{}, errors.New("identity provider: IDP_CLIENT_ID is not set")
+		bad("IDP_CLIENT_ID", "not set: the client id the identity provider gave this application")
+	}
+	if p.needsSecret && opts.ClientSecret == "" {
+		bad("IDP_CLIENT_SECRET", "not set, and identity provider %q refuses a sign-in without the client secret it gave this application", opts.Provider)
 	}
 	if len(opts.Scopes) == 0 {
 		scopes := p.scopes
@@ -302,7 +317,7 @@ func resolve(opts Options) (Options, error) {
 		opts.Scopes = slices.Clone(scopes)
 	}
 	if opts.Provider == "github" && opts.GroupsClaim != "" {
-		return Options{}, errors.New(`identity provider "github": IDP_GROUPS_CLAIM does not apply: GitHub has no ID token, and the groups are the user's teams ("org/team-slug")`)
+		bad("IDP_GROUPS_CLAIM", `does not apply to "github": GitHub has no ID token, and the groups are the user's teams ("org/team-slug"); remove it`)
 	}
 	if opts.GroupsClaim == "" {
 		opts.GroupsClaim = p.groupsClaim
@@ -310,19 +325,46 @@ func resolve(opts Options) (Options, error) {
 	params := maps.Clone(p.authParams)
 	for _, k := range slices.Sorted(maps.Keys(opts.RequestParams)) {
 		if k == "" || slices.Contains(reservedParams, k) {
-			return Options{}, fmt.Errorf("IDP_REQUEST_PARAMS: %q cannot be set: Portcullis sets it itself (the parameters that cannot be set are %s)",
+			bad("IDP_REQUEST_PARAMS", "%q cannot be set: Portcullis sets it itself (the parameters that cannot be set are %s)",
 				k, strings.Join(reservedParams, ", "))
+			continue
 		}
 		if params == nil {
 			params = map[string]string{}
 		}
 		params[k] = opts.RequestParams[k]
 	}
+	if len(errs) > 0 {
+		return Options{}, errors.Join(errs...)
+	}
 	opts.RequestParams = params
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	return opts, nil
+}
+
+// SettingError is a problem with one IDP_* setting.
+type SettingError struct {
+	// Setting is the environment variable's name: "IDP_PROVIDER_URL".
+	Setting string
+	// Message says what is wrong and what to do, without the setting's
+	// name.
+	Message string
+}
+
+func (e *SettingError) Error() string { return e.Setting + ": " + e.Message }
+
+// Check reports what is wrong with opts, every problem at once (joined
+// *SettingError values), without building or reaching the provider: the
+// checks New makes before it does.
+func Check(opts Options) error {
+	if opts.Provider == "builtin" {
+		// Portcullis fills in the built-in provider's URL and client.
+		return nil
+	}
+	_, err := resolve(opts)
+	return err
 }
 
 // checkAzure refuses the multi-tenant endpoints. With common,

@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -179,12 +180,12 @@ func TestPresets(t *testing.T) {
 // TestPresetsDoNotShareDefaults: a provider's defaults are copied, so one
 // provider changing its Options cannot change another's.
 func TestPresetsDoNotShareDefaults(t *testing.T) {
-	a, err := resolve(Options{Provider: "google", ClientID: "c"})
+	a, err := resolve(Options{Provider: "google", ClientID: "c", ClientSecret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Scopes[0], a.RequestParams["prompt"] = "changed", "changed"
-	b, err := resolve(Options{Provider: "google", ClientID: "c"})
+	b, err := resolve(Options{Provider: "google", ClientID: "c", ClientSecret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,24 +200,26 @@ func TestPresetErrors(t *testing.T) {
 		in      Options
 		wantErr string
 	}{
-		{"unknown provider", Options{Provider: "facebook", ClientID: "c"}, `"facebook" is not supported (IDP_PROVIDER): want one of auth0, azure, builtin, cognito, github, gitlab, google, keycloak, oidc, okta, onelogin, ping`},
-		{"oidc needs a URL", Options{Provider: "oidc", ClientID: "c"}, "needs IDP_PROVIDER_URL: the issuer URL"},
-		{"azure needs a tenant", Options{Provider: "azure", ClientID: "c"}, "needs IDP_PROVIDER_URL: https://login.microsoftonline.com/{tenant-id}/v2.0"},
-		{"azure common", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/common/v2.0", ClientID: "c"}, `"common" accepts accounts of any tenant`},
-		{"azure organizations", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/Organizations/v2.0", ClientID: "c"}, "accepts accounts of any tenant"},
-		{"azure v1", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/0b1c2d3e-aaaa-bbbb-cccc-1234567890ab", ClientID: "c"}, "want https://login.microsoftonline.com/{tenant-id}/v2.0"},
-		{"azure domain", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0", ClientID: "c"}, "is a domain name: use the tenant ID"},
+		{"unknown provider", Options{Provider: "facebook", ClientID: "c"}, `IDP_PROVIDER: "facebook" is not supported: want one of auth0, azure, builtin, cognito, github, gitlab, google, keycloak, oidc, okta, onelogin, ping`},
+		{"oidc needs a URL", Options{Provider: "oidc", ClientID: "c"}, `IDP_PROVIDER_URL: not set, and identity provider "oidc" needs it: the issuer URL`},
+		{"azure needs a tenant", Options{Provider: "azure", ClientID: "c", ClientSecret: "s"}, "IDP_PROVIDER_URL: not set, and identity provider \"azure\" needs it: https://login.microsoftonline.com/{tenant-id}/v2.0"},
+		{"azure common", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/common/v2.0", ClientID: "c", ClientSecret: "s"}, `"common" accepts accounts of any tenant`},
+		{"azure organizations", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/Organizations/v2.0", ClientID: "c", ClientSecret: "s"}, "accepts accounts of any tenant"},
+		{"azure v1", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/0b1c2d3e-aaaa-bbbb-cccc-1234567890ab", ClientID: "c", ClientSecret: "s"}, "want https://login.microsoftonline.com/{tenant-id}/v2.0"},
+		{"azure domain", Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0", ClientID: "c", ClientSecret: "s"}, "is a domain name: use the tenant ID"},
 		{"cognito needs a pool", Options{Provider: "cognito", ClientID: "c"}, "https://cognito-idp.{region}.amazonaws.com/{user-pool-id}"},
-		{"not a URL", Options{Provider: "okta", ProviderURL: "example.okta.com", ClientID: "c"}, `IDP_PROVIDER_URL "example.okta.com" is not an http(s) URL`},
-		{"no client ID", Options{Provider: "google"}, "IDP_CLIENT_ID is not set"},
-		{"github with a groups claim", Options{Provider: "github", ClientID: "c", GroupsClaim: "groups"}, "IDP_GROUPS_CLAIM does not apply"},
+		{"not a URL", Options{Provider: "okta", ProviderURL: "example.okta.com", ClientID: "c"}, `IDP_PROVIDER_URL: "example.okta.com" is not an http(s) URL`},
+		{"no client ID", Options{Provider: "google", ClientSecret: "s"}, "IDP_CLIENT_ID: not set"},
+		{"google needs a client secret", Options{Provider: "google", ClientID: "c"}, `IDP_CLIENT_SECRET: not set, and identity provider "google" refuses a sign-in without`},
+		{"github needs a client secret", Options{Provider: "github", ClientID: "c"}, `IDP_CLIENT_SECRET: not set`},
+		{"github with a groups claim", Options{Provider: "github", ClientID: "c", ClientSecret: "s", GroupsClaim: "groups"}, "IDP_GROUPS_CLAIM: does not apply"},
 	}
 	for _, name := range reservedParams {
 		tests = append(tests, struct {
 			name    string
 			in      Options
 			wantErr string
-		}{"request param " + name, Options{Provider: "google", ClientID: "c", RequestParams: map[string]string{name: "x"}}, `IDP_REQUEST_PARAMS: "` + name + `" cannot be set`})
+		}{"request param " + name, Options{Provider: "google", ClientID: "c", ClientSecret: "s", RequestParams: map[string]string{name: "x"}}, `IDP_REQUEST_PARAMS: "` + name + `" cannot be set`})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -224,6 +227,27 @@ func TestPresetErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.wantErr)
 			}
+			if cerr := Check(tc.in); cerr == nil || cerr.Error() != err.Error() {
+				t.Errorf("Check: got %v, want what New said: %v", cerr, err)
+			}
 		})
+	}
+}
+
+// TestPresetErrorsAllAtOnce: every problem is reported, each naming its
+// setting, so that the configuration check can put each at its line.
+func TestPresetErrorsAllAtOnce(t *testing.T) {
+	err := Check(Options{Provider: "azure", ProviderURL: "https://login.microsoftonline.com/common/v2.0", RequestParams: map[string]string{"state": "x"}})
+	var got []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var se *SettingError
+		if !errors.As(e, &se) {
+			t.Fatalf("%v is not a *SettingError", e)
+		}
+		got = append(got, se.Setting)
+	}
+	want := []string{"IDP_PROVIDER_URL", "IDP_CLIENT_ID", "IDP_CLIENT_SECRET", "IDP_REQUEST_PARAMS"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("settings named (-want +got):\n%s", diff)
 	}
 }
