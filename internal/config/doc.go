@@ -9,6 +9,9 @@
 //     Load applies (Kubernetes routes get SPDY, WebSockets and no timeouts);
 //   - decoding (base64, PEM files, durations, URL lists) and the parsing of
 //     route `policy:` blocks into an uncompiled tree (Policy);
+//   - what a Pomerium configuration brings that Portcullis does not
+//     implement: pomeriumKeys, one table of Pomerium's keys, each refused
+//     with what to do instead (pomerium.go);
 //   - Validate, which reports every problem at once, each naming its source:
 //     the file and line, the environment variable, or the line of a decoded
 //     base64 value.

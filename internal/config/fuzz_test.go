@@ -52,6 +52,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add("idp_request_params: prompt=login,hd=example.com\n", "")
 	f.Add("x: &a [*a]\nroutes: &r [*r]\n", "")
 	f.Add("routes:\n  - &r\n    from: https://a.example.com\n    to: https://b.example.com\n    policy: &p {allow: {or: [{email: &v {is: *v}}]}}\n  - <<: *r\n", "")
+	f.Add(readTestdata(f, "pomerium-migration.yaml"), "COOKIE_SECURE=false\nHEADERS=X-Frame-Options:DENY\nOTEL_TRACES_EXPORTER=otlp\n")
+	f.Add("routes:\n  - from: https://a.example.com\n    to: https://b.example.com\n    name: A\n    Prefix: /x\n    allowed_users: [1234, true]\n", "")
 	for _, tc := range problemCases(f) {
 		f.Add(tc.file, environ(tc.env))
 	}

@@ -61,7 +61,12 @@ func readEnvFile(t testing.TB, path string) env {
 var ignorePositions = cmp.Options{
 	cmpopts.IgnoreFields(PolicyRule{}, "Source"),
 	cmpopts.IgnoreFields(PolicyExpr{}, "Source"),
+	ignoreLoad,
 }
+
+// ignoreLoad leaves out what Load records about where settings came from
+// and what it warned about: Options compare by their settings.
+var ignoreLoad = cmpopts.IgnoreUnexported(Options{})
 
 // messages returns the text of each Problem in err.
 func messages(err error) []string {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -32,19 +33,25 @@ const maxReadSize = 1 << 20
 // and x_file in the file) are two spellings of one setting: giving both in
 // the same place is a problem, and either one in the environment overrides
 // both in the file. A variable set to the empty string counts as unset, as
-// does a null or empty value in the file. Relative *_file paths are
-// relative to the working directory.
+// does a null or empty value in the file. A relative path (a *_file key,
+// idp_users_file) in the config file is relative to the config file's
+// directory; in the environment, to the working directory.
 //
 // Routes from POLICY (or the file's policy:) come first, then those from
 // ROUTES (routes:); the route defaults are then applied and the result is
 // checked by Validate.
 //
+// checks are run after config's own validation (see Check): the server
+// passes its own, so that Load refuses everything a start would.
+//
 // On any problem Load returns nil and an error joining every Problem
-// found, decoding and validation alike (see Problems), those of the file
-// in line order. Missing COOKIE_SECRET and SHARED_SECRET are not a
-// problem: see GenerateMissingSecrets.
-func Load(path string, lookupEnv func(string) (string, bool)) (*Options, error) {
+// found, decoding, validation and checks alike (see Problems), those of
+// the file in line order. Missing COOKIE_SECRET and SHARED_SECRET are not
+// a problem: see GenerateMissingSecrets. What is only worth a warning is
+// in the Options' Warnings.
+func Load(path string, lookupEnv func(string) (string, bool), checks ...Check) (*Options, error) {
 	l := newLoader(lookupEnv, readBounded)
+	l.checks = checks
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -97,6 +104,7 @@ func osError(err error) string {
 type loader struct {
 	lookupEnv func(string) (string, bool)
 	readFile  func(string) ([]byte, error)
+	checks    []Check // run after validation (see Load)
 
 	// top holds the config file's top-level keys by name.
 	top   map[string]entry
@@ -167,6 +175,7 @@ func (l *loader) getenv(name string) (string, bool) {
 // finish decodes every setting, applies route defaults and validates.
 func (l *loader) finish() (*Options, error) {
 	o := Defaults()
+	l.pomeriumEnv()
 	for _, s := range topSettings() {
 		v, ok := l.pick(s)
 		if !ok {
@@ -180,8 +189,10 @@ func (l *loader) finish() (*Options, error) {
 	for i := range o.Routes {
 		o.Routes[i].applyDefaults(l.loc.routes[i].set)
 	}
-	l.found = append(l.found, o.validate(&l.loc)...)
+	found, warnings := o.check(&l.loc, l.checks)
+	l.found = append(l.found, found...)
 	if len(l.found) == 0 {
+		o.loc, o.warnings = &l.loc, warnings
 		return &o, nil
 	}
 	return nil, joinSorted(l.found)
@@ -339,6 +350,7 @@ func (l *loader) yamlProblem(d *doc, err error) {
 
 // parseFile reads the config file's top-level keys into l.top.
 func (l *loader) parseFile(path string, data []byte) {
+	l.loc.file = path
 	d := fileDoc(path)
 	root, ok := l.parseYAML(d, data)
 	if !ok || root == nil {
@@ -352,8 +364,10 @@ func (l *loader) parseFile(path string, data []byte) {
 	known := topKeys()
 	for _, e := range l.entries(d, n, "") {
 		if !slices.Contains(known, e.name) {
-			l.problem(d.at(e.key, ""), unknownKey(e.name, known, routeKeys(),
-				"at the top level (it is a route key: put the route in a list under routes:)"))
+			if !l.pomeriumEntry(d, e, atTop, "", ".") {
+				l.problem(d.at(e.key, ""), unknownKey(e.name, known, routeKeys(),
+					"at the top level (it is a route key: put the route in a list under routes:)"))
+			}
 			continue
 		}
 		e.d = d
@@ -514,6 +528,19 @@ type value struct {
 // fileValue is the value of entry e, with key named as key in Problems.
 func fileValue(e entry, key string) value {
 	return value{at: e.d.at(e.val, key), d: e.d, node: e.val}
+}
+
+// path decodes v as a file path. A relative path written in the config
+// file is relative to the config file's directory, so that a config and
+// the files it names can move together; one in the environment (or in a
+// base64 POLICY or ROUTES there) is relative to the working directory,
+// as a shell would read it.
+func (l *loader) path(v value) (string, bool) {
+	p, ok := l.str(v)
+	if !ok || p == "" || filepath.IsAbs(p) || v.d == nil || !v.d.sorted || l.loc.file == "" {
+		return p, ok
+	}
+	return filepath.Join(filepath.Dir(l.loc.file), p), true
 }
 
 // read returns the contents of the file at path, reporting failure at at.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/base64"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,7 +18,7 @@ func TestLoadNothingGivesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if diff := cmp.Diff(Defaults(), *got); diff != "" {
+	if diff := cmp.Diff(Defaults(), *got, ignoreLoad); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if err := got.Validate(); err != nil {
@@ -164,7 +166,7 @@ routes:
 		plain("https://file-policy.example.com", "https://upstream.example.com"),
 		plain("https://env-route.example.com", "https://u1.example.com", "https://u2.example.com"),
 	}
-	if diff := cmp.Diff(&want, o); diff != "" {
+	if diff := cmp.Diff(&want, o, ignoreLoad); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
@@ -253,7 +255,7 @@ idp_client_secret_file: client-secret
 		t.Fatalf("Load:\n%v", err)
 	}
 	o.Routes = nil
-	if diff := cmp.Diff(o, o2); diff != "" {
+	if diff := cmp.Diff(o, o2, ignoreLoad); diff != "" {
 		t.Errorf("*_file keys in the file differ from *_FILE variables (-env +file):\n%s", diff)
 	}
 }
@@ -503,5 +505,52 @@ func TestBuiltinTokenTTL(t *testing.T) {
 				t.Errorf("Validate: %v", err)
 			}
 		})
+	}
+}
+
+// TestRelativePaths: a relative path in the config file is relative to the
+// file's directory, wherever Portcullis runs from; one in the environment
+// is relative to the working directory.
+func TestRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	secret := bytes.Repeat([]byte{1}, 32)
+	writeTestFile(t, filepath.Join(dir, "conf", "cookie-secret"), base64.StdEncoding.EncodeToString(secret))
+	writeTestFile(t, filepath.Join(dir, "conf", "portcullis.yaml"), `cookie_secret_file: cookie-secret
+idp_users_file: users.yaml
+routes:
+  - from: https://k8s.example.com
+    to: https://kubernetes.default.svc
+    kubernetes_service_account_token_file: tokens/sa
+`)
+	t.Chdir(dir) // somewhere else than the config file
+	o, err := Load("conf/portcullis.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(o.CookieSecret, secret) {
+		t.Errorf("cookie_secret_file: read %q", o.CookieSecret)
+	}
+	if want := filepath.Join("conf", "users.yaml"); o.IDPUsersFile != want {
+		t.Errorf("idp_users_file: got %q, want %q", o.IDPUsersFile, want)
+	}
+	if want := filepath.Join("conf", "tokens", "sa"); o.Routes[0].KubernetesServiceAccountTokenFile != want {
+		t.Errorf("kubernetes_service_account_token_file: got %q, want %q", o.Routes[0].KubernetesServiceAccountTokenFile, want)
+	}
+	o, err = Load("", env{"IDP_USERS_FILE": "users.yaml", "COOKIE_SECRET_FILE": "conf/cookie-secret"}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.IDPUsersFile != "users.yaml" || !bytes.Equal(o.CookieSecret, secret) {
+		t.Errorf("from the environment: IDP_USERS_FILE %q, cookie secret %q; want them relative to the working directory", o.IDPUsersFile, o.CookieSecret)
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -94,6 +94,12 @@ type Options struct {
 	// Routes come from POLICY and ROUTES (base64 of a YAML list) or the
 	// file's `policy:` and `routes:` keys, in that order.
 	Routes []Route
+
+	// loc is where Load found each setting, so that Check names them as
+	// Load did; nil for Options built in code.
+	loc *locations
+	// warnings are what the last Load or Check warned about.
+	warnings []*Problem
 }
 
 // Route maps one public host to one Kubernetes API server (or any upstream).

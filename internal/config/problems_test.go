@@ -121,7 +121,7 @@ func problemCases(tb testing.TB) []problemCase {
 		{
 			name: "duplicate from, across policy and routes",
 			file: "policy:\n" + okRoute + "routes:\n  - from: https://K8S.example.com:443/\n    to: https://other.example.com\n",
-			want: []string{`config.yaml:5: routes[0].from: "https://K8S.example.com:443/" is already the from of policy[0] (config.yaml:2): give each route its own from`},
+			want: []string{`config.yaml:5: routes[0].from: "https://K8S.example.com:443/" answers the same requests as "https://k8s.example.com", the from of policy[0] (config.yaml:2) (routes are chosen by host, whatever the letter case, a trailing dot or the scheme): give each route a host of its own`},
 		},
 		{
 			name: "both service account token and token file",
@@ -248,7 +248,7 @@ func problemCases(tb testing.TB) []problemCase {
 				"POLICY": b64("- from: https://k8s.example.com\n  to: https://a.example.com\n"),
 				"ROUTES": b64("- from: https://k8s.example.com\n  to: https://b.example.com\n"),
 			},
-			want: []string{`ROUTES (decoded) line 1: route 1 ("https://k8s.example.com"): from: "https://k8s.example.com" is already the from of route 1 of POLICY: give each route its own from`},
+			want: []string{`ROUTES (decoded) line 1: route 1 ("https://k8s.example.com"): from: "https://k8s.example.com" answers the same requests as "https://k8s.example.com", the from of route 1 of POLICY (routes are chosen by host, whatever the letter case, a trailing dot or the scheme): give each route a host of its own`},
 		},
 		{
 			name: "malformed YAML in ROUTES, and a policy string in the file",

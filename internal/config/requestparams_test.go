@@ -179,7 +179,7 @@ func TestReservedRequestParamsMatchIDP(t *testing.T) {
 		"grant_type", "authorization_details", "dpop_jkt",
 	}, reservedRequestParams...)
 	for _, name := range candidates {
-		_, idpErr := idp.New(idp.Options{Provider: "google", ClientID: "c", RequestParams: map[string]string{name: "x"}})
+		_, idpErr := idp.New(idp.Options{Provider: "google", ClientID: "c", ClientSecret: "s", RequestParams: map[string]string{name: "x"}})
 		_, loadErr := load("", nil, env{"IDP_REQUEST_PARAMS": name + "=x"}.lookup, nil)
 		if (idpErr != nil) != (loadErr != nil) {
 			t.Errorf("%s: idp.New says %v, Load says %v: want both to refuse it or both to take it", name, idpErr, loadErr)

@@ -46,7 +46,7 @@ func routeKeyTable() []routeKey {
 				return ok
 			}},
 			{name: name + "_file", logical: name, decode: func(l *loader, v value, r *Route, _ *routeSet) bool {
-				p, ok := l.str(v)
+				p, ok := l.path(v)
 				if ok {
 					v, ok = l.read(v.at, p)
 				}
@@ -121,7 +121,7 @@ func routeKeyTable() []routeKey {
 		// time, because projected service-account tokens rotate.
 		routeKey{name: "kubernetes_service_account_token_file", logical: "kubernetes_service_account_token_file",
 			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-				r.KubernetesServiceAccountTokenFile, ok = l.str(v)
+				r.KubernetesServiceAccountTokenFile, ok = l.path(v)
 				return ok
 			}},
 		boolean("kubernetes_allow_system_names", func(r *Route) *bool { return &r.KubernetesAllowSystemNames }),
@@ -138,11 +138,11 @@ func routeKeyTable() []routeKey {
 			return ok
 		}},
 		routeKey{name: "allowed_users", logical: "allowed_users", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.AllowedUsers, ok = l.list(v, false)
+			r.AllowedUsers, ok = l.identityList(v)
 			return ok
 		}},
 		routeKey{name: "allowed_domains", logical: "allowed_domains", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.AllowedDomains, ok = l.list(v, false)
+			r.AllowedDomains, ok = l.identityList(v)
 			return ok
 		}},
 		boolean("allow_any_authenticated_user", func(r *Route) *bool { return &r.AllowAnyAuthenticatedUser }),
@@ -221,7 +221,9 @@ func (l *loader) route(d *doc, item *yaml.Node, listKey string, i int, ref strin
 		k, known := table[e.name]
 		switch msg, clash := conflict[e.name]; {
 		case !known:
-			l.problem(d.at(e.key, loc.prefix), unknownRouteKey(e.name))
+			if !l.pomeriumEntry(d, e, inRoute, loc.prefix, loc.sep) {
+				l.problem(d.at(e.key, loc.prefix), unknownRouteKey(e.name))
+			}
 		case clash && msg != "":
 			l.problem(d.at(e.key, loc.prefix+loc.sep+e.name), msg)
 		case clash, isNull(e.val):

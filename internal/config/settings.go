@@ -107,7 +107,7 @@ func topSettings() []setting {
 			return ok
 		}},
 		{key: "idp_users_file", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPUsersFile, ok = l.str(v)
+			o.IDPUsersFile, ok = l.path(v)
 			return ok
 		}},
 		{key: "idp_builtin_token_ttl", decode: func(l *loader, v value, o *Options) (ok bool) {
@@ -211,7 +211,7 @@ func (l *loader) pick(s setting) (value, bool) {
 		return fileValue(e, s.key), true
 	case hasFileFile:
 		v := fileValue(ef, s.key+"_file")
-		path, ok := l.str(v)
+		path, ok := l.path(v)
 		if ok {
 			v, ok = l.read(v.at, path)
 		}

@@ -42,6 +42,7 @@ func (w where) name(key string) string {
 // records the settings that already had a decoding problem, so that
 // validation does not report them twice.
 type locations struct {
+	file   string           // the config file's path; "" if none
 	top    map[string]where // by YAML key: "cookie_secret" also for cookie_secret_file
 	failed map[string]bool
 	routes []routeLoc // one for each of Options.Routes
@@ -95,7 +96,9 @@ func pureRouteLoc(i int, r *Route) routeLoc {
 // missing certificate or authenticate URL: whether the server can do
 // without is the server's decision.
 func (o *Options) Validate() error {
-	found := o.validate(nil)
+	v := &validator{}
+	o.validateInto(v)
+	found := v.found
 	errs := make([]error, len(found))
 	for i, f := range found {
 		errs[i] = f.p
@@ -105,8 +108,9 @@ func (o *Options) Validate() error {
 
 // validator collects validation problems; loc is nil for pure Validate.
 type validator struct {
-	loc   *locations
-	found []found
+	loc      *locations
+	found    []found
+	warnings []*Problem
 }
 
 func (v *validator) add(at where, format string, args ...any) {
@@ -129,7 +133,17 @@ func (v *validator) top(key string) (where, bool) {
 	if w, ok := v.loc.top[key]; ok {
 		return w, true
 	}
-	return where{key: key}, true
+	return v.loc.unset(key), true
+}
+
+// unset names a top-level setting that was not given, for a problem that
+// it is missing: the way the user would set it, by the file's key when
+// there is a config file, by the environment variable otherwise.
+func (l *locations) unset(key string) where {
+	if l.file != "" {
+		return where{source: l.file, key: key}
+	}
+	return where{source: strings.ToUpper(key), env: true}
 }
 
 func (v *validator) route(i int, r *Route) routeLoc {
@@ -139,8 +153,7 @@ func (v *validator) route(i int, r *Route) routeLoc {
 	return pureRouteLoc(i, r)
 }
 
-func (o *Options) validate(loc *locations) []found {
-	v := &validator{loc: loc}
+func (o *Options) validateInto(v *validator) {
 
 	if at, ok := v.top("address"); ok {
 		if msg := checkListenAddr(o.Address); msg != "" {
@@ -150,13 +163,19 @@ func (o *Options) validate(loc *locations) []found {
 	if at, ok := v.top("metrics_address"); ok && o.MetricsAddress != "" {
 		if msg := checkListenAddr(o.MetricsAddress); msg != "" {
 			v.add(at, "%s", msg)
-		} else if o.MetricsAddress == o.Address {
+		} else if _, port, _ := net.SplitHostPort(o.Address); o.MetricsAddress == o.Address && port != "0" {
+			// Port 0 asks for any free port: two of them never clash.
 			v.add(at, "%q is also %s: want a port of its own, such as :9090", o.MetricsAddress, at.name("address"))
 		}
 	}
-	if at, ok := v.top("authenticate_service_url"); ok && o.AuthenticateServiceURL != nil {
+	authAt, authOK := v.top("authenticate_service_url")
+	if authOK && o.AuthenticateServiceURL != nil {
 		if msg := checkURL(o.AuthenticateServiceURL.String(), o.AuthenticateServiceURL, hostURL); msg != "" {
-			v.add(at, "%s", msg)
+			v.add(authAt, "%s", msg)
+			authOK = false
+		} else if Hosts(o.AuthenticateServiceURL) == nil {
+			v.add(authAt, "%q is not a valid host name or IP address", o.AuthenticateServiceURL.Host)
+			authOK = false
 		}
 	}
 
@@ -213,7 +232,9 @@ func (o *Options) validate(loc *locations) []found {
 		v.add(at, "%q is not a log format: want json or text", o.LogFormat)
 	}
 
-	seen := map[string]int{} // route index by normalised from
+	// owner is the route that answers each Host value (Hosts): two routes
+	// the router could not tell apart are refused here, not at start.
+	owner := map[string]int{}
 	for i := range o.Routes {
 		r := &o.Routes[i]
 		rl := v.route(i, r)
@@ -224,10 +245,20 @@ func (o *Options) validate(loc *locations) []found {
 		default:
 			if msg := checkURL(r.From.String(), r.From, hostURL); msg != "" {
 				v.add(rl.key("from"), "%s", msg)
-			} else if j, dup := seen[hostKey(r.From)]; dup {
-				v.add(rl.key("from"), "%q is already the from of %s: give each route its own from", r.From.String(), v.route(j, &o.Routes[j]).ref)
-			} else {
-				seen[hostKey(r.From)] = i
+				break
+			}
+			hosts := Hosts(r.From)
+			if hosts == nil {
+				v.add(rl.key("from"), "%q is not a valid host name or IP address", r.From.Host)
+				break
+			}
+			for _, h := range hosts {
+				if j, dup := owner[h]; dup {
+					v.add(rl.key("from"), "%q answers the same requests as %q, the from of %s (routes are chosen by host, whatever the letter case, a trailing dot or the scheme): give each route a host of its own",
+						r.From.String(), o.Routes[j].From.String(), v.route(j, &o.Routes[j]).ref)
+					break
+				}
+				owner[h] = i
 			}
 		}
 		if !rl.failed["to"] {
@@ -303,7 +334,15 @@ func (o *Options) validate(loc *locations) []found {
 			}
 		}
 	}
-	return v.found
+	if authOK && o.AuthenticateServiceURL != nil {
+		for _, h := range Hosts(o.AuthenticateServiceURL) {
+			if j, dup := owner[h]; dup {
+				v.add(authAt, "%q answers the same requests as %q, the from of %s: give the sign-in service a host of its own, such as https://authenticate.example.com",
+					o.AuthenticateServiceURL.String(), o.Routes[j].From.String(), v.route(j, &o.Routes[j]).ref)
+				break
+			}
+		}
+	}
 }
 
 // keyPair checks a PEM certificate and private key that must be set
@@ -409,17 +448,6 @@ func isCookieName(s string) bool {
 		}
 	}
 	return true
-}
-
-// hostKey normalises a from URL for duplicate detection: routes are
-// chosen by host and port, whatever their case or a default port.
-func hostKey(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[scheme]
-	}
-	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // checkExpr checks the shape of a policy tree built in code; Load's

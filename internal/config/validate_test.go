@@ -110,7 +110,7 @@ func TestValidate(t *testing.T) {
 				`routes[1].tls_custom_ca_file: holds no PEM certificate: want PEM text starting with "-----BEGIN CERTIFICATE-----" (inline values are the base64 of that text)`,
 				`routes[1].tls_client_key: set without tls_client_cert: set both, or neither`,
 				`routes[1].timeout: -1s is negative: want 0 (no limit) or a positive duration such as 30s`,
-				`routes[3].from: "https://A.example.com:443" is already the from of routes[2]: give each route its own from`,
+				`routes[3].from: "https://A.example.com:443" answers the same requests as "https://a.example.com", the from of routes[2] (routes are chosen by host, whatever the letter case, a trailing dot or the scheme): give each route a host of its own`,
 				`routes[3].tls_client_key: not a PEM private key: want PEM text starting with "-----BEGIN PRIVATE KEY-----" (inline values are the base64 of that text)`,
 			},
 		},

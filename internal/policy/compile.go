@@ -270,7 +270,7 @@ func (c *compiler) criterion(e *config.PolicyExpr, path, source string) (*criter
 	case valString:
 		cr.str, ok = c.stringMatcher(name, e.Value, path, source)
 	case valList:
-		cr.list, ok = c.listMatcher(name, e.Value, path, source)
+		cr.list, ok = c.listMatcher(name, e.Criterion, e.Value, path, source)
 		if name == "claim" {
 			cr.claim = sub
 			if alt := strings.ReplaceAll(sub, ".", "/"); alt != sub {
@@ -333,7 +333,10 @@ func (c *compiler) stringMatcher(name string, v any, path, source string) ([]str
 		return nil, false
 	}
 	if !isObj {
-		s, ok := scalar(v)
+		if c.typed(v, name+": ", path, source) {
+			return nil, false
+		}
+		s, ok := v.(string)
 		if !ok {
 			c.problem(source, path, "wrong type: %s takes a string or a string matcher such as {is: x} or {in: [x, y]}, got %s", name, describe(v))
 			return nil, false
@@ -374,7 +377,11 @@ func (c *compiler) stringMatcher(name string, v any, path, source string) ([]str
 				}
 			}
 		} else {
-			s, ok := scalar(val)
+			if c.typed(val, key+": ", at, source) {
+				good = false
+				continue
+			}
+			s, ok := val.(string)
 			if !ok {
 				good = false
 				hint := ""
@@ -393,13 +400,17 @@ func (c *compiler) stringMatcher(name string, v any, path, source string) ([]str
 
 // listMatcher compiles a string list matcher: an object of has, is and
 // exclude, all of which must hold, or a bare value, which means has.
-func (c *compiler) listMatcher(name string, v any, path, source string) ([]listMatcher, bool) {
+// written is the criterion as written ("claim/roles"), name its kind.
+func (c *compiler) listMatcher(name, written string, v any, path, source string) ([]listMatcher, bool) {
 	obj, isObj, ok := c.object(name, v, path, source)
 	if !ok {
 		return nil, false
 	}
 	if !isObj {
-		s, ok := scalar(v)
+		if c.typed(v, written+": ", path, source) {
+			return nil, false
+		}
+		s, ok := v.(string)
 		if !ok {
 			hint := ""
 			if _, isList := v.([]any); isList {
@@ -429,7 +440,11 @@ func (c *compiler) listMatcher(name string, v any, path, source string) ([]listM
 			c.problem(source, at, "%s: %s takes has, is or exclude", msg, name)
 			continue
 		}
-		s, ok := scalar(val)
+		if c.typed(val, key+": ", at, source) {
+			good = false
+			continue
+		}
+		s, ok := val.(string)
 		if !ok {
 			good = false
 			hint := ""
@@ -442,6 +457,33 @@ func (c *compiler) listMatcher(name string, v any, path, source string) ([]listM
 		out = append(out, listMatcher{op: o, val: s})
 	}
 	return out, good
+}
+
+// typed refuses v, a matcher's operand, when YAML typed it as a number or
+// a boolean, and reports whether it did. Pomerium keeps that type: its
+// policy language compiles the value's JSON into Rego, where 1234 is not
+// "1234", so user: 1234 or groups: {has: 1234} never matches there (a not
+// always holds), and email: {is: true} never matches an email. Read as
+// text, the same policy would let in someone Pomerium keeps out: a policy
+// copied from Pomerium must not. The message shows the quoted spelling;
+// written is what precedes the value ("user: ", "is: ", "" in a list).
+func (c *compiler) typed(v any, written, path, source string) bool {
+	var kind string
+	switch v.(type) {
+	case bool:
+		kind = "a boolean"
+	case int, int64, uint64, float64:
+		kind = "a number"
+	default:
+		return false
+	}
+	text, ok := scalar(v)
+	if !ok {
+		return false // NaN or infinite: no text to suggest; the caller refuses it
+	}
+	c.problem(source, path, "wrong type: %s is %s, and Pomerium compares it as one, so it never equals the text %q: write it in quotes, as %s%q",
+		describe(v), kind, text, written, text)
+	return true
 }
 
 // object returns v as a matcher object; isObj is false for a bare value.
@@ -478,9 +520,13 @@ func (c *compiler) stringList(key string, v any, path, source string) ([]string,
 	}
 	out := make([]string, 0, len(list))
 	for i, item := range list {
-		s, ok := scalar(item)
+		at := fmt.Sprintf("%s[%d]", path, i)
+		if c.typed(item, "", at, source) {
+			return nil, false
+		}
+		s, ok := item.(string)
 		if !ok {
-			c.problem(source, fmt.Sprintf("%s[%d]", path, i), "wrong type: want a string, got %s", describe(item))
+			c.problem(source, at, "wrong type: want a string, got %s", describe(item))
 			return nil, false
 		}
 		out = append(out, s)
@@ -801,7 +847,7 @@ func dateValue(v any, loc *time.Location) (time.Time, bool) {
 }
 
 // scalar returns a scalar YAML value as a string: numbers and booleans as
-// JSON writes them, so that claim/level: 3 matches the claim 3.
+// JSON writes them, for messages (matchers take only strings: see typed).
 func scalar(v any) (string, bool) {
 	switch v := v.(type) {
 	case string:

@@ -27,10 +27,13 @@ type Request struct {
 	// Groups are matched by groups.
 	Groups []string
 	// Claims are the identity token's claims for claim/<name>, each as a
-	// list of strings: a string claim is a list of one, numbers and
-	// booleans are written as in JSON, nested objects are flattened with
-	// "/" between the keys ("address/country"). Pomerium, too, holds
-	// every claim as a list.
+	// list of strings: a string claim is a list of one, nested objects
+	// are flattened with "/" between the keys ("address/country").
+	// Pomerium, too, holds every claim as a list. Only string values go
+	// in: leave out a number or a boolean. Pomerium compares a claim with
+	// its JSON type, so claim/level: "3" does not match the number 3
+	// there, and text here cannot say which it was. (A policy's number or
+	// boolean operand is refused at compile time for the same reason.)
 	Claims map[string][]string
 
 	// Method is the HTTP method as sent (http_method).
