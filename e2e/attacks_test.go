@@ -269,16 +269,13 @@ ws.onclose = (e) => { if (document.title !== "opened") document.title = "closed 
 // session, with a link or with a form.
 func testCrossSiteSignOut(t *testing.T, s *stack, bctx context.Context) {
 	signOut := s.routeURL + "/.pomerium/sign_out"
+	// The img's handler is its attribute, and the form comes first: a
+	// handler set by a later script can miss an error that arrives while
+	// the parser is still creating the iframe.
 	site := attackerSite(t, s, `<!doctype html><title>waiting</title>
-<img src="`+signOut+`">
 <iframe name="sink"></iframe>
 <form id="f" method="post" action="`+signOut+`" target="sink"></form>
-<script>
-document.querySelector("img").onerror = () => {
-  document.getElementById("f").submit();
-  setTimeout(() => { document.title = "done"; }, 2000);
-};
-</script>`)
+<img src="`+signOut+`" onerror="document.getElementById('f').submit(); setTimeout(() => { document.title = 'done'; }, 2000);">`)
 	if err := chromedp.Do(bctx, chromedp.Navigate(site)); err != nil {
 		t.Fatal(err)
 	}

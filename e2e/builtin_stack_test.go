@@ -68,6 +68,6 @@ func startBuiltinStack(t *testing.T, ctx context.Context, usersFile string, extr
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv = testenv.StartServer(t, "portcullis", bin, dir, nil, env, s.routeURL+"/healthz", s.ca.ClientTLS())
+	s.srv = testenv.StartServer(t, "portcullis", bin, dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
 }

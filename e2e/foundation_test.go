@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/session"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
@@ -24,7 +26,8 @@ import (
 // with kubectl, get the service account a token from the TokenRequest API,
 // check with kubectl that the token may impersonate and that the user is
 // bound, then start the real portcullis binary with that token in its route
-// and check its health and metrics endpoints over TLS.
+// and check its health and metrics endpoints over TLS, and that the
+// cluster's own health and version endpoints answer through it.
 func TestGuideFoundation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -86,6 +89,8 @@ func TestGuideFoundation(t *testing.T) {
 		t.Fatal(err)
 	}
 	routeURL := fmt.Sprintf("https://127.0.0.1:%d", port)
+	authURL := fmt.Sprintf("https://localhost:%d", port)
+	sharedSecret := random(32)
 	policy := fmt.Sprintf(`- from: %s
   to: %s
   tls_custom_ca: %s
@@ -99,11 +104,11 @@ func TestGuideFoundation(t *testing.T) {
 `, routeURL, cluster.URL, b64(cluster.CA.CertPEM), saToken)
 	env := []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
-		"AUTHENTICATE_SERVICE_URL=" + fmt.Sprintf("https://localhost:%d", port),
+		"AUTHENTICATE_SERVICE_URL=" + authURL,
 		"CERTIFICATE=" + b64(certPEM),
 		"CERTIFICATE_KEY=" + b64(keyPEM),
 		"COOKIE_SECRET=" + b64(random(32)),
-		"SHARED_SECRET=" + b64(random(32)),
+		"SHARED_SECRET=" + b64(sharedSecret),
 		"IDP_PROVIDER=oidc",
 		"IDP_PROVIDER_URL=http://127.0.0.1:1/",
 		"IDP_CLIENT_ID=portcullis",
@@ -133,7 +138,9 @@ func TestGuideFoundation(t *testing.T) {
 		}
 	})
 
-	srv := testenv.StartServer(t, "portcullis", bin, dir, nil, env, routeURL+"/ping", ca.ClientTLS())
+	// Ready when Portcullis's own readiness says so: on a Kubernetes route
+	// /healthz is the cluster's, and needs a token.
+	srv := testenv.StartServer(t, "portcullis", bin, dir, nil, env, routeURL+"/.pomerium/healthz", ca.ClientTLS())
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(), ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
@@ -152,9 +159,15 @@ func TestGuideFoundation(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Proto != "HTTP/2.0" {
 		t.Errorf("GET /ping: got %s over %s (%q), want 200 over HTTP/2.0", resp.Status, resp.Proto, body)
 	}
+	resp, body = get(routeURL + "/.pomerium/healthz")
+	if resp.StatusCode != http.StatusOK || body != `{"status":"ready"}`+"\n" {
+		t.Errorf("GET /.pomerium/healthz: got %s (%q), want 200 ready", resp.Status, body)
+	}
+	// The route is a Kubernetes route: its /healthz is kube-apiserver's,
+	// behind authentication like the rest of the API.
 	resp, body = get(routeURL + "/healthz")
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /healthz: got %s (%q), want 200", resp.Status, body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"kind":"Status"`) {
+		t.Errorf("GET /healthz on the Kubernetes route without a token: got %s (%q), want a 401 Status", resp.Status, body)
 	}
 	// HTTP/1.1 must keep working for kubectl's SPDY upgrades.
 	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
@@ -167,10 +180,62 @@ func TestGuideFoundation(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /ping on the authenticate host: got %s", resp.Status)
 	}
+	resp, body = get(fmt.Sprintf("https://localhost:%d/healthz", port))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz on the authenticate host: got %s", resp.Status)
+	}
 	resp, body = get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "portcullis_http_requests_total") {
 		t.Errorf("GET /metrics: got %s, want 200 with portcullis_http_requests_total; body starts %q", resp.Status, head(body, 300))
 	}
+	// The probes of deploy/kubernetes/portcullis.yaml, on the metrics port.
+	for _, path := range []string{"/ping", "/healthz", "/readyz"} {
+		resp, body = get(fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, path))
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s on the metrics listener: got %s (%q), want 200", path, resp.Status, body)
+		}
+	}
+
+	t.Run("the cluster's own health and version through kubectl", func(t *testing.T) {
+		keys, err := session.NewKeys(nil, sharedSecret, authURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jwt, err := keys.Issue(session.Claims{Subject: "sub-someuser", Email: "someuser@example.com",
+			Audience: fmt.Sprintf("127.0.0.1:%d", port), Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubeconfig := writeKubeconfig(t, routeURL, ca.CertPEM, jwt)
+		raw := func(path string) string {
+			t.Helper()
+			out, _, err := cluster.Kubectl(ctx, nil, "--kubeconfig", kubeconfig, "get", "--raw", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		// kube-apiserver's checks, not Portcullis's answer.
+		for path, want := range map[string][]string{
+			"/readyz?verbose":  {"[+]etcd ok", "readyz check passed"},
+			"/livez?verbose":   {"[+]ping ok", "livez check passed"},
+			"/healthz?verbose": {"[+]etcd ok", "healthz check passed"},
+			"/readyz/etcd":     {"ok"},
+		} {
+			out := raw(path)
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("kubectl get --raw %s: got %q, want it to contain %q", path, head(out, 500), w)
+				}
+			}
+		}
+		var version struct {
+			GitVersion string `json:"gitVersion"`
+		}
+		if out := raw("/version"); json.Unmarshal([]byte(out), &version) != nil || version.GitVersion != "v1.37.2" {
+			t.Errorf("kubectl get --raw /version: got %q, want the API server's gitVersion v1.37.2", head(out, 300))
+		}
+	})
 
 	// The server stops cleanly on SIGTERM, and never logged the token.
 	srv.Stop(15 * time.Second)

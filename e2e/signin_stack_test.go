@@ -85,6 +85,6 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.StartServer(t, "portcullis", bin, s.dir, nil, env, s.routeURL+"/healthz", s.ca.ClientTLS())
+	testenv.StartServer(t, "portcullis", bin, s.dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
 }

@@ -137,7 +137,7 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
 		t.Fatal(err)
 	}
-	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, s.env, s.routeURL+"/healthz", s.ca.ClientTLS())
+	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, s.env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
 }
 
@@ -161,8 +161,15 @@ func (s *stack) tokenWith(t *testing.T, c session.Claims) string {
 // to the route, as the exec-credential plugin makes kubectl do.
 func (s *stack) kubeconfig(t *testing.T, jwt string) string {
 	t.Helper()
+	return writeKubeconfig(t, s.routeURL, s.ca.CertPEM, jwt)
+}
+
+// writeKubeconfig writes a kubeconfig for the route at routeURL, whose
+// certificate caPEM signed, with a user that sends `Bearer Pomerium-<jwt>`.
+func writeKubeconfig(t *testing.T, routeURL string, caPEM []byte, jwt string) string {
+	t.Helper()
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["portcullis"] = &clientcmdapi.Cluster{Server: s.routeURL, CertificateAuthorityData: s.ca.CertPEM}
+	cfg.Clusters["portcullis"] = &clientcmdapi.Cluster{Server: routeURL, CertificateAuthorityData: caPEM}
 	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: "Pomerium-" + jwt}
 	cfg.Contexts["portcullis"] = &clientcmdapi.Context{Cluster: "portcullis", AuthInfo: "user", Namespace: "default"}
 	cfg.CurrentContext = "portcullis"

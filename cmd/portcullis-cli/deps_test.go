@@ -25,6 +25,7 @@ func TestNoServerDependencies(t *testing.T) {
 		module + "internal/authenticate",
 		module + "internal/idp",
 		module + "internal/session",
+		module + "internal/respond",
 		module + "internal/policy",
 		module + "internal/config",
 		module + "internal/testenv",

@@ -18,7 +18,6 @@ import (
 	"syscall"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
-	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/server"
 )
 
@@ -103,19 +102,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return nil
 	}
 
-	// Load validates too, and reports every problem at once.
-	opts, err := config.Load(*configFile, lookupEnv)
+	// Load validates too, with the server's own checks (the same that
+	// server.New runs), and reports every problem at once.
+	opts, err := config.Load(*configFile, lookupEnv, server.Checks()...)
 	if err != nil {
-		return reportProblems(stderr, err)
-	}
-	// Policies are compiled by the server at start; compile them here too
-	// so that a bad policy is reported with every other problem, by line.
-	if _, err := policy.CompileRoutes(opts.Routes); err != nil {
 		return reportProblems(stderr, err)
 	}
 
 	if *checkConfig {
 		fmt.Fprintln(stdout, strings.TrimRight(opts.Summary(), "\n"))
+		for _, w := range opts.Warnings() {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 		// Say what a start would generate, without generating it here: a
 		// copy takes the new values.
 		preview := *opts
@@ -138,6 +136,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			"generated", generated)
 	}
 	srv, err := server.New(opts, logger)
+	var cerr *server.ConfigError
+	if errors.As(err, &cerr) {
+		return reportProblems(stderr, cerr.Err)
+	}
 	if err != nil {
 		return err
 	}

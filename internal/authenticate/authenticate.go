@@ -18,6 +18,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
@@ -135,7 +136,8 @@ func (a *Authenticator) AuthenticateHandler() http.Handler {
 	mux.HandleFunc("GET /.pomerium/sign_out", a.confirmSignOutAuthenticate) // signout.go
 	mux.HandleFunc("POST /.pomerium/sign_out", a.signOutAuthenticate)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		a.page(w, http.StatusNotFound, "Not found", "This is the Portcullis sign-in service. Open the address of your cluster instead.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusNotFound, Title: "Not found",
+			Text: "This is the Portcullis sign-in service. Open the address of your cluster instead."})
 	})
 	return mux
 }
@@ -143,7 +145,8 @@ func (a *Authenticator) AuthenticateHandler() http.Handler {
 // signIn starts a sign-in, or hands an existing one to the route.
 func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	if !a.SignInConfigured() {
-		a.page(w, http.StatusNotImplemented, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusNotImplemented, Title: "Sign-in is not configured",
+			Text: "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER."})
 		return
 	}
 	q := r.URL.Query()
@@ -153,18 +156,19 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		raw, err := a.opts.Sealer.Open(purposeLogin, q.Get("pomerium_login"), a.now())
 		var pl programmaticLogin
 		if err != nil || json.Unmarshal(raw, &pl) != nil {
-			a.page(w, http.StatusBadRequest, "Sign-in link expired", "This sign-in link is invalid or has expired. Run the command again to get a new one.")
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in link expired",
+				Text: "This sign-in link is invalid or has expired. Run the command again to get a new one."})
 			return
 		}
 		if _, err := loopbackRedirect(pl.Redirect); err != nil {
-			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Bad sign-in link", Text: err.Error()})
 			return
 		}
 		st = loginState{Redirect: pl.Redirect, Audience: pl.Audience, Programmatic: true}
 	default:
 		target, audience, err := a.routeRedirect(q.Get("pomerium_redirect_uri"))
 		if err != nil {
-			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Bad sign-in link", Text: err.Error()})
 			return
 		}
 		st = loginState{Redirect: target, Audience: audience}
@@ -174,7 +178,8 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		if p := q.Get("pomerium_signin"); p != "" {
 			nonce, err := a.opts.Sealer.Open(purposeBindParam+" "+audience, p, a.now())
 			if err != nil {
-				a.page(w, http.StatusBadRequest, "Sign-in link expired", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
+				respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in link expired",
+					Text: "This sign-in link is invalid or has expired. Open the address of your cluster again."})
 				return
 			}
 			st.Bind = string(nonce)
@@ -191,7 +196,8 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	authURL, err := a.opts.Provider.AuthCodeURL(r.Context(), state, st.Nonce, st.Verifier)
 	if err != nil {
 		a.log.Warn("starting sign-in", "error", err)
-		a.page(w, http.StatusBadGateway, "Identity provider unavailable", "Portcullis could not reach your identity provider. Try again in a moment.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadGateway, Title: "Identity provider unavailable",
+			Text: "Portcullis could not reach your identity provider. Try again in a moment."})
 		return
 	}
 	// The CSRF cookie ties the callback to this browser: a state value
@@ -225,14 +231,16 @@ func (a *Authenticator) routeRedirect(raw string) (target, audience string, err 
 // the code, creates the session and hands it off.
 func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	if !a.SignInConfigured() {
-		a.page(w, http.StatusNotImplemented, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusNotImplemented, Title: "Sign-in is not configured",
+			Text: "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER."})
 		return
 	}
 	q := r.URL.Query()
 	raw, err := a.opts.Sealer.Open(purposeState, q.Get("state"), a.now())
 	var st loginState
 	if err != nil || json.Unmarshal(raw, &st) != nil {
-		a.page(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is invalid or took too long. Start again from the address of your cluster.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in expired",
+			Text: "This sign-in is invalid or took too long. Start again from the address of your cluster."})
 		return
 	}
 	c, err := r.Cookie(a.csrfCookie())
@@ -241,31 +249,36 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		csrf, err = a.opts.Sealer.Open(purposeCSRF, c.Value, a.now())
 	}
 	if err != nil || string(csrf) != st.CSRF {
-		a.page(w, http.StatusBadRequest, "Sign-in not started here", "This sign-in was not started in this browser. Start again from the address of your cluster.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in not started here",
+			Text: "This sign-in was not started in this browser. Start again from the address of your cluster."})
 		return
 	}
 	if !a.redeemState(st.CSRF) {
-		a.page(w, http.StatusBadRequest, "Sign-in already used", "This sign-in was already completed. Start again from the address of your cluster.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in already used",
+			Text: "This sign-in was already completed. Start again from the address of your cluster."})
 		return
 	}
 	a.clearCookie(w, a.csrfCookie())
 	if e := q.Get("error"); e != "" {
-		a.page(w, http.StatusForbidden, "Sign-in refused", "Your identity provider refused the sign-in: "+e+" "+q.Get("error_description"))
+		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Title: "Sign-in refused",
+			Text: "Your identity provider refused the sign-in: " + e + " " + q.Get("error_description")})
 		return
 	}
 	id, toks, err := a.opts.Provider.Exchange(r.Context(), q.Get("code"), st.Verifier, st.Nonce)
 	if err != nil {
 		a.log.Warn("sign-in callback failed", "error", err)
 		if errors.Is(err, idp.ErrProviderUnavailable) {
-			a.page(w, http.StatusBadGateway, "Identity provider unavailable", "Portcullis could not reach your identity provider to finish signing you in. Try again in a moment.")
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadGateway, Title: "Identity provider unavailable",
+				Text: "Portcullis could not reach your identity provider to finish signing you in. Try again in a moment."})
 			return
 		}
 		if errors.Is(err, idp.ErrUnverifiedEmail) {
-			a.page(w, http.StatusForbidden, "Email address not verified",
-				"Your identity provider says your email address is not verified, and Portcullis only signs people in by an address they have proven they own. Verify it with your identity provider, then sign in again.")
+			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Title: "Email address not verified",
+				Text: "Your identity provider says your email address is not verified, and Portcullis only signs people in by an address they have proven they own. Verify it with your identity provider, then sign in again."})
 			return
 		}
-		a.page(w, http.StatusUnauthorized, "Sign-in failed", "Your identity provider's answer could not be verified. Start again from the address of your cluster.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusUnauthorized, Title: "Sign-in failed",
+			Text: "Your identity provider's answer could not be verified. Start again from the address of your cluster."})
 		return
 	}
 	now := a.now()
@@ -276,7 +289,8 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.opts.Store.Put(r.Context(), sess); err != nil {
 		a.log.Error("storing session", "error", err)
-		a.page(w, http.StatusServiceUnavailable, "Sign-in could not be saved", "Portcullis could not store your session. Try again in a moment.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Sign-in could not be saved",
+			Text: "Portcullis could not store your session. Try again in a moment."})
 		return
 	}
 	a.log.Info("signed in", "email", sess.Email, "session", sess.ID[:8])
@@ -324,13 +338,14 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 	})
 	if err != nil {
 		a.log.Error("issuing token", "error", err)
-		a.page(w, http.StatusInternalServerError, "Sign-in failed", "Portcullis could not issue your credentials.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Title: "Sign-in failed",
+			Text: "Portcullis could not issue your credentials."})
 		return
 	}
 	if st.Programmatic {
 		u, err := loopbackRedirect(st.Redirect)
 		if err != nil {
-			a.page(w, http.StatusBadRequest, "Bad sign-in link", err.Error())
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Bad sign-in link", Text: err.Error()})
 			return
 		}
 		q := u.Query()
@@ -344,7 +359,8 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 	// token is only ever sent to a host that serves its audience.
 	back, audience, err := a.routeRedirect(st.Redirect)
 	if err != nil || audience != st.Audience {
-		a.page(w, http.StatusBadRequest, "Bad sign-in link", "The address this sign-in was for is no longer served here. Open the address of your cluster again.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Bad sign-in link",
+			Text: "The address this sign-in was for is no longer served here. Open the address of your cluster again."})
 		return
 	}
 	target, _ := url.Parse(back)
@@ -527,7 +543,8 @@ func (a *Authenticator) routeScheme(r *http.Request) string {
 // cookie holds that nonce.
 func (a *Authenticator) redirectToSignIn(w http.ResponseWriter, r *http.Request, back string) {
 	if !a.SignInConfigured() {
-		a.page(w, http.StatusUnauthorized, "Sign-in is not configured", "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusUnauthorized, Title: "Sign-in is not configured",
+			Text: "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER."})
 		return
 	}
 	q := url.Values{"pomerium_redirect_uri": {back}}

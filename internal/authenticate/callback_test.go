@@ -138,13 +138,13 @@ func TestCallbackMissingCSRFCookie(t *testing.T) {
 	f := newFixture(t)
 	s := f.browserSignIn(t)
 	before := f.idp.exchanges()
-	res := f.get(t, callbackURL(s.state, s.code), req{})
+	res := f.get(t, callbackURL(s.state, s.code), req{header: []string{"Accept", browserAccept}})
 	refused(t, f, res, http.StatusBadRequest, "Sign-in not started here", before, false)
 
 	// A CSRF cookie with the right name and an empty or garbage value is
 	// no better.
 	for _, v := range []string{"", "x", s.state} {
-		res := f.get(t, callbackURL(s.state, s.code), req{cookies: []*http.Cookie{{Name: cookieName + "_csrf", Value: v}}})
+		res := f.get(t, callbackURL(s.state, s.code), req{header: []string{"Accept", browserAccept}, cookies: []*http.Cookie{{Name: cookieName + "_csrf", Value: v}}})
 		refused(t, f, res, http.StatusBadRequest, "Sign-in not started here", before, false)
 	}
 	// The refusals did not use the sign-in up.
@@ -174,7 +174,7 @@ func TestCallbackProviderRefused(t *testing.T) {
 	before := f.idp.exchanges()
 	res := f.get(t, authURL+"/oauth2/callback?"+url.Values{
 		"state": {s.state}, "error": {"access_denied"}, "error_description": {"<b>the user said no</b>"},
-	}.Encode(), req{cookies: []*http.Cookie{s.csrf}})
+	}.Encode(), req{header: []string{"Accept", browserAccept}, cookies: []*http.Cookie{s.csrf}})
 	refused(t, f, res, http.StatusForbidden, "Sign-in refused", before, false)
 	if !strings.Contains(res.body, "access_denied") || strings.Contains(res.body, "<b>") {
 		t.Errorf("got page %q, want it to name access_denied with the description escaped", res.body)

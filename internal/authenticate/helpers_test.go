@@ -346,8 +346,12 @@ func callbackURL(state, code string) string {
 // callback completes s as the provider redirects back.
 func (f *fixture) callback(t testing.TB, s started) *response {
 	t.Helper()
-	return f.get(t, callbackURL(s.state, s.code), req{cookies: []*http.Cookie{s.csrf}})
+	return f.get(t, callbackURL(s.state, s.code), req{header: []string{"Accept", browserAccept}, cookies: []*http.Cookie{s.csrf}})
 }
+
+// browserAccept is the Accept header of a browser's navigation: answers to
+// it are pages (respond.FromBrowser).
+const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 // signedIn is a browser signed in on the authenticate host and on the
 // route, and the token the hand-off carried.

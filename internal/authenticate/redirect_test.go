@@ -184,6 +184,9 @@ func TestLoginAPILoopback(t *testing.T) {
 			t.Errorf("login API with %q: got %d %q, want 200 and the sign-in URL", tc.uri, res.code, res.body)
 		case !tc.want && (res.code != http.StatusBadRequest || strings.Contains(res.body, "sign_in") || res.location != ""):
 			t.Errorf("login API with %q: got %d %q, want 400", tc.uri, res.code, res.body)
+		case !tc.want && (res.header.Get("Content-Type") != "application/json" || !strings.Contains(res.body, `"message":"portcullis: `) || !strings.Contains(res.body, "pomerium_redirect_uri")):
+			// portcullis-cli prints the message of the Status.
+			t.Errorf("login API with %q: got %s %q, want a Status saying what is wrong", tc.uri, res.header.Get("Content-Type"), res.body)
 		}
 	}
 }
@@ -277,7 +280,7 @@ func TestSignInProgrammaticLoginBlob(t *testing.T) {
 		{"non-loopback target", evil, "Bad sign-in link"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := f.get(t, authURL+"/.pomerium/sign_in?"+url.Values{"pomerium_login": {tc.blob}}.Encode(), req{})
+			res := f.get(t, authURL+"/.pomerium/sign_in?"+url.Values{"pomerium_login": {tc.blob}}.Encode(), req{header: []string{"Accept", browserAccept}})
 			if res.code != http.StatusBadRequest || res.location != "" || !strings.Contains(res.body, tc.want) {
 				t.Errorf("got %d to %q %q, want 400 %q", res.code, res.location, res.body, tc.want)
 			}

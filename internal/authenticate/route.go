@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // RouteEndpoints serves the /.pomerium/ endpoints of a route host whose
@@ -34,12 +34,13 @@ func (a *Authenticator) RouteEndpoints(w http.ResponseWriter, r *http.Request, a
 // browser; after sign-in the token goes to the loopback redirect URI.
 func (a *Authenticator) programmaticLogin(w http.ResponseWriter, r *http.Request, audience string) {
 	if !a.SignInConfigured() {
-		http.Error(w, "sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER", http.StatusNotImplemented)
+		respond.Error(w, r, respond.Problem{Code: http.StatusNotImplemented,
+			Message: "portcullis: sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER"})
 		return
 	}
 	u, err := loopbackRedirect(r.URL.Query().Get("pomerium_redirect_uri"))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: " + err.Error()})
 		return
 	}
 	raw, _ := json.Marshal(programmaticLogin{Redirect: u.String(), Audience: audience})
@@ -63,7 +64,8 @@ func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, au
 	tok := q.Get("pomerium_jwt")
 	c, err := a.opts.Verify(tok, audience, a.now())
 	if err != nil || c.SessionID == "" {
-		a.page(w, http.StatusBadRequest, "Sign-in link invalid", "This sign-in link is invalid or has expired. Open the address of your cluster again.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in link invalid",
+			Text: "This sign-in link is invalid or has expired. Open the address of your cluster again."})
 		return
 	}
 	// startOver begins a sign-in from here, bound to this browser; one
@@ -90,14 +92,15 @@ func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, au
 		}
 		// No sign-in started here at all, or long ago. Starting over
 		// would loop if the browser refuses cookies, so say so instead.
-		a.page(w, http.StatusBadRequest, "Sign-in not started here",
-			"This sign-in was not started in this browser, or took too long. Open the address of your cluster again to sign in. (If this keeps happening, your browser may be refusing cookies from this site.)")
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in not started here",
+			Text: "This sign-in was not started in this browser, or took too long. Open the address of your cluster again to sign in. (If this keeps happening, your browser may be refusing cookies from this site.)"})
 		return
 	}
 	a.clearCookieAt(w, a.bindCookie(), callbackPath)
 	sess, err := a.opts.Store.Get(r.Context(), c.SessionID)
 	if err != nil {
-		a.page(w, http.StatusUnauthorized, "Session ended", "That session has ended. Open the address of your cluster to sign in again.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusUnauthorized, Title: "Session ended",
+			Text: "That session has ended. Open the address of your cluster to sign in again."})
 		return
 	}
 	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(audience), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
@@ -126,11 +129,11 @@ func (a *Authenticator) boundToBrowser(r *http.Request, audience, bind, tok stri
 func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience string) {
 	id, _, err := a.Identify(r, audience, Token|Cookie)
 	if err != nil {
-		if !kube.WantsKubernetesStatus(r) {
+		if respond.FromBrowser(r) {
 			a.RedirectToSignIn(w, r)
 			return
 		}
-		kube.Unauthenticated(w, err.Error())
+		respond.Error(w, r, respond.Unauthenticated(err.Error()))
 		return
 	}
 	info := struct {
@@ -144,50 +147,23 @@ func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience 
 	if info.Groups == nil {
 		info.Groups = []string{}
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	// The page quotes what the provider said (name, groups): never let a
-	// browser read it as anything but what it is.
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if kube.WantsKubernetesStatus(r) || !acceptsHTML(r) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(info)
+	if respond.FromBrowser(r) {
+		respond.HTML(w, http.StatusOK, whoAmITemplate, info)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	whoAmITemplate.Execute(w, info)
-}
-
-func acceptsHTML(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
-// Page answers a browser with a small HTML page in the style of the
-// sign-in pages: a title and a message (escaped).
-func (a *Authenticator) Page(w http.ResponseWriter, code int, title, message string) {
-	a.page(w, code, title, message)
-}
-
-// page answers a browser with a small HTML page.
-func (a *Authenticator) page(w http.ResponseWriter, code int, title, message string) {
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	// The answer quotes what the provider said (name, groups): never let a
+	// browser read it as anything but JSON.
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	pageTemplate.Execute(w, struct{ Title, Message string }{title, message})
+	json.NewEncoder(w).Encode(info)
 }
-
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} · Portcullis</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
-`))
 
 var whoAmITemplate = template.Must(template.New("whoami").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Signed in · Portcullis</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}dt{font-weight:600;margin-top:.6rem}</style>
+<style>` + respond.Style + `</style>
 </head><body><h1>Signed in to Portcullis</h1>
 <dl><dt>Email</dt><dd id="email">{{.Email}}</dd>
 {{if .Name}}<dt>Name</dt><dd>{{.Name}}</dd>{{end}}

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // Sign-out changes state, so it is a POST, and a POST that a page of
@@ -38,7 +38,7 @@ func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, aud
 		a.endRouteSession(w, r, audience)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		kube.WriteStatus(w, http.StatusMethodNotAllowed, "portcullis: sign out with POST /.pomerium/sign_out")
+		respond.Error(w, r, signOutWithPost)
 	}
 }
 
@@ -53,7 +53,7 @@ func (a *Authenticator) endRouteSession(w http.ResponseWriter, r *http.Request, 
 	}
 	a.clearCookie(w, a.opts.CookieName)
 	if a.opts.AuthenticateURL == nil {
-		a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+		respond.Page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
 		return
 	}
 	u := *a.opts.AuthenticateURL
@@ -82,7 +82,7 @@ func (a *Authenticator) confirmSignOutAuthenticate(w http.ResponseWriter, r *htt
 			// No session here (or a cookie from before a secret change):
 			// the route's sign-out was all there was to do.
 			a.clearCookie(w, a.opts.CookieName)
-			a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+			respond.Page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
 			return
 		}
 	}
@@ -122,7 +122,7 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 			}
 		}
 	}
-	a.page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
+	respond.Page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")
 }
 
 // sameOrigin refuses, with a page or a Status, a state-changing request
@@ -130,11 +130,8 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 func (a *Authenticator) sameOrigin(w http.ResponseWriter, r *http.Request) bool {
 	if err := a.crossOrigin.Check(r); err != nil {
 		a.log.Info("refused a cross-origin request", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
-		if kube.WantsKubernetesStatus(r) {
-			kube.WriteStatus(w, http.StatusForbidden, "portcullis: cross-origin request refused")
-			return false
-		}
-		a.page(w, http.StatusForbidden, "Request refused", "Another site asked your browser to do this. Nothing was changed.")
+		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: cross-origin request refused",
+			Title: "Request refused", Text: "Another site asked your browser to do this. Nothing was changed."})
 		return false
 	}
 	return true
@@ -144,26 +141,24 @@ func (a *Authenticator) sameOrigin(w http.ResponseWriter, r *http.Request) bool 
 // button that signs out (a POST from this origin), or, for a program, a
 // Status saying to POST.
 func (a *Authenticator) confirmSignOut(w http.ResponseWriter, r *http.Request) {
-	if kube.WantsKubernetesStatus(r) {
+	if !respond.FromBrowser(r) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		kube.WriteStatus(w, http.StatusMethodNotAllowed, "portcullis: sign out with POST /.pomerium/sign_out")
+		respond.Error(w, r, signOutWithPost)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	// The button must not be clickable inside another site's frame.
-	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	w.WriteHeader(http.StatusOK)
-	signOutTemplate.Execute(w, nil)
+	// respond.HTML forbids framing: the button must not be clickable
+	// inside another site's frame.
+	respond.HTML(w, http.StatusOK, signOutTemplate, nil)
 }
+
+// signOutWithPost answers a program that asks to sign out other than by
+// POST.
+var signOutWithPost = respond.Problem{Code: http.StatusMethodNotAllowed, Message: "portcullis: sign out with POST /.pomerium/sign_out"}
 
 var signOutTemplate = template.Must(template.New("signout").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign out · Portcullis</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
+<style>` + respond.Style + `</style>
 </head><body><h1>Sign out of Portcullis?</h1>
 <p>Your session ends everywhere: in this browser, and for kubectl credentials issued from it.</p>
 <form method="post" action="/.pomerium/sign_out"><button type="submit" id="sign-out">Sign out</button></form>

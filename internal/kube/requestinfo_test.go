@@ -193,6 +193,13 @@ var requestInfoCases = []struct {
 	{name: "empty path", method: "GET", path: "", want: RequestInfo{Path: "", Verb: "get"}},
 	{name: "version", method: "GET", path: "/version", want: RequestInfo{Path: "/version", Verb: "get"}},
 	{name: "healthz", method: "HEAD", path: "/healthz", want: RequestInfo{Path: "/healthz", Verb: "head"}},
+	// The API server's health checks, which kubectl get --raw reaches
+	// through a Kubernetes route: non-resource URLs, like /healthz.
+	{name: "livez verbose", method: "GET", path: "/livez", rq: "verbose", want: RequestInfo{Path: "/livez", Verb: "get"}},
+	{name: "readyz verbose", method: "GET", path: "/readyz", rq: "verbose&exclude=etcd", want: RequestInfo{Path: "/readyz", Verb: "get"}},
+	{name: "readyz one check", method: "GET", path: "/readyz/etcd", want: RequestInfo{Path: "/readyz/etcd", Verb: "get"}},
+	{name: "healthz post-start hook", method: "GET", path: "/healthz/poststarthook/rbac/bootstrap-roles",
+		want: RequestInfo{Path: "/healthz/poststarthook/rbac/bootstrap-roles", Verb: "get"}},
 	{name: "api", method: "GET", path: "/api", want: RequestInfo{Path: "/api", Verb: "get"}},
 	{name: "api version", method: "GET", path: "/api/v1", want: RequestInfo{Path: "/api/v1", Verb: "get"}},
 	{name: "just api version with slash", method: "GET", path: "/api/version/", want: RequestInfo{Path: "/api/version/", Verb: "get"}},

@@ -223,6 +223,11 @@ type badTokenFileError struct {
 func (e *badTokenFileError) Error() string { return e.path + ": " + e.err.Error() }
 func (e *badTokenFileError) Unwrap() error { return e.err }
 
+// CheckToken reports what makes tok unusable as the service account's
+// bearer token (kubernetes_service_account_token), or nil. Its errors never
+// include the token.
+func CheckToken(tok string) error { return validateToken(tok) }
+
 // errEmptyToken is validateToken's error for an empty token.
 var errEmptyToken = errors.New("the token is empty")
 

@@ -13,6 +13,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // Proxy forwards the requests of one route. It is built once per route and
@@ -149,30 +150,30 @@ type upstreamAuthKey struct{}
 // never forwarded.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := Servable(r); err != nil {
-		kube.WriteStatus(w, http.StatusBadRequest, "portcullis: "+err.Error())
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: " + err.Error()})
 		return
 	}
 	if up := r.Header.Get("Upgrade"); up != "" && IsUpgrade(r.Header) && !p.allowsUpgrade(up) {
-		kube.WriteStatus(w, http.StatusForbidden, fmt.Sprintf("portcullis: upgrade to %q is not allowed on this route (allow_spdy: %t, allow_websockets: %t)",
-			up, p.route.AllowSPDY, p.route.AllowWebsockets))
+		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: fmt.Sprintf("portcullis: upgrade to %q is not allowed on this route (allow_spdy: %t, allow_websockets: %t)",
+			up, p.route.AllowSPDY, p.route.AllowWebsockets)})
 		return
 	}
 	ctx := r.Context()
 	if p.kubernetes {
 		id := identity.FromContext(ctx)
 		if id == nil {
-			kube.Unauthenticated(w, "no signed-in user")
+			respond.Error(w, r, respond.Unauthenticated("no signed-in user"))
 			return
 		}
 		if err := p.imp.Check(id.Email, id.Groups); err != nil {
 			p.logger.Warn("refusing to impersonate", "error", err)
-			kube.WriteStatus(w, http.StatusForbidden, "portcullis: your identity cannot be passed to Kubernetes: "+err.Error())
+			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: your identity cannot be passed to Kubernetes: " + err.Error()})
 			return
 		}
 		tok, err := p.saToken.Token()
 		if err != nil {
 			p.logger.Error("no service-account token", "error", err)
-			kube.WriteStatus(w, http.StatusServiceUnavailable, "portcullis: the proxy has no service-account token for this cluster; an administrator must check kubernetes_service_account_token")
+			respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Message: "portcullis: the proxy has no service-account token for this cluster; an administrator must check kubernetes_service_account_token"})
 			return
 		}
 		ctx = context.WithValue(ctx, upstreamAuthKey{}, &upstreamAuth{token: tok, id: id})
@@ -358,16 +359,16 @@ func Servable(r *http.Request) error {
 }
 
 // upstreamError answers a failed round trip with a Status kubectl can show
-// and logs the cause with the route.
+// (a page for a browser) and logs the cause with the route.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errNoImpersonation) || errors.Is(err, errUnframed) {
 		p.logger.Error("upstream request refused", "error", err)
-		kube.WriteStatus(w, http.StatusInternalServerError, "portcullis: internal error: the request was not forwarded")
+		respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Message: "portcullis: internal error: the request was not forwarded"})
 		return
 	}
 	if errors.Is(context.Cause(r.Context()), errIdle) {
 		p.logger.Info("upstream request idle too long", "path", r.URL.Path, "idle_timeout", p.route.IdleTimeout)
-		kube.WriteStatus(w, http.StatusGatewayTimeout, fmt.Sprintf("portcullis: the upstream sent nothing for %s (idle_timeout)", p.route.IdleTimeout))
+		respond.Error(w, r, respond.Problem{Code: http.StatusGatewayTimeout, Message: fmt.Sprintf("portcullis: the upstream sent nothing for %s (idle_timeout)", p.route.IdleTimeout)})
 		return
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -388,7 +389,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		upstream = r.URL.Scheme + "://" + r.URL.Host
 	}
 	p.logger.Warn("upstream request failed", "upstream", upstream, "method", r.Method, "path", r.URL.Path, "error", err)
-	kube.UpstreamError(w, upstream, err)
+	respond.Error(w, r, upstreamProblem(upstream, err))
 }
 
 // Close releases the route's idle upstream connections.

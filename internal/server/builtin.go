@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -26,9 +25,9 @@ const builtinIDPPath = "/.portcullis/idp"
 // certificate, nor be listening yet, to talk to its own provider.
 func (s *Server) newBuiltinIDP() (http.Handler, *http.Client, error) {
 	opts := s.opts
-	if opts.IDPUsersFile == "" {
-		return nil, nil, errors.New("IDP_PROVIDER=builtin needs IDP_USERS_FILE: a YAML list of {email, groups, password_hash}")
-	}
+	// The users file parsed when the configuration was checked
+	// (checkIdentityProvider); it is read again here, as it may have
+	// changed since.
 	users, err := builtin.LoadUsers(opts.IDPUsersFile)
 	if err != nil {
 		return nil, nil, err

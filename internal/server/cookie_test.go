@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
@@ -78,14 +77,12 @@ func newBrowserStack(t *testing.T) *browserStack {
 		}
 		return r
 	}
-	opts := &config.Options{
-		Certificate: certPEM, CertificateKey: keyPEM,
-		SharedSecret: testSecret, CookieSecret: testSecret,
-		CookieName: "_pomerium", CookieExpire: time.Hour,
-		AuthenticateServiceURL: mustURL(t, "https://auth.test"),
-		IDPProvider:            "builtin", IDPUsersFile: users, IDPBuiltinTokenTTL: time.Hour,
-		Routes: []config.Route{route("https://k8s.test", true), route("https://app.test", false)},
-	}
+	opts := testOptions(func(o *config.Options) {
+		o.Certificate, o.CertificateKey = certPEM, keyPEM
+		o.AuthenticateServiceURL = mustURL(t, "https://auth.test")
+		o.IDPProvider, o.IDPUsersFile = "builtin", users
+		o.Routes = []config.Route{route("https://k8s.test", true), route("https://app.test", false)}
+	})
 	logger, _ := testLogger(t)
 	s, err := New(opts, logger)
 	if err != nil {

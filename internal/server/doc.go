@@ -6,8 +6,10 @@
 //   - the middleware order (recover → request id → access log → metrics →
 //     refuse what no upstream serves → bounded body reads → router),
 //     composed in one function, pipeline;
-//   - routing by Host to a route, and the internal endpoints every host
-//     serves (/ping, /healthz);
+//   - routing by Host to a route, and Portcullis's own health endpoints
+//     (health.go): /ping and /.pomerium/healthz on every host, /healthz on
+//     every host but a Kubernetes route's, where it is kube-apiserver's;
+//     /ping, /healthz and /readyz on the metrics listener;
 //   - Prometheus metrics on their own registry;
 //   - graceful shutdown, including connections that handlers hijacked for
 //     SPDY and WebSocket upgrades, which net/http no longer tracks.

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/internal/kube"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // defaultBodyReadTimeout bounds how long a client may take to send the body of a
@@ -29,7 +29,7 @@ func refuseUnservable(next http.Handler) http.Handler {
 			if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
 				code = http.StatusMethodNotAllowed
 			}
-			kube.WriteStatus(w, code, "portcullis: "+err.Error())
+			respond.Error(w, r, respond.Problem{Code: code, Message: "portcullis: " + err.Error()})
 			return
 		}
 		next.ServeHTTP(w, r)

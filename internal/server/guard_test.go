@@ -34,8 +34,10 @@ func (c *countingRoute) handler(*config.Route) (http.Handler, error) {
 func TestRefusesUnservableRequests(t *testing.T) {
 	certPEM, keyPEM, pool := selfSignedCert(t)
 	logger, _ := testLogger(t)
-	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret, CookieSecret: testSecret,
-		Routes: []config.Route{{From: mustURL(t, "https://127.0.0.1"), To: []*url.URL{mustURL(t, "https://127.0.0.1:6443")}}}}
+	opts := testOptions(func(o *config.Options) {
+		o.Certificate, o.CertificateKey = certPEM, keyPEM
+		o.Routes = []config.Route{{From: mustURL(t, "https://127.0.0.1"), To: []*url.URL{mustURL(t, "https://127.0.0.1:6443")}}}
+	})
 	var route countingRoute
 	s, err := newServer(opts, logger, route.handler)
 	if err != nil {

@@ -40,10 +40,21 @@ func mustURL(t testing.TB, s string) *url.URL {
 	return u
 }
 
+// testOptions returns the defaults (config.Defaults, as Load starts from)
+// with a loopback address and the test secrets, changed by edit.
+func testOptions(edit func(o *config.Options)) *config.Options {
+	o := config.Defaults()
+	o.Address, o.SharedSecret, o.CookieSecret = "127.0.0.1:0", testSecret, testSecret
+	if edit != nil {
+		edit(&o)
+	}
+	return &o
+}
+
 // insecureOptions returns plain-HTTP options with one route per `from`.
 func insecureOptions(t testing.TB, froms ...string) *config.Options {
 	t.Helper()
-	opts := &config.Options{Address: "127.0.0.1:0", InsecureServer: true, SharedSecret: testSecret, CookieSecret: testSecret}
+	opts := testOptions(func(o *config.Options) { o.InsecureServer = true })
 	for _, f := range froms {
 		opts.Routes = append(opts.Routes, config.Route{
 			From: mustURL(t, f),

@@ -61,13 +61,12 @@ func methodLabel(method string) string {
 	return "OTHER"
 }
 
-// handler serves /metrics, and nothing else, for the metrics listener.
+// handler serves the Prometheus exposition of the registry, as /metrics on
+// the metrics listener (metricsHandler).
 func (m *metrics) handler(logger *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		ErrorLog: newErrorLog(logger.With("component", "promhttp")),
 		// Also count scrape errors, on this registry.
 		Registry: m.registry,
-	}))
-	return mux
+	})
 }

@@ -11,7 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // pipeline composes the request pipeline. The order is fixed and matters:
@@ -76,8 +76,8 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 				h := rw.Header()
 				clear(h) // drop what the handler set for the response it never sent
 				h.Set(headerRequestID, id)
-				kube.WriteStatus(rw, http.StatusInternalServerError,
-					fmt.Sprintf("portcullis: internal error (request id %s)", id))
+				respond.Error(rw, r, respond.Problem{Code: http.StatusInternalServerError,
+					Message: fmt.Sprintf("portcullis: internal error (request id %s)", id)})
 			}
 		}()
 		next.ServeHTTP(rw, r)
@@ -134,7 +134,7 @@ func (s *Server) logAccess(next http.Handler) http.Handler {
 			st := stateFrom(r.Context())
 			level := slog.LevelInfo
 			if st.route() == routeLabelInternal {
-				// Probes hit /ping and /healthz every few seconds.
+				// Probes hit the health endpoints every few seconds.
 				level = slog.LevelDebug
 			}
 			attrs := []slog.Attr{

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/kube"
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
@@ -89,42 +90,43 @@ func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handl
 	if kubernetes {
 		accept = authenticate.Token
 	}
+	// What a browser that opens a Kubernetes API is told, instead of being
+	// sent to sign in: it would come back with a cookie that opens nothing.
+	useKubectl := fmt.Sprintf("%s is the Kubernetes API of a cluster. Browsers are not signed in to it, so that no page can act on the cluster as you. "+
+		"Set up kubectl with: portcullis-cli k8s setup %s. To see who you are signed in as, open %s/.pomerium/.",
+		route.From, route.From, route.From)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, cred, err := s.auth.Identify(r, audience, accept)
 		if err == nil {
 			if cred == authenticate.Cookie && proxy.IsUpgrade(r.Header) && !s.sameOrigin(r) {
 				s.logger.Warn("refused a cross-origin upgrade authenticated by the session cookie",
 					"request_id", RequestID(r.Context()), "origin", r.Header.Get("Origin"), "email", id.Email)
-				if kube.WantsKubernetesStatus(r) {
-					kube.WriteStatus(w, http.StatusForbidden, "portcullis: a connection upgrade from a page of another origin is refused")
-				} else {
-					s.auth.Page(w, http.StatusForbidden, "Request refused", "A page of another site tried to open a connection here as you. It was refused.")
-				}
+				respond.Error(w, r, respond.Problem{Code: http.StatusForbidden,
+					Message: "portcullis: a connection upgrade from a page of another origin is refused",
+					Title:   "Request refused", Text: "A page of another site tried to open a connection here as you. It was refused."})
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 			return
 		}
-		if !kube.WantsKubernetesStatus(r) {
-			if kubernetes {
-				s.auth.Page(w, http.StatusUnauthorized, "Use kubectl for this cluster",
-					fmt.Sprintf("%s is the Kubernetes API of a cluster. Browsers are not signed in to it, so that no page can act on the cluster as you. "+
-						"Set up kubectl with: portcullis-cli k8s setup %s. To see who you are signed in as, open %s/.pomerium/.",
-						route.From, route.From, route.From))
-				return
-			}
+		if respond.FromBrowser(r) && !kubernetes {
 			s.auth.RedirectToSignIn(w, r)
 			return
 		}
 		s.logger.Info("refused request credentials", "request_id", RequestID(r.Context()), "error", err)
+		var p respond.Problem
 		switch {
 		case errors.Is(err, authenticate.ErrNoCredentials):
-			kube.Unauthenticated(w, "the request has no Portcullis token")
+			p = respond.Unauthenticated("the request has no Portcullis token")
 		case errors.Is(err, session.ErrExpired), errors.Is(err, authenticate.ErrSessionEnded):
-			kube.SessionExpired(w)
+			p = respond.SessionExpired()
 		default:
-			kube.Unauthenticated(w, err.Error())
+			p = respond.Unauthenticated(err.Error())
 		}
+		if kubernetes {
+			p.Title, p.Text = "Use kubectl for this cluster", useKubectl
+		}
+		respond.Error(w, r, p)
 	})
 }
 
@@ -139,8 +141,8 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	if o.Scheme != "https" && (o.Scheme != "http" || r.TLS != nil) {
 		return false
 	}
-	want, ok := s.router.hosts[canonicalHost(r.Host)]
-	got, ok2 := s.router.hosts[canonicalHost(o.Host)]
+	want, ok := s.router.hosts[config.CanonicalHost(r.Host)]
+	got, ok2 := s.router.hosts[config.CanonicalHost(o.Host)]
 	return ok && ok2 && want.label == got.label
 }
 
@@ -201,7 +203,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 			info, err := kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 			if err != nil {
 				// kube-apiserver serves nothing for such a path either.
-				kube.WriteStatus(w, http.StatusBadRequest, "portcullis: not a Kubernetes API request: "+err.Error())
+				respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: not a Kubernetes API request: " + err.Error()})
 				return
 			}
 			req.Kubernetes = policy.Kubernetes{Verb: info.Verb, APIGroup: info.APIGroup, Resource: info.Resource,
@@ -215,14 +217,13 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		s.logger.Info("request denied by policy", "request_id", RequestID(r.Context()), "route", route.From.String(),
 			"email", req.Email, "method", r.Method, "path", r.URL.Path, "decision", d)
 		switch {
-		case d.SignInRequired() && !kube.WantsKubernetesStatus(r):
+		case d.SignInRequired() && respond.FromBrowser(r):
 			s.auth.RedirectToSignIn(w, r)
 		case d.SignInRequired():
-			kube.Unauthenticated(w, d.Message())
-		case !kube.WantsKubernetesStatus(r):
-			s.auth.Page(w, http.StatusForbidden, "Access denied", "Portcullis "+d.Message()+".")
+			respond.Error(w, r, respond.Unauthenticated(d.Message()))
 		default:
-			kube.WriteStatus(w, http.StatusForbidden, "portcullis: "+d.Message())
+			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: " + d.Message(),
+				Title: "Access denied", Text: "Portcullis " + d.Message() + "."})
 		}
 	})
 }
@@ -237,9 +238,8 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 	}
 	var provider idp.Provider
 	if opts.IDPProvider != "" {
-		if opts.AuthenticateServiceURL == nil {
-			return nil, errors.New("IDP_PROVIDER is set but AUTHENTICATE_SERVICE_URL is not: the provider redirects back to it")
-		}
+		// Checks (check.go) made sure of AUTHENTICATE_SERVICE_URL and the
+		// provider's settings.
 		var client *http.Client
 		if opts.IDPProvider == "builtin" {
 			if s.builtinIDP, client, err = s.newBuiltinIDP(); err != nil {

@@ -12,39 +12,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/config"
 )
 
-func TestCanonicalHost(t *testing.T) {
-	tests := []struct {
-		host string
-		want string
-	}{
-		{"k8s.example.com", "k8s.example.com"},
-		{"K8S.Example.COM", "k8s.example.com"},
-		{"k8s.example.com:443", "k8s.example.com:443"},
-		{"k8s.example.com.", "k8s.example.com"},
-		{"k8s.example.com.:8443", "k8s.example.com:8443"},
-		{"k8s.example.com:", "k8s.example.com"},
-		{"127.0.0.1:8443", "127.0.0.1:8443"},
-		{"[::1]:9443", "[::1]:9443"},
-		{"[::1]", "::1"},
-		{"[FE80::1%eth0]:443", "[fe80::1%eth0]:443"},
-		{"127.0.0.1.", "127.0.0.1"},
-		// Not hosts: match nothing.
-		{"", ""},
-		{"k8s..example.com", ""},
-		{"k8s.example.com..", ""},
-		{"k8s.example.com:https", ""},
-		{"a b", ""},
-		{"[k8s.example.com]", ""},
-		{"[127.0.0.1]:443", ""},
-		{"[[::1]]", ""},
-	}
-	for _, tt := range tests {
-		if got := canonicalHost(tt.host); got != tt.want {
-			t.Errorf("canonicalHost(%q) = %q, want %q", tt.host, got, tt.want)
-		}
-	}
-}
-
 func TestRouting(t *testing.T) {
 	opts := insecureOptions(t,
 		"https://k8s.example.com",
@@ -65,8 +32,9 @@ func TestRouting(t *testing.T) {
 		path     string
 		accept   string
 		wantCode int
-		wantBody string // exact, unless wantJSON
+		wantBody string // exact, unless wantJSON or wantPage
 		wantJSON *kubeStatus
+		wantPage string // in the HTML page a browser gets
 	}{
 		{name: "exact host", host: "k8s.example.com", wantCode: 200, wantBody: "route https://k8s.example.com"},
 		{name: "default port given", host: "k8s.example.com:443", wantCode: 200, wantBody: "route https://k8s.example.com"},
@@ -95,7 +63,7 @@ func TestRouting(t *testing.T) {
 		},
 		{
 			name: "unknown host, browser", host: "nope.example.com", accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", wantCode: 404,
-			wantBody: "portcullis: no route is configured for host \"nope.example.com\"\n",
+			wantPage: "<h1>Not Found</h1><p>portcullis: no route is configured for host &#34;nope.example.com&#34;</p>",
 		},
 		{
 			name: "no host", host: "", wantCode: 404,
@@ -131,6 +99,15 @@ func TestRouting(t *testing.T) {
 				}
 				if diff := cmp.Diff(*tt.wantJSON, got); diff != "" {
 					t.Errorf("Status (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if tt.wantPage != "" {
+				if ct := rec.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+					t.Errorf("Content-Type: got %q, want text/html; charset=utf-8", ct)
+				}
+				if got := rec.Body.String(); !strings.Contains(got, tt.wantPage) {
+					t.Errorf("page: got %q, want it to contain %q", got, tt.wantPage)
 				}
 				return
 			}
@@ -181,7 +158,7 @@ func TestNewRejectsRoutesSharingAHost(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(insecureOptions(t, tt.froms...), nil)
-			if err == nil || !strings.Contains(err.Error(), "both serve host") {
+			if err == nil || !strings.Contains(err.Error(), "answers the same requests as") {
 				t.Errorf("New: got error %v, want one saying the routes both serve a host", err)
 			}
 		})
@@ -193,12 +170,12 @@ func TestNewRejectsRoutesSharingAHost(t *testing.T) {
 }
 
 func TestNewRouteWithoutValidFrom(t *testing.T) {
-	opts := &config.Options{InsecureServer: true, SharedSecret: testSecret, CookieSecret: testSecret, Routes: []config.Route{{}}}
-	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), "route 1 has no `from` host") {
+	opts := testOptions(func(o *config.Options) { o.InsecureServer, o.Routes = true, []config.Route{{}} })
+	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), "routes[0]: no from") {
 		t.Errorf("New: got error %v, want one naming route 1's missing from", err)
 	}
 	opts = insecureOptions(t, "https://ok.example.com", "https://bad_host..example.com")
-	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), `route 2 ("https://bad_host..example.com"): "bad_host..example.com" is not a valid host name`) {
+	if _, err := New(opts, nil); err == nil || !strings.Contains(err.Error(), `routes[1].from: "bad_host..example.com" is not a valid host name`) {
 		t.Errorf("New: got error %v, want one naming route 2's host", err)
 	}
 }
@@ -213,16 +190,16 @@ func TestNewTLSCertificateProblems(t *testing.T) {
 	}{
 		{
 			name:    "none",
-			wantErr: []string{"CERTIFICATE and CERTIFICATE_KEY", "CERTIFICATE_FILE and CERTIFICATE_KEY_FILE", "INSECURE_SERVER=true"},
+			wantErr: []string{"certificate: no TLS certificate: set certificate and certificate_key", "certificate_file and certificate_key_file", "insecure_server to true"},
 		},
-		{name: "no key", cert: certPEM, wantErr: []string{"CERTIFICATE is set but CERTIFICATE_KEY is not"}},
-		{name: "no cert", key: keyPEM, wantErr: []string{"CERTIFICATE_KEY is set but CERTIFICATE is not"}},
-		{name: "not PEM", cert: []byte("nope"), key: keyPEM, wantErr: []string{"loading TLS certificate (CERTIFICATE, CERTIFICATE_KEY)"}},
-		{name: "key of another cert", cert: otherCert, key: keyPEM, wantErr: []string{"loading TLS certificate", "private key does not match"}},
+		{name: "no key", cert: certPEM, wantErr: []string{"certificate: set without certificate_key"}},
+		{name: "no cert", key: keyPEM, wantErr: []string{"certificate_key: set without certificate"}},
+		{name: "not PEM", cert: []byte("nope"), key: keyPEM, wantErr: []string{"certificate: ", "PEM"}},
+		{name: "key of another cert", cert: otherCert, key: keyPEM, wantErr: []string{"certificate", "match"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(&config.Options{Certificate: tt.cert, CertificateKey: tt.key}, nil)
+			_, err := New(testOptions(func(o *config.Options) { o.Certificate, o.CertificateKey = tt.cert, tt.key }), nil)
 			if err == nil {
 				t.Fatal("New: got no error")
 			}
@@ -233,7 +210,7 @@ func TestNewTLSCertificateProblems(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(&config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret, CookieSecret: testSecret}, nil); err != nil {
+	if _, err := New(testOptions(func(o *config.Options) { o.Certificate, o.CertificateKey = certPEM, keyPEM }), nil); err != nil {
 		t.Errorf("New with a good certificate: %v", err)
 	}
 }
@@ -254,6 +231,9 @@ func TestInternalEndpointMethods(t *testing.T) {
 		{"POST", "/ping", 405, ""},
 		{"GET", "/healthz", 200, `{"status":"ready"}` + "\n"},
 		{"DELETE", "/healthz", 405, ""},
+		{"GET", "/.pomerium/healthz", 200, `{"status":"ready"}` + "\n"},
+		{"HEAD", "/.pomerium/healthz", 200, `{"status":"ready"}` + "\n"},
+		{"POST", "/.pomerium/healthz", 405, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -296,8 +276,8 @@ func FuzzHostAndRequestID(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, host, id string) {
-		if got := canonicalHost(canonicalHost(host)); got != canonicalHost(host) {
-			t.Errorf("canonicalHost is not idempotent on %q: %q, then %q", host, canonicalHost(host), got)
+		if got := config.CanonicalHost(config.CanonicalHost(host)); got != config.CanonicalHost(host) {
+			t.Errorf("canonicalHost is not idempotent on %q: %q, then %q", host, config.CanonicalHost(host), got)
 		}
 		req := httptest.NewRequest("GET", "/", nil)
 		req.Host = host

@@ -70,8 +70,9 @@ type Server struct {
 	// defaultBodyReadTimeout unless a test shortens it.
 	bodyReadTimeout time.Duration
 
-	// shuttingDown turns /healthz to 503 once shutdown has begun, so load
-	// balancers stop sending new work while in-flight requests finish.
+	// shuttingDown turns readiness (health.go) to 503 once shutdown has
+	// begun, so load balancers stop sending new work while in-flight
+	// requests finish.
 	shuttingDown atomic.Bool
 
 	mu          sync.Mutex
@@ -99,6 +100,14 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// The same checks as --check-config (Checks): what it refuses, the
+	// server refuses, with the same problems, all at once.
+	if err := opts.Check(Checks()...); err != nil {
+		return nil, &ConfigError{err}
+	}
+	for _, w := range opts.Warnings() {
+		logger.Warn(w.Error())
+	}
 	s := &Server{
 		ShutdownTimeout: DefaultShutdownTimeout,
 		opts:            opts,
@@ -112,10 +121,6 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		cfg, err := newTLSConfig(opts.Certificate, opts.CertificateKey)
 		if err != nil {
 			return nil, fmt.Errorf("creating server: %w", err)
-		}
-		if leaf := cfg.Certificates[0].Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
-			logger.Warn("the TLS certificate has expired; clients will refuse it",
-				"subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 		}
 		s.tlsConfig = cfg
 	}
@@ -169,7 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 // set) and Prometheus metrics on metricsLn, which may be nil. It returns
 // when ctx is done and shutdown has finished, or when a listener fails.
 //
-// Shutdown: /healthz turns to 503, the listeners close, and in-flight
+// Shutdown: readiness turns to 503, the listeners close, and in-flight
 // requests and hijacked (upgraded) connections get ShutdownTimeout to
 // finish; whatever is left is then closed. Serve closes both listeners and
 // may be called only once per Server.
@@ -318,7 +323,7 @@ func (s *Server) newMainServer() *http.Server {
 // newMetricsServer builds the http.Server for the metrics listener.
 func (s *Server) newMetricsServer() *http.Server {
 	return &http.Server{
-		Handler:           s.metrics.handler(s.logger),
+		Handler:           s.metricsHandler(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       metricsTimeout,
 		WriteTimeout:      metricsTimeout,

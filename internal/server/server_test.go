@@ -19,7 +19,7 @@ import (
 func TestTLSNegotiatesHTTP2AndHTTP1(t *testing.T) {
 	certPEM, keyPEM, pool := selfSignedCert(t)
 	logger, _ := testLogger(t)
-	opts := &config.Options{Certificate: certPEM, CertificateKey: keyPEM, SharedSecret: testSecret, CookieSecret: testSecret}
+	opts := testOptions(func(o *config.Options) { o.Certificate, o.CertificateKey = certPEM, keyPEM })
 	s, err := New(opts, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -162,14 +162,17 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Logf("/metrics:\n%s", body)
 	}
 
-	// The metrics listener serves /metrics only.
-	resp, err = client.Get(ts.metricsURL + "/ping")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /ping on the metrics listener: %d, want 404", resp.StatusCode)
+	// The metrics listener serves /metrics and the health endpoints, and
+	// nothing of the routes.
+	for path, want := range map[string]int{"/ping": 200, "/healthz": 200, "/readyz": 200, "/api": 404, "/.pomerium/healthz": 404} {
+		resp, err = client.Get(ts.metricsURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s on the metrics listener: %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 	// And the main listener does not serve metrics.
 	resp, err = client.Get(ts.url + "/metrics")
@@ -221,7 +224,7 @@ func TestGracefulShutdownLetsInFlightRequestFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := serve(t, s, false)
+	ts := serve(t, s, true)
 
 	type result struct {
 		code int
@@ -247,12 +250,29 @@ func TestGracefulShutdownLetsInFlightRequestFinish(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop() }()
 
-	// Shutdown has begun: /healthz says so, and new connections are refused.
+	// Shutdown has begun: readiness says so, and new connections are
+	// refused.
 	waitFor(t, "/healthz to turn 503", func() bool {
 		rec := httptest.NewRecorder()
 		s.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 		return rec.Code == http.StatusServiceUnavailable && rec.Body.String() == `{"status":"shutting down"}`+"\n"
 	})
+	for _, path := range []string{"/.pomerium/healthz", "/healthz"} {
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("GET %s while shutting down: %d, want 503", path, rec.Code)
+		}
+	}
+	// The metrics listener closes last, so probes there see the drain.
+	if resp, err := client.Get(ts.metricsURL + "/readyz"); err != nil {
+		t.Errorf("GET /readyz on the metrics listener while draining: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("GET /readyz on the metrics listener while draining: %d, want 503", resp.StatusCode)
+		}
+	}
 	waitFor(t, "the listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", strings.TrimPrefix(ts.url, "http://"), time.Second)
 		if err == nil {
@@ -497,7 +517,6 @@ func TestRunReportsListenErrors(t *testing.T) {
 	}{
 		{"main", busy.Addr().String(), "", "(ADDRESS)"},
 		{"metrics", "127.0.0.1:0", busy.Addr().String(), "(METRICS_ADDRESS)"},
-		{"no address", "", "", "no address configured (ADDRESS)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

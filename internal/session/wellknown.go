@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // Paths of the discovery endpoints, the same as Pomerium's, served on every
@@ -51,7 +53,7 @@ func (k *Keys) JWKSHandler() http.Handler {
 func (k *Keys) WellKnownHandler(authenticateURL *url.URL) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !validHost(r.Host) {
-			http.Error(w, "bad Host header", http.StatusBadRequest)
+			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: the Host header is not a host name"})
 			return
 		}
 		here := &url.URL{Scheme: "https", Host: r.Host}
@@ -72,7 +74,7 @@ func (k *Keys) WellKnownHandler(authenticateURL *url.URL) http.Handler {
 		}
 		body, err := json.Marshal(doc)
 		if err != nil { // a struct of strings always marshals
-			http.Error(w, "encoding discovery document", http.StatusInternalServerError)
+			respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Message: "portcullis: encoding the discovery document failed"})
 			return
 		}
 		// The document depends on Host, so its ETag is computed per
@@ -96,7 +98,7 @@ func serveDiscovery(w http.ResponseWriter, r *http.Request, body []byte, tag str
 		return
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		respond.Error(w, r, respond.Problem{Code: http.StatusMethodNotAllowed, Message: "portcullis: " + r.Method + " is not allowed here; use GET, HEAD or OPTIONS"})
 		return
 	}
 	h.Set("Content-Type", "application/json")

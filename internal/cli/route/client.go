@@ -76,7 +76,7 @@ func (c *Client) LoginURL(ctx context.Context, redirectURI string) (*url.URL, er
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("asking %s for a sign-in URL: it has no login endpoint (404 for /.pomerium/api/v1/login); is this the address of a Portcullis route?", c.URL)
 	default:
-		return nil, fmt.Errorf("asking %s for a sign-in URL: the server answered %s: %s", c.URL, resp.Status, printable(body))
+		return nil, fmt.Errorf("asking %s for a sign-in URL: the server answered %s: %s", c.URL, resp.Status, serverMessage(body))
 	}
 	u, err := url.Parse(strings.TrimSpace(string(body)))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -117,13 +117,12 @@ func (c *Client) WhoAmI(ctx context.Context, jwt string) (*Identity, error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden:
-		var status struct{ Message string }
-		if json.Unmarshal(body, &status) == nil && status.Message != "" {
-			return nil, fmt.Errorf("%w: %s", ErrRejected, printable([]byte(status.Message)))
+		if msg, ok := statusMessage(body); ok {
+			return nil, fmt.Errorf("%w: %s", ErrRejected, msg)
 		}
 		return nil, ErrRejected
 	default:
-		return nil, fmt.Errorf("checking the cached credential with %s: the server answered %s: %s", c.URL, resp.Status, printable(body))
+		return nil, fmt.Errorf("checking the cached credential with %s: the server answered %s: %s", c.URL, resp.Status, serverMessage(body))
 	}
 	var id Identity
 	if err := json.Unmarshal(body, &id); err != nil {
@@ -169,6 +168,29 @@ func isTimeout(err error) bool {
 
 // printable returns the first line of b, at most 200 characters, without
 // control characters: the server's words go to a terminal.
+// statusMessage returns the message of a Kubernetes Status body, which
+// is how Portcullis answers an error, made printable.
+func statusMessage(body []byte) (string, bool) {
+	var status struct {
+		Kind    string
+		Message string
+	}
+	if json.Unmarshal(body, &status) != nil || status.Kind != "Status" || status.Message == "" {
+		return "", false
+	}
+	return printable([]byte(status.Message)), true
+}
+
+// serverMessage is what an error answer says: a Status's message, or the
+// start of whatever else the server sent (an older Portcullis answered
+// the login endpoint in plain text), made printable.
+func serverMessage(body []byte) string {
+	if msg, ok := statusMessage(body); ok {
+		return msg
+	}
+	return printable(body)
+}
+
 func printable(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

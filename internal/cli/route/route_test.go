@@ -226,6 +226,12 @@ func TestLoginURL(t *testing.T) {
 			w.Write([]byte("https://localhost:8443/.pomerium/sign_in?pomerium_login=sealed\n"))
 		}, "https://localhost:8443/.pomerium/sign_in?pomerium_login=sealed", ""},
 		{"sign-in not configured", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotImplemented)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
+				`"message":"portcullis: sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER","reason":"InternalError","code":501}` + "\n"))
+		}, "", "the server answered 501 Not Implemented: portcullis: sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER"},
+		{"sign-in not configured, in plain text (an older server)", func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER", http.StatusNotImplemented)
 		}, "", "the server answered 501 Not Implemented: sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER"},
 		{"not a URL", func(w http.ResponseWriter, r *http.Request) {

@@ -100,7 +100,7 @@ func demo(ctx context.Context, args []string) error {
 		"IDP_USERS_FILE=" + usersFile,
 		"LOG_FORMAT=text",
 	}
-	srv, err := testenv.StartServerProcess(ctx, "portcullis", bin, dir, nil, env, route+"/healthz", ca.ClientTLS())
+	srv, err := testenv.StartServerProcess(ctx, "portcullis", bin, dir, nil, env, route+"/.pomerium/healthz", ca.ClientTLS())
 	if err != nil {
 		return err
 	}
