@@ -283,7 +283,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.now()
 	sess := &session.Session{
-		ID: session.NewSessionID(), Subject: id.Subject, Email: id.Email, Name: id.Name, Groups: id.Groups,
+		ID: session.NewSessionID(), Subject: id.Subject, Email: id.Email, Name: id.Name, Groups: id.Groups, Claims: id.Claims,
 		CreatedAt: now, ExpiresAt: now.Add(a.opts.CookieExpire),
 		IDPRefreshToken: toks.RefreshToken, IDPIDToken: toks.IDToken, IDPExpiry: toks.Expiry,
 	}
@@ -493,7 +493,7 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 			// The session holds the person as the provider last described
 			// them: a group removed there since the token was issued no
 			// longer counts, as it would not for the session's cookie.
-			return &identity.Identity{User: c.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, Token, nil
+			return &identity.Identity{User: c.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Claims: sess.Claims, SessionID: c.SessionID, Expiry: c.Expiry}, Token, nil
 		}
 		return &identity.Identity{User: c.Subject, Email: c.Email, Name: c.Name, Groups: c.Groups, SessionID: c.SessionID, Expiry: c.Expiry}, Token, nil
 	}
@@ -507,7 +507,7 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 	if sess == nil {
 		return nil, 0, ErrSessionEnded
 	}
-	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, SessionID: sess.ID, Expiry: sess.ExpiresAt}, Cookie, nil
+	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Claims: sess.Claims, SessionID: sess.ID, Expiry: sess.ExpiresAt}, Cookie, nil
 }
 
 // RedirectToSignIn sends a browser on a route host to sign in and come

@@ -100,7 +100,8 @@ func (p *fakeProvider) Exchange(_ context.Context, code, verifier, nonce string)
 		return nil, nil, errors.New("fake provider: invalid_grant: PKCE verifier does not match")
 	}
 	delete(p.codes, code) // single use
-	return &idp.Identity{Subject: "user-1", Email: "someuser@example.com", Name: "Some User", Groups: []string{"sre", "dev"}},
+	return &idp.Identity{Subject: "user-1", Email: "someuser@example.com", Name: "Some User", Groups: []string{"sre", "dev"},
+			Claims: map[string][]string{"department": {"eng"}}},
 		&idp.Tokens{RefreshToken: idpRefreshToken, IDToken: idpIDToken, Expiry: time.Now().Add(time.Hour)}, nil
 }
 

@@ -317,7 +317,7 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		return
 	}
 	next := *cur
-	next.Email, next.Name, next.Groups = got.Email, got.Name, got.Groups
+	next.Email, next.Name, next.Groups, next.Claims = got.Email, got.Name, got.Groups, got.Claims
 	next.IDPExpiry = toks.Expiry
 	if next.IDPExpiry.IsZero() {
 		// No expiry this time: check again later rather than never.

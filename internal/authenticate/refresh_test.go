@@ -91,7 +91,8 @@ func (f *fixture) storedSession(t *testing.T, s signedIn) *session.Session {
 
 // provider answers are about the test user (subject user-1).
 func newIdentity(groups ...string) *idp.Identity {
-	return &idp.Identity{Subject: "user-1", Email: "someuser@example.com", Name: "Some User", Groups: groups}
+	return &idp.Identity{Subject: "user-1", Email: "someuser@example.com", Name: "Some User", Groups: groups,
+		Claims: map[string][]string{"department": {"refreshed"}}}
 }
 
 func TestRefreshUpdatesIdentity(t *testing.T) {
@@ -120,8 +121,18 @@ func TestRefreshUpdatesIdentity(t *testing.T) {
 		t.Fatalf("refreshed before the provider's expiry: %v", got)
 	}
 
+	if id, err := f.identifyBy(s, true); err != nil || !slices.Equal(id.Claims["department"], []string{"eng"}) {
+		t.Errorf("claims after sign-in: got %v, %v, want department eng", id, err)
+	}
 	f.advance(time.Hour + time.Second)
 	wantGroups(t, f, s, "dev", "oncall")
+	// The provider's claims of the refresh replace those of sign-in, for
+	// the cookie and the token alike.
+	for _, token := range []bool{false, true} {
+		if id, err := f.identifyBy(s, token); err != nil || !slices.Equal(id.Claims["department"], []string{"refreshed"}) {
+			t.Errorf("claims after the refresh (token %v): got %v, %v, want department refreshed", token, id, err)
+		}
+	}
 	if got, want := presented(), []string{idpRefreshToken}; !slices.Equal(got, want) {
 		t.Errorf("refresh tokens presented: got %v, want %v", got, want)
 	}

@@ -22,6 +22,10 @@ type Identity struct {
 	Name string
 	// Groups are sent as one Impersonate-Group each.
 	Groups []string
+	// Claims are the identity provider's text claims about the person,
+	// for claim/<name> policies; nil when the credential names no session
+	// (a token that carries its claims itself).
+	Claims map[string][]string
 	// SessionID ties the identity to a server-side session ("" if none).
 	SessionID string
 	// Expiry is when the credential that proved this identity ends.

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // claimsOP is a minimal OpenID provider whose answers a test sets: what
@@ -272,7 +274,7 @@ func TestClaims(t *testing.T) {
 			case err != nil:
 				t.Fatal(err)
 			default:
-				if diff := cmp.Diff(tc.want, id); diff != "" {
+				if diff := cmp.Diff(tc.want, id, ignoreClaims); diff != "" {
 					t.Errorf("identity (-want +got):\n%s", diff)
 				}
 			}
@@ -295,7 +297,7 @@ func TestRefreshWithoutIDToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(&Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"sre"}}, id); diff != "" {
+	if diff := cmp.Diff(&Identity{Subject: "user-1", Email: "a@example.com", Groups: []string{"sre"}}, id, ignoreClaims); diff != "" {
 		t.Errorf("identity (-want +got):\n%s", diff)
 	}
 	if toks.IDToken != "" || toks.RefreshToken != "rt" || time.Until(toks.Expiry) <= 0 {
@@ -356,5 +358,78 @@ func TestForeignIDTokensRefused(t *testing.T) {
 				t.Errorf("got identity %+v, error %v; want a refusal mentioning %q", id, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// ignoreClaims leaves Identity.Claims out of a comparison: TestTextClaims
+// and TestCustomClaimsReachTheIdentity cover them.
+var ignoreClaims = cmpopts.IgnoreFields(Identity{}, "Claims")
+
+// TestCustomClaimsReachTheIdentity: every text claim of the ID token and
+// userinfo is in the identity for claim/<name> policies, the ID token's
+// winning; others are left out.
+func TestCustomClaimsReachTheIdentity(t *testing.T) {
+	op := newClaimsOP(t)
+	op.set(func() {
+		op.idClaims = map[string]any{"email": "a@example.com", "email_verified": true, "department": "eng",
+			"roles": []string{"admin", "dev"}, "employee_number": 1234, "address": map[string]any{"country": "NL"}}
+		op.userinfo = map[string]any{"sub": "user-1", "department": "sales", "cost_center": "cc-7"}
+	})
+	p, err := New(Options{Provider: "oidc", ProviderURL: op.srv.URL, ClientID: "client", ClientSecret: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := p.Exchange(context.Background(), "code", "verifier", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{"department": {"eng"}, "roles": {"admin", "dev"}, "cost_center": {"cc-7"}, "email": {"a@example.com"}} {
+		if diff := cmp.Diff(want, id.Claims[name]); diff != "" {
+			t.Errorf("claim %s (-want +got):\n%s", name, diff)
+		}
+	}
+	for _, name := range []string{"employee_number", "address", "email_verified", "exp"} {
+		if v, ok := id.Claims[name]; ok {
+			t.Errorf("claim %s kept as %q: only text claims are", name, v)
+		}
+	}
+}
+
+func TestTextClaims(t *testing.T) {
+	long := strings.Repeat("x", maxClaimBytes+1)
+	many := make([]any, maxClaimValues+1)
+	for i := range many {
+		many[i] = "v"
+	}
+	got := textClaims(map[string]any{
+		"a":                                 "1",
+		"b":                                 []any{"x", "y"},
+		"empty":                             []any{},
+		"mixed":                             []any{"x", 1},
+		"number":                            1.5,
+		"bool":                              true,
+		"too long":                          long,
+		"too many":                          many,
+		strings.Repeat("n", maxClaimName+1): "v",
+	})
+	want := map[string][]string{"a": {"1"}, "b": {"x", "y"}, "empty": {}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// The bounds hold whatever comes.
+	flood := map[string]any{}
+	for i := range 1000 {
+		flood[fmt.Sprintf("claim-%04d", i)] = strings.Repeat("v", 1000)
+	}
+	got = textClaims(flood)
+	total := 0
+	for k, vv := range got {
+		total += len(k)
+		for _, v := range vv {
+			total += len(v)
+		}
+	}
+	if len(got) > maxClaims || total > maxClaimsTotal {
+		t.Errorf("kept %d claims of %d bytes, want at most %d and %d", len(got), total, maxClaims, maxClaimsTotal)
 	}
 }

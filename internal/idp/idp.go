@@ -22,6 +22,10 @@ type Identity struct {
 	Email   string
 	Name    string
 	Groups  []string
+	// Claims are the provider's claims about the person (ID token and
+	// userinfo together), for policies on claim/<name>: the text ones
+	// only, bounded (see textClaims).
+	Claims map[string][]string
 }
 
 // Tokens are the provider's tokens for one sign-in. They are secrets, kept
@@ -240,7 +244,8 @@ func (p *OIDC) identity(ctx context.Context, tok *oauth2.Token, nonce string) (*
 		return nil, nil, fmt.Errorf("the identity provider sent the %q claim by reference, not in the token (too many groups?): "+
 			"configure the provider to send fewer groups, such as only those assigned to the application", p.opts.GroupsClaim)
 	}
-	id := &Identity{Subject: subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim])}
+	id := &Identity{Subject: subject, Email: str(claims["email"]), Name: str(claims["name"]), Groups: strs(claims[p.opts.GroupsClaim]),
+		Claims: textClaims(claims)}
 	if id.Subject == "" {
 		return nil, nil, errors.New("the identity provider gave no subject for this user")
 	}
@@ -341,6 +346,71 @@ func classify(doing string, err error) error {
 		return errors.New(strings.TrimSpace(fmt.Sprintf("%s: the identity provider refused: %s %s", doing, code, re.ErrorDescription)))
 	}
 	return fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, doing, err)
+}
+
+// Bounds on the claims kept for policies (Identity.Claims): they live in
+// every session, and a provider (or a person who can set their own
+// attributes there) could send anything.
+const (
+	maxClaims      = 64       // claims kept per person
+	maxClaimName   = 128      // bytes of a claim's name
+	maxClaimValues = 256      // values of one list claim
+	maxClaimBytes  = 1024     // bytes of one value
+	maxClaimsTotal = 16 << 10 // bytes of names and values together
+)
+
+// textClaims keeps the claims a policy can compare: a string, or a list of
+// strings (an empty one included), in order of name, within the bounds
+// above; what does not fit is left out, whole. Numbers, booleans and
+// objects are left out on purpose: Pomerium compares them as what they
+// are, so a policy's text "1234" does not match the number 1234 there,
+// and must not here either.
+func textClaims(claims map[string]any) map[string][]string {
+	out := map[string][]string{}
+	total := 0
+	for _, name := range slices.Sorted(maps.Keys(claims)) {
+		if len(out) == maxClaims {
+			break
+		}
+		if len(name) > maxClaimName {
+			continue
+		}
+		var vals []string
+		switch v := claims[name].(type) {
+		case string:
+			vals = []string{v}
+		case []any:
+			if len(v) > maxClaimValues {
+				continue
+			}
+			vals = make([]string, 0, len(v))
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					vals = nil
+					break
+				}
+				vals = append(vals, s)
+			}
+			if vals == nil {
+				continue
+			}
+		default:
+			continue
+		}
+		size := len(name)
+		fits := true
+		for _, s := range vals {
+			size += len(s)
+			fits = fits && len(s) <= maxClaimBytes
+		}
+		if !fits || total+size > maxClaimsTotal {
+			continue
+		}
+		total += size
+		out[name] = vals
+	}
+	return out
 }
 
 func str(v any) string {

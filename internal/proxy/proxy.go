@@ -23,6 +23,7 @@ type Proxy struct {
 	kubernetes bool
 	saToken    kube.TokenSource // Kubernetes routes only
 	imp        kube.Impersonator
+	assert     func(*identity.Identity, string) (string, error)
 	cookieName string
 	targets    *failover
 	rp         *httputil.ReverseProxy
@@ -35,8 +36,16 @@ type Options struct {
 	// CookieName is the session cookie, removed before a request goes
 	// upstream.
 	CookieName string
-	Logger     *slog.Logger
+	// Assert signs the identity assertion of a route with
+	// pass_identity_headers (the X-Pomerium-Jwt-Assertion header) for the
+	// person and the route's host; required for such a route.
+	Assert func(id *identity.Identity, audience string) (string, error)
+	Logger *slog.Logger
 }
+
+// headerAssertion carries the signed identity assertion to the upstream,
+// under Pomerium's name.
+const headerAssertion = "X-Pomerium-Jwt-Assertion"
 
 // New builds the proxy of a route: its transports, its upstream list and,
 // for a Kubernetes route, its service-account token source (a token file is
@@ -44,6 +53,9 @@ type Options struct {
 func New(route *config.Route, opts Options) (*Proxy, error) {
 	if len(route.To) == 0 {
 		return nil, fmt.Errorf("route %s: no upstream (`to`)", route.From)
+	}
+	if route.PassIdentityHeaders && opts.Assert == nil {
+		return nil, fmt.Errorf("route %s: pass_identity_headers, but nothing to sign the assertion with", route.From)
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -58,6 +70,7 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 	p := &Proxy{
 		route:      route,
 		kubernetes: route.IsKubernetes(),
+		assert:     opts.Assert,
 		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
 		cookieName: opts.CookieName,
 		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
@@ -139,8 +152,9 @@ func (streamBuffers) Put([]byte) {}
 // upstreamAuth is what the handler resolved for the rewrite, which cannot
 // fail: the service-account token and the person to impersonate.
 type upstreamAuth struct {
-	token string
-	id    *identity.Identity
+	token     string // the service account's, on a Kubernetes route
+	id        *identity.Identity
+	assertion string // pass_identity_headers: the signed identity assertion
 }
 
 type upstreamAuthKey struct{}
@@ -159,8 +173,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	id := identity.FromContext(ctx)
+	auth := &upstreamAuth{id: id}
+	if p.route.PassIdentityHeaders && id != nil {
+		a, err := p.assert(id, p.route.From.Host)
+		if err != nil {
+			// The upstream asked to be told who is calling: without it,
+			// it could take the request as anonymous, or worse.
+			p.logger.Error("signing the identity assertion", "error", err)
+			respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Message: "portcullis: internal error: the request was not forwarded"})
+			return
+		}
+		auth.assertion = a
+	}
 	if p.kubernetes {
-		id := identity.FromContext(ctx)
 		if id == nil {
 			respond.Error(w, r, respond.Unauthenticated("no signed-in user"))
 			return
@@ -176,8 +202,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Message: "portcullis: the proxy has no service-account token for this cluster; an administrator must check kubernetes_service_account_token"})
 			return
 		}
-		ctx = context.WithValue(ctx, upstreamAuthKey{}, &upstreamAuth{token: tok, id: id})
+		auth.token = tok
 	}
+	ctx = context.WithValue(ctx, upstreamAuthKey{}, auth)
 	if p.route.Timeout > 0 && !IsUpgrade(r.Header) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.route.Timeout)
@@ -247,15 +274,18 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// Nothing a client sent may choose the identity the upstream sees:
 	// every credential and identity header goes, on every route.
 	kube.StripCredentials(pr.Out.Header, p.cookieName)
+	auth, _ := pr.In.Context().Value(upstreamAuthKey{}).(*upstreamAuth)
+	if auth == nil {
+		return // a Kubernetes request: requireImpersonation refuses it
+	}
+	if auth.assertion != "" {
+		pr.Out.Header[headerAssertion] = []string{auth.assertion}
+	}
 	if !p.kubernetes {
 		return
 	}
-	auth, _ := pr.In.Context().Value(upstreamAuthKey{}).(*upstreamAuth)
-	if auth == nil {
-		return // requireImpersonation refuses the request
-	}
 	if err := p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
-		// ServeHTTP checked these; SetImpersonation left no credential
+		// ServeHTTP checked these; Set left no credential
 		// behind, and requireImpersonation refuses the request.
 		p.logger.Error("setting impersonation headers", "error", err)
 	}

@@ -38,7 +38,7 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Logger: s.logger})
+	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, Logger: s.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +158,15 @@ func (s *Server) verifyToken(token, audience string, now time.Time) (*session.Cl
 	return s.tokens.Verify(token, audience, now)
 }
 
+// assert signs the identity assertion a route with pass_identity_headers
+// sends its upstream (X-Pomerium-Jwt-Assertion): the person as the request
+// was authenticated, for the route's host, with the keys whose public half
+// every route host publishes at /.well-known/pomerium/jwks.json.
+func (s *Server) assert(id *identity.Identity, audience string) (string, error) {
+	return s.keys.IssueAssertion(session.Assertion{Audience: audience, Subject: id.User, Email: id.Email,
+		Name: id.Name, Groups: id.Groups, SessionID: id.SessionID})
+}
+
 // tokenIssuer is the "iss" of the tokens this server issues and accepts:
 // the authenticate service URL, as Pomerium uses it.
 func tokenIssuer(opts *config.Options) string {
@@ -197,7 +206,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		}
 		if id := identity.FromContext(r.Context()); id != nil {
 			req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
-			req.Claims = map[string][]string{"email": {id.Email}, "sub": {id.User}, "name": {id.Name}, "groups": id.Groups}
+			req.Claims = policyClaims(id)
 		}
 		if kubernetes {
 			info, err := kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
@@ -226,6 +235,19 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 				Title: "Access denied", Text: "Portcullis " + d.Message() + "."})
 		}
 	})
+}
+
+// policyClaims are the claims a policy's claim/<name> sees: the provider's
+// text claims kept in the session, with email, sub, name and groups as
+// authentication established them (a refresh may have changed them since
+// sign-in, and a token without a session carries only these).
+func policyClaims(id *identity.Identity) map[string][]string {
+	c := make(map[string][]string, len(id.Claims)+4)
+	for k, v := range id.Claims {
+		c[k] = v
+	}
+	c["email"], c["sub"], c["name"], c["groups"] = []string{id.Email}, []string{id.User}, []string{id.Name}, id.Groups
+	return c
 }
 
 // newAuthenticator builds sign-in: the cookie sealer, the session store

@@ -12,11 +12,14 @@ import (
 // its ID in a sealed cookie; tokens carry it as "sid", so revoking the
 // session here stops every token issued for it.
 type Session struct {
-	ID        string
-	Subject   string
-	Email     string
-	Name      string
-	Groups    []string
+	ID      string
+	Subject string
+	Email   string
+	Name    string
+	Groups  []string
+	// Claims are the provider's text claims about the person, for
+	// claim/<name> policies (idp.Identity.Claims, bounded there).
+	Claims    map[string][]string
 	CreatedAt time.Time
 	ExpiresAt time.Time // COOKIE_EXPIRE after sign-in
 
