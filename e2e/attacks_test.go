@@ -101,7 +101,7 @@ func testSystemNames(t *testing.T, s *stack, client *http.Client) {
 		"a node's name":        s.token(t, "system:node:worker-1", "system:nodes"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, _, code := selfSubjectReview(t, client, s.routeURL, http.Header{"Authorization": {"Bearer Pomerium-" + tok}})
+			code := selfSubjectReview(t, client, s.routeURL, http.Header{"Authorization": {"Bearer Pomerium-" + tok}}).code
 			if code != http.StatusForbidden {
 				t.Errorf("got %d, want 403", code)
 			}

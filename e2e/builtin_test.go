@@ -50,7 +50,8 @@ func TestSignInBuiltinProvider(t *testing.T) {
 	}
 	// kubectl's token, from the same browser (signed in already).
 	tok := programmaticLogin(t, ctx, browser, routeURL, st.authURL, "someuser@example.com", "a long demo password")
-	_, groups, _, code := selfSubjectReview(t, browser.Client, routeURL, http.Header{"Authorization": {"Bearer Pomerium-" + tok}})
+	got := selfSubjectReview(t, browser.Client, routeURL, http.Header{"Authorization": {"Bearer Pomerium-" + tok}})
+	groups, code := got.groups, got.code
 	if code != http.StatusCreated || !contains(groups, "dev") || !contains(groups, "oncall") {
 		t.Errorf("apiserver saw groups %v (status %d), want dev and oncall", groups, code)
 	}

@@ -178,11 +178,11 @@ func TestGuideFoundation(t *testing.T) {
 	}
 	resp, body = get(fmt.Sprintf("https://localhost:%d/ping", port))
 	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /ping on the authenticate host: got %s", resp.Status)
+		t.Errorf("GET /ping on the authenticate host: got %s (%q), want 200", resp.Status, body)
 	}
 	resp, body = get(fmt.Sprintf("https://localhost:%d/healthz", port))
 	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /healthz on the authenticate host: got %s", resp.Status)
+		t.Errorf("GET /healthz on the authenticate host: got %s (%q), want 200", resp.Status, body)
 	}
 	resp, body = get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "portcullis_http_requests_total") {

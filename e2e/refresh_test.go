@@ -78,7 +78,8 @@ func TestSessionRefreshBuiltinProvider(t *testing.T) {
 	review := func(token bool) (user string, groups []string, code int) {
 		t.Helper()
 		if token {
-			user, groups, _, code = selfSubjectReview(t, client, routeURL, bearer.Clone())
+			got := selfSubjectReview(t, client, routeURL, bearer.Clone())
+			user, groups, code = got.user, got.groups, got.code
 			if code == http.StatusCreated {
 				code = http.StatusOK
 			}

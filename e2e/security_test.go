@@ -69,13 +69,13 @@ func TestKubernetesSecurity(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				user, groups, extra, code := selfSubjectReview(t, client, s.routeURL, tt.header)
-				if code != http.StatusCreated || user != "someuser@example.com" {
-					t.Fatalf("apiserver saw %q (status %d), want someuser@example.com", user, code)
+				got := selfSubjectReview(t, client, s.routeURL, tt.header)
+				if got.code != http.StatusCreated || got.user != "someuser@example.com" {
+					t.Fatalf("apiserver saw %q (status %d), want someuser@example.com", got.user, got.code)
 				}
 				want := []string{"dev", "system:authenticated"}
-				if strings.Join(groups, ",") != strings.Join(want, ",") || len(extra) != 0 {
-					t.Errorf("apiserver saw groups %v and extra %v, want %v and none", groups, extra, want)
+				if strings.Join(got.groups, ",") != strings.Join(want, ",") || len(got.extra) != 0 || got.uid != "" {
+					t.Errorf("apiserver saw groups %v, extra %v and uid %q, want %v, no extra and no uid", got.groups, got.extra, got.uid, want)
 				}
 			})
 		}
@@ -92,9 +92,9 @@ func TestKubernetesSecurity(t *testing.T) {
 	})
 
 	t.Run("two Authorization headers are refused", func(t *testing.T) {
-		_, _, _, code := selfSubjectReview(t, client, s.routeURL, http.Header{
+		code := selfSubjectReview(t, client, s.routeURL, http.Header{
 			"Authorization": {"Bearer Pomerium-" + good, "Bearer " + s.cluster.AdminToken},
-		})
+		}).code
 		if code != http.StatusUnauthorized {
 			t.Errorf("status: got %d, want 401", code)
 		}
@@ -197,9 +197,18 @@ subjects: [{kind: ServiceAccount, name: portcullis-rotated, namespace: default}]
 	})
 }
 
+// reviewed is who the apiserver says a request is from.
+type reviewed struct {
+	user, uid string
+	groups    []string
+	extra     map[string][]string
+	code      int // the HTTP status of the review
+}
+
 // selfSubjectReview asks the apiserver, through Portcullis, who the
-// request is from.
-func selfSubjectReview(t *testing.T, client *http.Client, routeURL string, h http.Header) (user string, groups []string, extra map[string][]string, code int) {
+// request is from. A review that was created (201) but cannot be read
+// fails the test: a check on what it says would pass on nothing.
+func selfSubjectReview(t *testing.T, client *http.Client, routeURL string, h http.Header) reviewed {
 	t.Helper()
 	h.Set("Content-Type", "application/json")
 	resp := do(t, client, "POST", routeURL+"/apis/authentication.k8s.io/v1/selfsubjectreviews", h,
@@ -208,14 +217,19 @@ func selfSubjectReview(t *testing.T, client *http.Client, routeURL string, h htt
 		Status struct {
 			UserInfo struct {
 				Username string              `json:"username"`
+				UID      string              `json:"uid"`
 				Groups   []string            `json:"groups"`
 				Extra    map[string][]string `json:"extra"`
 			} `json:"userInfo"`
 		} `json:"status"`
 	}
-	json.Unmarshal([]byte(resp.body), &review)
+	if resp.code == http.StatusCreated {
+		if err := json.Unmarshal([]byte(resp.body), &review); err != nil {
+			t.Fatalf("the apiserver's SelfSubjectReview does not decode: %v\n%s", err, resp.body)
+		}
+	}
 	u := review.Status.UserInfo
-	return u.Username, u.Groups, u.Extra, resp.code
+	return reviewed{user: u.Username, uid: u.UID, groups: u.Groups, extra: u.Extra, code: resp.code}
 }
 
 type response struct {

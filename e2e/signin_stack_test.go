@@ -17,6 +17,9 @@ const (
 	// signinUnverifiedEmail is known too, with the same password, but the
 	// provider says email_verified: false.
 	signinUnverifiedEmail = "unverified@example.com"
+	// signinOutsiderEmail is known too, with the same password; the
+	// route's policy does not let them in.
+	signinOutsiderEmail = "outsider@example.com"
 )
 
 // signinStack is the setup of TestSignIn as a helper: a real
@@ -33,9 +36,20 @@ type signinStack struct {
 	dir      string
 }
 
+// signinPolicy is the sign-in stack's route policy, as the guide writes
+// it.
+var signinPolicy = "    - allow:\n        or:\n          - email:\n              is: " + signinEmail + "\n"
+
 // startSigninStack starts the stack; extraEnv adds or overrides
 // Portcullis's environment (e.g. COOKIE_EXPIRE).
 func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *signinStack {
+	t.Helper()
+	return startSigninStackWithPolicy(t, ctx, signinPolicy, extraEnv...)
+}
+
+// startSigninStackWithPolicy is startSigninStack with the route's
+// `policy:` list (indented to sit under the route key).
+func startSigninStackWithPolicy(t *testing.T, ctx context.Context, policyYAML string, extraEnv ...string) *signinStack {
 	t.Helper()
 	s := &signinStack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
 	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
@@ -56,6 +70,7 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 	s.idp = testenv.NewOIDCProvider(t, []string{s.authURL + "/oauth2/callback"}, []testenv.OIDCUser{
 		{Email: signinEmail, Password: signinPassword, FirstName: "Some", LastName: "User"},
 		{Email: signinUnverifiedEmail, Password: signinPassword, FirstName: "Not", LastName: "Verified", EmailUnverified: true},
+		{Email: signinOutsiderEmail, Password: signinPassword, FirstName: "Out", LastName: "Sider"},
 	})
 	if s.ca, err = testenv.NewCA("portcullis-e2e"); err != nil {
 		t.Fatal(err)
@@ -64,8 +79,8 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n    - allow:\n        or:\n          - email:\n              is: %s\n  kubernetes_service_account_token: %q\n",
-		s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), signinEmail, saToken)
+	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n%s  kubernetes_service_account_token: %q\n",
+		s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, saToken)
 	env := []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
 		"AUTHENTICATE_SERVICE_URL=" + s.authURL,

@@ -20,7 +20,11 @@ import (
 func TestSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	st := startSigninStack(t, ctx)
+	// The route lets in whoever the provider gives the family name User,
+	// a claim the provider issues (in userinfo) that Portcullis has no use
+	// of its own for: only the provider's claims kept in the session let
+	// the policy see it.
+	st := startSigninStackWithPolicy(t, ctx, "    - allow:\n        and:\n          - claim/family_name: User\n")
 	ca, idp, routeURL, authURL := st.ca, st.idp, st.routeURL, st.authURL
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS()}, Timeout: 30 * time.Second}
@@ -77,6 +81,29 @@ func TestSignIn(t *testing.T) {
 		cliToken = programmaticLogin(t, ctx, testenv.NewBrowser(ca.ClientTLS()), routeURL, authURL, signinEmail, signinPassword)
 		if user := whoamiWith(t, client, routeURL, "Bearer Pomerium-"+cliToken); user != "someuser@example.com" {
 			t.Errorf("with the token the apiserver saw %q, want someuser@example.com", user)
+		}
+	})
+
+	t.Run("a policy on a claim of the provider's, through kubectl", func(t *testing.T) {
+		for _, tc := range []struct {
+			email   string
+			allowed bool
+		}{{signinEmail, true}, {signinOutsiderEmail, false}} {
+			tok := programmaticLogin(t, ctx, testenv.NewBrowser(ca.ClientTLS()), routeURL, authURL, tc.email, signinPassword)
+			kubeconfig := writeKubeconfig(t, routeURL, ca.CertPEM, tok)
+			if tc.allowed {
+				out, _, err := st.cluster.Kubectl(ctx, nil, "--kubeconfig", kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+				if err != nil || out != tc.email {
+					t.Errorf("%s (family name User): kubectl auth whoami gave %q, %v; want %s", tc.email, out, err, tc.email)
+				}
+				continue
+			}
+			// --raw: a plain get would first fail discovery, which kubectl
+			// reports without the server's message.
+			_, errOut, err := st.cluster.Kubectl(ctx, nil, "--kubeconfig", kubeconfig, "get", "--raw", "/api/v1/namespaces")
+			if err == nil || !strings.Contains(errOut, "Forbidden") || !strings.Contains(errOut, "claim-unauthorized") {
+				t.Errorf("%s (family name Sider): kubectl get --raw /api/v1/namespaces gave %q, %v; want Forbidden by the claim", tc.email, errOut, err)
+			}
 		}
 	})
 
@@ -191,7 +218,8 @@ func whoamiWith(t *testing.T, client *http.Client, routeURL, authorization strin
 	if authorization != "" {
 		h.Set("Authorization", authorization)
 	}
-	user, _, _, code := selfSubjectReview(t, client, routeURL, h)
+	got := selfSubjectReview(t, client, routeURL, h)
+	user, code := got.user, got.code
 	if code != http.StatusCreated {
 		t.Errorf("selfsubjectreview: status %d", code)
 	}
