@@ -53,12 +53,6 @@ func (r *Reporter) Route(i int, o *Options, key, format string, args ...any) {
 	r.v.add(rl.key(key), format, args...)
 }
 
-// RouteName names route i as messages about other routes do: "routes[0]
-// (config.yaml:5)" or `route 1 of POLICY`.
-func (r *Reporter) RouteName(i int, o *Options) string {
-	return r.v.route(i, &o.Routes[i]).ref
-}
-
 // Problem reports a problem that already says where it is (the policy
 // compiler's).
 func (r *Reporter) Problem(p *Problem) {
@@ -85,6 +79,15 @@ func (r *Reporter) WarnRoute(i int, o *Options, key, format string, args ...any)
 // by where Load found them. The server calls it with the same checks as
 // --check-config, so that it refuses to start on exactly what the check
 // refuses. Warnings replace o's (see Warnings).
+//
+// Call it again after changing Options in code. For Options built in code
+// (not by Load), Check with no checks is pure: it reads no file and
+// touches no network, and its Problems have no Source, their keys being
+// YAML keys and routes named by their index in o.Routes ("routes[0].to").
+//
+// Missing secrets are not a problem (see GenerateMissingSecrets), nor is a
+// missing certificate or authenticate URL: whether the server can do
+// without is the server's decision (its checks say).
 func (o *Options) Check(checks ...Check) error {
 	found, warnings := o.check(o.loc, checks)
 	o.warnings = warnings

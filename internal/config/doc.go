@@ -12,9 +12,9 @@
 //   - what a Pomerium configuration brings that Portcullis does not
 //     implement: pomeriumKeys, one table of Pomerium's keys, each refused
 //     with what to do instead (pomerium.go);
-//   - Validate, which reports every problem at once, each naming its source:
-//     the file and line, the environment variable, or the line of a decoded
-//     base64 value.
+//   - validation (in Load, and again in Options.Check), which reports every
+//     problem at once, each naming its source: the file and line, the
+//     environment variable, or the line of a decoded base64 value.
 //
 // It must not:
 //   - touch the network, start listeners, or hold server logic: the server

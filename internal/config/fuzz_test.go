@@ -69,7 +69,12 @@ func FuzzLoad(f *testing.F) {
 		if file != "" {
 			path = "config.yaml"
 		}
-		o, err := load(path, []byte(file), e.lookup, readFile)
+		o, err := load(path, e.lookup, func(name string) ([]byte, error) {
+			if path != "" && name == path {
+				return []byte(file), nil
+			}
+			return readFile(name)
+		})
 		if err != nil {
 			if o != nil {
 				t.Errorf("Load returned Options with an error")
@@ -85,8 +90,8 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		if err := o.Validate(); err != nil {
-			t.Fatalf("Load succeeded, but Validate reports:\n%v", err)
+		if err := o.Check(); err != nil {
+			t.Fatalf("Load succeeded, but Check reports:\n%v", err)
 		}
 		_ = o.Summary()
 	})

@@ -115,6 +115,17 @@ func readTestdata(tb testing.TB, name string) string {
 	return string(b)
 }
 
+// configFile is a readFile for load that serves text as the config file at
+// path and reads any other file as Load does.
+func configFile(path, text string) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		if name == path {
+			return []byte(text), nil
+		}
+		return readBounded(name)
+	}
+}
+
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // newECKeyPEM returns a fresh EC private key in PEM ("EC PRIVATE KEY").

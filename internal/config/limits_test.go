@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,7 +48,7 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := load("config.yaml", []byte(tc.file), nil, nil)
+			_, err := load("config.yaml", nil, configFile("config.yaml", tc.file))
 			ps := Problems(err)
 			found := 0
 			for _, p := range ps {
@@ -99,10 +100,27 @@ func TestSelfReferentialAnchors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := load("config.yaml", []byte(tc.file), nil, nil)
+			_, err := load("config.yaml", nil, configFile("config.yaml", tc.file))
 			if diff := cmp.Diff(tc.want, messages(err)); diff != "" {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestConfigFileIsBounded: Load reads the config file as it reads the files
+// that *_file settings name, bounded by maxReadSize, so that a path like
+// /dev/zero cannot exhaust memory (it used to read it whole). The
+// environment's problems are still reported with it.
+func TestConfigFileIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"config.yaml": "# " + strings.Repeat("x", maxReadSize) + "\n"})
+	_, err := Load(filepath.Join(dir, "config.yaml"), env{"LOG_FORMAT": "xml"}.lookup)
+	want := []string{
+		filepath.Join(dir, "config.yaml") + ": cannot read the config file: larger than 1048576 bytes, which is too large for a configuration",
+		`LOG_FORMAT: "xml" is not a log format: want json or text`,
+	}
+	if diff := cmp.Diff(want, messages(err)); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }

@@ -20,9 +20,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxReadSize bounds every file that a *_file setting names: such files
-// hold keys, certificates and secrets, and a path like /dev/zero must not
-// exhaust memory.
+// maxReadSize bounds every file Load reads: the config file and those its
+// *_file settings name, which hold keys, certificates and secrets. A path
+// like /dev/zero must not exhaust memory.
 const maxReadSize = 1 << 20
 
 // Load reads the configuration: the YAML file at path (no file when path is
@@ -39,7 +39,7 @@ const maxReadSize = 1 << 20
 //
 // Routes from POLICY (or the file's policy:) come first, then those from
 // ROUTES (routes:); the route defaults are then applied and the result is
-// checked by Validate.
+// checked as Options.Check checks it.
 //
 // checks are run after config's own validation (see Check): the server
 // passes its own, so that Load refuses everything a start would.
@@ -50,12 +50,23 @@ const maxReadSize = 1 << 20
 // a problem: see GenerateMissingSecrets. What is only worth a warning is
 // in the Options' Warnings.
 func Load(path string, lookupEnv func(string) (string, bool), checks ...Check) (*Options, error) {
-	l := newLoader(lookupEnv, readBounded)
+	return load(path, lookupEnv, readBounded, checks...)
+}
+
+// load is Load with every file read, the config file's included, done by
+// readFile (readBounded when nil), so that tests and fuzzing can give the
+// files' contents.
+func load(path string, lookupEnv func(string) (string, bool), readFile func(string) ([]byte, error), checks ...Check) (*Options, error) {
+	l := newLoader(lookupEnv, readFile)
 	l.checks = checks
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := l.readFile(path)
 		if err != nil {
-			l.problem(where{source: path}, "cannot read the config file: "+osError(err))
+			msg := "cannot read the config file: " + osError(err)
+			if errors.Is(err, errTooLarge) {
+				msg += ", which is too large for a configuration"
+			}
+			l.problem(where{source: path}, msg)
 		} else {
 			l.parseFile(path, data)
 		}
@@ -63,15 +74,8 @@ func Load(path string, lookupEnv func(string) (string, bool), checks ...Check) (
 	return l.finish()
 }
 
-// load is Load with the config file's contents given and file reads
-// replaced, for tests and fuzzing.
-func load(path string, data []byte, lookupEnv func(string) (string, bool), readFile func(string) ([]byte, error)) (*Options, error) {
-	l := newLoader(lookupEnv, readFile)
-	if path != "" {
-		l.parseFile(path, data)
-	}
-	return l.finish()
-}
+// errTooLarge is readBounded's error for a file over maxReadSize.
+var errTooLarge = fmt.Errorf("larger than %d bytes", maxReadSize)
 
 // readBounded reads the file at path, refusing files over maxReadSize.
 func readBounded(path string) ([]byte, error) {
@@ -85,7 +89,7 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > maxReadSize {
-		return nil, fmt.Errorf("larger than %d bytes, which is too large for a key, certificate or secret", maxReadSize)
+		return nil, errTooLarge
 	}
 	return data, nil
 }
@@ -547,7 +551,11 @@ func (l *loader) path(v value) (string, bool) {
 func (l *loader) read(at where, path string) (value, bool) {
 	data, err := l.readFile(path)
 	if err != nil {
-		l.problem(at, fmt.Sprintf("cannot read %q: %s", path, osError(err)))
+		msg := fmt.Sprintf("cannot read %q: %s", path, osError(err))
+		if errors.Is(err, errTooLarge) {
+			msg += ", which is too large for a key, certificate or secret"
+		}
+		l.problem(at, msg)
 		return value{}, false
 	}
 	return value{at: at, text: string(data), path: path}, true

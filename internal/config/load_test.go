@@ -21,8 +21,8 @@ func TestLoadNothingGivesDefaults(t *testing.T) {
 	if diff := cmp.Diff(Defaults(), *got, ignoreLoad); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	if err := got.Validate(); err != nil {
-		t.Errorf("Defaults().Validate() = %v, want nil", err)
+	if err := got.Check(); err != nil {
+		t.Errorf("Defaults().Check() = %v, want nil", err)
 	}
 }
 
@@ -445,8 +445,8 @@ func TestGenerateMissingSecrets(t *testing.T) {
 	if string(o.SharedSecret) != strings.Repeat("s", 32) {
 		t.Errorf("SharedSecret was replaced; a set secret must be kept")
 	}
-	if err := o.Validate(); err != nil {
-		t.Errorf("Validate after GenerateMissingSecrets: %v", err)
+	if err := o.Check(); err != nil {
+		t.Errorf("Check after GenerateMissingSecrets: %v", err)
 	}
 	if got := o.GenerateMissingSecrets(); got != nil {
 		t.Errorf("second call generated %v, want nothing", got)
@@ -501,8 +501,8 @@ func TestBuiltinTokenTTL(t *testing.T) {
 			if o.IDPBuiltinTokenTTL != tc.want {
 				t.Errorf("IDPBuiltinTokenTTL: got %v, want %v", o.IDPBuiltinTokenTTL, tc.want)
 			}
-			if err := o.Validate(); err != nil {
-				t.Errorf("Validate: %v", err)
+			if err := o.Check(); err != nil {
+				t.Errorf("Check: %v", err)
 			}
 		})
 	}

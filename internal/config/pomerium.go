@@ -39,6 +39,8 @@ type pomeriumUse uint8
 
 const (
 	// refused: Portcullis has no such setting; the message says what to do.
+	// It is the zero value, so that most entries of pomeriumKeys need no use.
+	//lint:ignore U1000 the zero value: every pomeriumKeys entry without a use is refused
 	refused pomeriumUse = iota
 	// planned: a later version implements it under the same name. The
 	// entry then goes, and a setting takes its place

@@ -200,7 +200,7 @@ func TestPomeriumKeys(t *testing.T) {
 			if tc.file != "" {
 				path = "config.yaml"
 			}
-			_, err := load(path, []byte(tc.file), tc.env.lookup, nil)
+			_, err := load(path, tc.env.lookup, configFile(path, tc.file))
 			if diff := cmp.Diff(tc.want, messages(err)); diff != "" {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}

@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// Problem is one thing wrong with the configuration. Load and Validate
+// Problem is one thing wrong with the configuration. Load and Check
 // report every Problem they find, joined with errors.Join; Problems or
 // errors.As get them back.
 type Problem struct {
 	// Source says where the value came from: "config.yaml:12" (the file
 	// and line), "COOKIE_SECRET" (an environment variable), "POLICY (decoded)
-	// line 3" (a line of a base64 value once decoded), or "" when Validate
+	// line 3" (a line of a base64 value once decoded), or "" when Check
 	// checks Options built in code.
 	Source string
 	// Key names the setting within Source: "cookie_secret" or
@@ -38,7 +38,7 @@ func (p *Problem) Error() string {
 	return b.String()
 }
 
-// Problems returns every Problem in err (as returned by Load or Validate),
+// Problems returns every Problem in err (as returned by Load or Check),
 // in order. Errors that are not Problems are left out.
 func Problems(err error) []*Problem {
 	var out []*Problem

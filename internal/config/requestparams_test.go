@@ -154,7 +154,7 @@ func TestIDPRequestParamsProblems(t *testing.T) {
 			if tc.file != "" {
 				path = "config.yaml"
 			}
-			o, err := load(path, []byte(tc.file), tc.env.lookup, nil)
+			o, err := load(path, tc.env.lookup, configFile(path, tc.file))
 			if err == nil {
 				t.Fatalf("Load succeeded with %v, want problems:\n%s", o.IDPRequestParams, strings.Join(tc.want, "\n"))
 			}
@@ -180,7 +180,7 @@ func TestReservedRequestParamsMatchIDP(t *testing.T) {
 	}, reservedRequestParams...)
 	for _, name := range candidates {
 		_, idpErr := idp.New(idp.Options{Provider: "google", ClientID: "c", ClientSecret: "s", RequestParams: map[string]string{name: "x"}})
-		_, loadErr := load("", nil, env{"IDP_REQUEST_PARAMS": name + "=x"}.lookup, nil)
+		_, loadErr := load("", env{"IDP_REQUEST_PARAMS": name + "=x"}.lookup, nil)
 		if (idpErr != nil) != (loadErr != nil) {
 			t.Errorf("%s: idp.New says %v, Load says %v: want both to refuse it or both to take it", name, idpErr, loadErr)
 		}

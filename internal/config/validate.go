@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -86,27 +85,8 @@ func pureRouteLoc(i int, r *Route) routeLoc {
 	return loc
 }
 
-// Validate checks o as a whole and reports every problem found, joined
-// with errors.Join (see Problems); nil if o is fine. It is pure: it reads
-// no file and touches no network. Load calls it; call it again after
-// changing Options in code. Keys in its Problems are YAML keys, routes
-// named by their index in o.Routes ("routes[0].to").
-//
-// Missing secrets are not a problem (see GenerateMissingSecrets), nor is a
-// missing certificate or authenticate URL: whether the server can do
-// without is the server's decision.
-func (o *Options) Validate() error {
-	v := &validator{}
-	o.validateInto(v)
-	found := v.found
-	errs := make([]error, len(found))
-	for i, f := range found {
-		errs[i] = f.p
-	}
-	return errors.Join(errs...)
-}
-
-// validator collects validation problems; loc is nil for pure Validate.
+// validator collects validation problems; loc is nil for Options built in
+// code.
 type validator struct {
 	loc      *locations
 	found    []found

@@ -12,9 +12,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestValidate checks Options built in code, as the server or a test
-// might: problems name YAML keys and routes by index, with no source.
-func TestValidate(t *testing.T) {
+// TestCheckInCode checks Options built in code, as the server or a test
+// might, with Check and no checks: problems name YAML keys and routes by
+// index, with no source.
+func TestCheckInCode(t *testing.T) {
 	u := func(s string) *url.URL { return mustURL(t, s) }
 	good := func() Options {
 		o := Defaults()
@@ -134,7 +135,7 @@ func TestValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := good()
 			tc.mutate(&o)
-			if diff := cmp.Diff(tc.want, messages(o.Validate())); diff != "" {
+			if diff := cmp.Diff(tc.want, messages(o.Check())); diff != "" {
 				t.Errorf("problems (-want +got):\n%s", diff)
 			}
 		})

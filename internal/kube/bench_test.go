@@ -33,7 +33,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 		// does: the clone is part of the cost.
 		h := tmpl.Clone()
 		StripCredentials(h, "_pomerium")
-		if err := SetImpersonation(h, tok, "alice@example.com", groups); err != nil {
+		if err := (Impersonator{}).Set(h, tok, "alice@example.com", groups); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,7 +3,7 @@
 //
 //   - impersonation: StripCredentials removes every header by which a
 //     client could authenticate upstream or pick the identity Kubernetes
-//     sees; SetImpersonation adds the service account's bearer token and
+//     sees; Impersonator.Set adds the service account's bearer token and
 //     Impersonate-User / Impersonate-Group for the verified user, and
 //     refuses to when there is no user;
 //   - the service account token: TokenSource, a static token, and

@@ -22,9 +22,9 @@ const (
 
 // StripCredentials removes from h every header by which a client could
 // authenticate to the upstream or choose the identity Kubernetes sees, so
-// that after SetImpersonation the only identity on the request is the one
+// that after Impersonator.Set the only identity on the request is the one
 // Portcullis verified. Call it on the outgoing request, before
-// SetImpersonation.
+// Impersonator.Set.
 //
 // Header names are matched case-insensitively and h is scanned key by key:
 // a header set by direct map assignment (h["impersonate-user"] = …) is not
@@ -35,7 +35,7 @@ const (
 // Removed, and why:
 //   - Authorization: the client's own credential (for kubectl, the
 //     Pomerium-<jwt> from portcullis-cli). It means nothing to the API
-//     server and would leak the session token upstream; SetImpersonation
+//     server and would leak the session token upstream; Impersonator.Set
 //     replaces it with the service account's bearer token.
 //   - Proxy-Authorization: a credential meant for a proxy, never for the
 //     upstream (RFC 9110 §11.7.2). ReverseProxy drops it as hop-by-hop too;
@@ -190,8 +190,22 @@ func removeCookieFromValue(v, name string) (string, bool) {
 	return b.String(), true
 }
 
-// SetImpersonation makes the upstream request act as user, a member of
-// groups, with the rights of the service account whose token is saToken:
+// Impersonator sets and checks the impersonation of a route's upstream
+// requests, with the route's choices. The zero value is the default and
+// the strictest.
+type Impersonator struct {
+	// AllowSystemNames lets user and group names begin with "system:"
+	// (kubernetes_allow_system_names). Kubernetes reserves the prefix for
+	// its own identities: the group system:masters is cluster-admin
+	// whatever RBAC says, system:node:<name> is a kubelet, and
+	// system:serviceaccount:<ns>:<name> a service account. A provider
+	// that lets people choose their groups or names, or one misconfigured,
+	// would otherwise make anyone one of them.
+	AllowSystemNames bool
+}
+
+// Set makes the upstream request act as user, a member of groups, with the
+// rights of the service account whose token is saToken:
 //
 //	Authorization: Bearer <saToken>
 //	Impersonate-User: <user>
@@ -218,25 +232,8 @@ func removeCookieFromValue(v, name string) (string, bool) {
 // regardless would reach the API server anonymous, not as the service
 // account.
 //
-// Names beginning with "system:" are refused: see Impersonator.
-func SetImpersonation(h http.Header, saToken string, user string, groups []string) error {
-	return Impersonator{}.Set(h, saToken, user, groups)
-}
-
-// Impersonator is SetImpersonation and CheckImpersonation with a route's
-// choices. The zero value is the default and the strictest.
-type Impersonator struct {
-	// AllowSystemNames lets user and group names begin with "system:"
-	// (kubernetes_allow_system_names). Kubernetes reserves the prefix for
-	// its own identities: the group system:masters is cluster-admin
-	// whatever RBAC says, system:node:<name> is a kubelet, and
-	// system:serviceaccount:<ns>:<name> a service account. A provider
-	// that lets people choose their groups or names, or one misconfigured,
-	// would otherwise make anyone one of them.
-	AllowSystemNames bool
-}
-
-// Set is SetImpersonation with im's choices.
+// Names beginning with "system:" are refused unless im.AllowSystemNames:
+// see Impersonator.
 func (im Impersonator) Set(h http.Header, saToken string, user string, groups []string) error {
 	if h == nil {
 		return errors.New("impersonating: no header to set (nil http.Header)")
@@ -267,14 +264,9 @@ func (im Impersonator) Set(h http.Header, saToken string, user string, groups []
 // service account's own rights.
 var errNoUser = errors.New("impersonating: no user: refusing to forward with the service account's own rights")
 
-// CheckImpersonation reports whether SetImpersonation would accept user and
-// groups, so that a handler can refuse the request before it reaches
-// httputil.ReverseProxy's Rewrite, which cannot fail.
-func CheckImpersonation(user string, groups []string) error {
-	return Impersonator{}.Check(user, groups)
-}
-
-// Check is CheckImpersonation with im's choices.
+// Check reports whether Set would accept user and groups, so that a
+// handler can refuse the request before it reaches httputil.ReverseProxy's
+// Rewrite, which cannot fail.
 func (im Impersonator) Check(user string, groups []string) error {
 	if user == "" {
 		return errNoUser
@@ -339,7 +331,7 @@ func checkHeaderValue(v string) error {
 	return nil
 }
 
-// checkToken wraps validateToken's verdict for SetImpersonation. Its
+// checkToken wraps validateToken's verdict for Impersonator.Set. Its
 // errors never include the token.
 func checkToken(tok string) error {
 	if err := validateToken(tok); err != nil {

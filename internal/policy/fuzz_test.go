@@ -158,7 +158,7 @@ func checkDecision(t *testing.T, p *Policy, d Decision) {
 		t.Errorf("allowed by rule %+v: want an allow rule", d.Rule)
 	case !d.Allow && d.Rule != nil && d.Rule.Action != "deny":
 		t.Errorf("denied by rule %+v: want a deny rule", d.Rule)
-	case d.Rule != nil && !slices.Contains(p.Rules(), d.Rule):
+	case d.Rule != nil && !slices.Contains(p.rules, d.Rule):
 		t.Errorf("rule %+v is not one of the policy's", d.Rule)
 	}
 	if d.Message() == "" {

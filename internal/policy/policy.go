@@ -162,7 +162,7 @@ func (d Decision) LogValue() slog.Value {
 // Policy is a route's compiled policy. It is immutable and safe for
 // concurrent use.
 type Policy struct {
-	// rules lists every rule, for Rules.
+	// rules lists every rule, in order.
 	rules []*Rule
 	allow []compiledRule
 	deny  []compiledRule
@@ -173,15 +173,6 @@ type Policy struct {
 type compiledRule struct {
 	info *Rule
 	root node
-}
-
-// Rules returns the policy's rules in order. The Rules are shared: do not
-// modify them.
-func (p *Policy) Rules() []*Rule {
-	if p == nil {
-		return nil
-	}
-	return p.rules
 }
 
 // Evaluate decides on r. Deny rules are evaluated first and win; then

@@ -231,7 +231,7 @@ func TestRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, r := range p.Rules() {
+	for _, r := range p.rules {
 		got = append(got, fmt.Sprintf("%d %s %s %t", r.Index, r.Action, r.Path, r.Source != ""))
 	}
 	want := []string{

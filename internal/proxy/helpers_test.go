@@ -114,12 +114,6 @@ func (u *upstream) only(t testing.TB) received {
 	return reqs[0]
 }
 
-// caPEM returns the PEM of the certificate every httptest TLS server
-// uses, which is its own CA: tls_custom_ca for a route to one.
-func (u *upstream) caPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.Certificate().Raw})
-}
-
 func mustURL(t testing.TB, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)

@@ -52,7 +52,7 @@ func checkCertificate(o *config.Options, r *config.Reporter) {
 	}
 	cfg, err := newTLSConfig(o.Certificate, o.CertificateKey)
 	if err != nil {
-		// config.Validate has named what is wrong with the pair.
+		// config's own validation has named what is wrong with the pair.
 		return
 	}
 	leaf := cfg.Certificates[0].Leaf

@@ -335,10 +335,15 @@ func (s *Server) newMetricsServer() *http.Server {
 
 // Ready is closed once Serve is accepting connections; after that Addr
 // (and MetricsAddr, if metrics are served) report the bound addresses.
+// Tests use it to wait for a server started on ":0".
+//
+//deadcode:testonly tests wait here for a server on ":0" to listen
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Addr is the main listener's address, or nil before Serve has begun.
-// With ADDRESS=127.0.0.1:0 it is how a caller learns the port.
+// With ADDRESS=127.0.0.1:0 it is how a caller learns the port; tests use it.
+//
+//deadcode:testonly tests find the port of a server on ":0" here
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -346,7 +351,9 @@ func (s *Server) Addr() net.Addr {
 }
 
 // MetricsAddr is the metrics listener's address, or nil when metrics are
-// not served or Serve has not begun.
+// not served or Serve has not begun. Tests use it, as they use Addr.
+//
+//deadcode:testonly tests find the metrics port of a server on ":0" here
 func (s *Server) MetricsAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -138,19 +138,30 @@ func newKeys(priv crypto.Signer, issuer string) (*Keys, error) {
 	}, nil
 }
 
-// Issuer returns the "iss" value Issue writes and Verify requires.
+// Issuer returns the "iss" value Issue writes and Verify requires. Tests
+// and e2e use it to make tokens of their own.
+//
+//deadcode:testonly tests and e2e make tokens with the issuer Verify requires
 func (k *Keys) Issuer() string { return k.issuer }
 
 // KeyID returns the "kid" header of issued tokens: the RFC 7638 SHA-256
-// thumbprint of the public key, base64url without padding.
+// thumbprint of the public key, base64url without padding. Tests and e2e
+// use it to forge tokens that name the real key.
+//
+//deadcode:testonly tests and e2e forge tokens that name the real key
 func (k *Keys) KeyID() string { return k.kid }
 
 // Algorithm returns the JWS algorithm of issued tokens, "ES256" or "RS256".
-// Verify accepts this algorithm and no other.
+// Verify accepts this algorithm and no other. Tests use it.
+//
+//deadcode:testonly tests check issued tokens and the JWKS against it
 func (k *Keys) Algorithm() string { return string(k.alg) }
 
 // JWKS returns the JSON Web Key Set (RFC 7517, section 5) holding the
-// public key, with "use", "alg" and "kid" set.
+// public key, with "use", "alg" and "kid" set. Tests and e2e use it to
+// verify what was issued as a client would.
+//
+//deadcode:testonly tests and e2e verify issued tokens with the published keys
 func (k *Keys) JWKS() []byte { return bytes.Clone(k.jwks) }
 
 // parseSigningKey reads the first private key in a PEM document and checks

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,7 @@ import (
 )
 
 // A toolModule is one pinned upstream module under tools/ and the commands
-// built from it.
+// built from it, or the data taken from it.
 type toolModule struct {
 	dir      string            // directory under tools/
 	version  string            // upstream version, for the cache key and messages
@@ -31,6 +32,18 @@ type toolModule struct {
 	// binaries (module, then path inside it), so that tests do not depend
 	// on the module cache staying put.
 	assets map[string][]string
+	// data, if set, makes the tool a directory of the upstream module,
+	// such as a database, instead of a binary: nothing is built, and the
+	// directory is copied whole into the cache, for the same reason.
+	data *moduleData
+}
+
+// A moduleData is a directory of a pinned upstream module that is a tool
+// in itself.
+type moduleData struct {
+	name   string // the tool's name, and the copy's
+	module string // required by the tool module's go.mod, which pins the version
+	dir    string // slash-separated, inside the module
 }
 
 // Binaries built from the pinned modules, by command name.
@@ -69,6 +82,36 @@ var toolModules = map[string]toolModule{
 		version:  "local",
 		packages: []string{"github.com/portcullis-proxy/portcullis/internal/testenv/tools/fakenode"},
 	},
+
+	// The lint tools, which make lint and make vulncheck ask for by name
+	// (testenv path).
+	"staticcheck": {
+		dir:      "staticcheck",
+		version:  "v0.8.2", // staticcheck 2026.2.2
+		packages: []string{"honnef.co/go/tools/cmd/staticcheck"},
+	},
+	"deadcode": {
+		dir:      "deadcode",
+		version:  "v0.52.0",
+		packages: []string{"golang.org/x/tools/cmd/deadcode"},
+	},
+	"govulncheck": {
+		dir:      "govulncheck",
+		version:  "v1.9.0",
+		packages: []string{"golang.org/x/vuln/cmd/govulncheck"},
+	},
+	// govulncheck's database, for -db file://DIR: vuln.go.dev cannot be
+	// reached here or in CI, the module proxy can. The vulndb module holds
+	// each report as the OSV JSON vuln.go.dev serves, in data/osv, and
+	// govulncheck takes a directory of OSV files as a database, indexing it
+	// as vulndb's own cmd/indexdb would (the same findings; indexdb itself
+	// takes minutes to build). The pin in tools/vulndb/go.mod is the
+	// database's date.
+	"vulndb": {
+		dir:     "vulndb",
+		version: "v0.0.0-20261105234957-e22db6528018",
+		data:    &moduleData{name: "vulndb", module: "golang.org/x/vulndb", dir: "data/osv"},
+	},
 }
 
 var kubernetesTools = toolModule{
@@ -82,7 +125,8 @@ var kubernetesTools = toolModule{
 		" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
 }
 
-// ToolNames lists every binary testenv can build, in build order.
+// ToolNames lists every binary the tests need, in build order: what testenv
+// prepare builds. The lint tools above are built when the Makefile first asks.
 func ToolNames() []string { return []string{Etcd, KubeAPIServer, Kubectl, Kwok, FakeNodeTool} }
 
 // toolsDir finds tools/ next to this source file. testenv runs from a source
@@ -212,7 +256,7 @@ func (m toolModule) tool(ctx context.Context, tools, name string, progress io.Wr
 		return "", err
 	}
 	bin := filepath.Join(dir, name)
-	if isExecutable(bin) {
+	if isBuilt(bin) {
 		return bin, nil
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -225,7 +269,7 @@ func (m toolModule) tool(ctx context.Context, tools, name string, progress io.Wr
 		return "", err
 	}
 	defer unlock()
-	if isExecutable(bin) { // built by another process while we waited
+	if isBuilt(bin) { // built by another process while we waited
 		return bin, nil
 	}
 	if err := m.build(ctx, filepath.Join(tools, m.dir), dir, progress); err != nil {
@@ -250,20 +294,27 @@ func (m toolModule) build(ctx context.Context, src, dst string, progress io.Writ
 	start := time.Now()
 	fmt.Fprintf(progress, "testenv: building %s from %s %s into %s (once per machine%s)\n",
 		strings.Join(m.commandNames(), ", "), m.dir, m.version, dst, strings.TrimSuffix("; "+m.note, "; "))
-	args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace("-s -w " + m.ldflags), "-o", tmp + string(filepath.Separator)}
-	args = append(args, m.packages...)
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Dir = src
-	// The tool modules are separate from Portcullis's own; a go.work or a
-	// GOFLAGS=-mod=vendor from the caller must not leak into them.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("building %s %s in %s: %w\n%s\nthe Go module proxy must be reachable for the first build", m.dir, m.version, src, err, tail(out.String(), 40))
+	if len(m.packages) > 0 {
+		args := []string{"build", "-trimpath", "-ldflags", strings.TrimSpace("-s -w " + m.ldflags), "-o", tmp + string(filepath.Separator)}
+		args = append(args, m.packages...)
+		cmd := goCommand(ctx, goBin, src, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("building %s %s in %s: %w\n%s\nthe Go module proxy must be reachable for the first build", m.dir, m.version, src, err, tail(out.String(), 40))
+		}
 	}
 	if err := m.copyAssets(ctx, goBin, src, tmp); err != nil {
 		return err
+	}
+	if d := m.data; d != nil {
+		modDir, err := moduleDir(ctx, goBin, src, d.module)
+		if err != nil {
+			return err
+		}
+		if err := os.CopyFS(filepath.Join(tmp, d.name), os.DirFS(filepath.Join(modDir, filepath.FromSlash(d.dir)))); err != nil {
+			return fmt.Errorf("copying %s from %s: %w", d.dir, d.module, err)
+		}
 	}
 	for from, to := range m.rename {
 		if err := os.Rename(filepath.Join(tmp, from), filepath.Join(tmp, to)); err != nil {
@@ -282,14 +333,10 @@ func (m toolModule) build(ctx context.Context, src, dst string, progress io.Writ
 // keeping their paths.
 func (m toolModule) copyAssets(ctx context.Context, goBin, src, dst string) error {
 	for mod, files := range m.assets {
-		cmd := exec.CommandContext(ctx, goBin, "list", "-m", "-f", "{{.Dir}}", mod)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-		out, err := cmd.Output()
+		modDir, err := moduleDir(ctx, goBin, src, mod)
 		if err != nil {
-			return fmt.Errorf("locating module %s: %w", mod, err)
+			return err
 		}
-		modDir := strings.TrimSpace(string(out))
 		for _, f := range files {
 			b, err := os.ReadFile(filepath.Join(modDir, f))
 			if err != nil {
@@ -307,6 +354,32 @@ func (m toolModule) copyAssets(ctx context.Context, goBin, src, dst string) erro
 	return nil
 }
 
+// moduleDir returns the directory of module mod, as required by the tool
+// module in src, in the module cache, downloading it first if needed.
+func moduleDir(ctx context.Context, goBin, src, mod string) (string, error) {
+	cmd := goCommand(ctx, goBin, src, "mod", "download", "-json", mod)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	// On failure the JSON, if any, says why in Error.
+	var m struct{ Dir, Error string }
+	json.Unmarshal(out, &m)
+	if err != nil || m.Dir == "" {
+		return "", fmt.Errorf("locating module %s in %s: %v\n%s\nthe Go module proxy must be reachable for the first build", mod, src, err, strings.TrimSpace(m.Error+"\n"+tail(stderr.String(), 20)))
+	}
+	return m.Dir, nil
+}
+
+// goCommand runs the go command in a tool module's directory. The tool
+// modules are separate from Portcullis's own; a go.work or a
+// GOFLAGS=-mod=vendor from the caller must not leak into them.
+func goCommand(ctx context.Context, goBin, dir string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	return cmd
+}
+
 func (m toolModule) commandNames() []string {
 	var names []string
 	for _, p := range m.packages {
@@ -319,12 +392,17 @@ func (m toolModule) commandNames() []string {
 		}
 		names = append(names, n)
 	}
+	if m.data != nil {
+		names = append(names, m.data.name)
+	}
 	return names
 }
 
-func isExecutable(path string) bool {
+// isBuilt reports whether path is a built tool: an executable file, or a
+// data tool's directory.
+func isBuilt(path string) bool {
 	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return err == nil && (fi.IsDir() || fi.Mode().IsRegular() && fi.Mode()&0o111 != 0)
 }
 
 // lockFile takes an exclusive flock, waiting until ctx is done.

@@ -48,9 +48,6 @@ func DefaultDir() (string, error) {
 // a Lock.
 func New(dir string) *Cache { return &Cache{dir: dir} }
 
-// Dir is the cache's directory.
-func (c *Cache) Dir() string { return c.dir }
-
 // Path is the file that holds the entry for url.
 func (c *Cache) Path(url string) string { return filepath.Join(c.dir, key(url)+".json") }
 

@@ -90,7 +90,7 @@ func TestPermissions(t *testing.T) {
 		}
 		return fi.Mode().Perm()
 	}
-	for _, p := range []string{c.Dir(), filepath.Dir(c.Dir())} {
+	for _, p := range []string{c.dir, filepath.Dir(c.dir)} {
 		if got := mode(p); got != 0o700 {
 			t.Errorf("%s: got mode %v, want 0700", p, got)
 		}
@@ -107,13 +107,13 @@ func TestPermissions(t *testing.T) {
 		t.Errorf("lock file: got mode %v, want 0600", got)
 	}
 
-	if err := os.Chmod(c.Dir(), 0o755); err != nil {
+	if err := os.Chmod(c.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Store(entry(testURL, "d.e.f")); err != nil {
 		t.Fatal(err)
 	}
-	if got := mode(c.Dir()); got != 0o700 {
+	if got := mode(c.dir); got != 0o700 {
 		t.Errorf("a directory found 0755: got mode %v after Store, want 0700", got)
 	}
 }
@@ -168,7 +168,7 @@ func TestStoreIsAtomic(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Error("no read happened during the writes")
 	}
-	names, _ := filepath.Glob(filepath.Join(c.Dir(), "*"))
+	names, _ := filepath.Glob(filepath.Join(c.dir, "*"))
 	if len(names) != 1 || names[0] != c.Path(testURL) {
 		t.Errorf("files left: %v, want only the entry", names)
 	}

@@ -222,9 +222,6 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// Issuer returns the issuer URL as configured.
-func (p *Provider) Issuer() string { return p.issuer }
-
 // Handler serves the provider. It expects the full request path: mount it
 // at the issuer's path (with a trailing slash) without stripping it. Under
 // that path, it serves discovery (/.well-known/openid-configuration),
