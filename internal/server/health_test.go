@@ -91,16 +91,7 @@ func TestKubernetesHealthEndpointsReachTheAPIServer(t *testing.T) {
 	route.TLSCustomCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
 	route.KubernetesServiceAccountToken = "sa-token"
 	route.AllowedUsers = []string{"alice@example.com"}
-	logger, _ := testLogger(t)
-	s, err := New(opts, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range s.proxies {
-			p.Close()
-		}
-	})
+	s := newUnservedServer(t, opts)
 
 	get := func(token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "https://k8s.example.com/readyz?verbose", nil)

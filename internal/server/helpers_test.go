@@ -51,6 +51,24 @@ func testOptions(edit func(o *config.Options)) *config.Options {
 	return &o
 }
 
+// newUnservedServer is New for a test that drives s.handler directly,
+// logging into the test's log, with the routes' upstream connections
+// closed when the test ends.
+func newUnservedServer(t *testing.T, opts *config.Options) *Server {
+	t.Helper()
+	logger, _ := testLogger(t)
+	s, err := New(opts, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, p := range s.proxies {
+			p.Close()
+		}
+	})
+	return s
+}
+
 // insecureOptions returns plain-HTTP options with one route per `from`.
 func insecureOptions(t testing.TB, froms ...string) *config.Options {
 	t.Helper()

@@ -41,16 +41,7 @@ func TestPassIdentityHeaders(t *testing.T) {
 		r.AllowAnyAuthenticatedUser = true
 	}
 	opts.Routes[0].PassIdentityHeaders = true
-	logger, _ := testLogger(t)
-	s, err := New(opts, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, p := range s.proxies {
-			p.Close()
-		}
-	})
+	s := newUnservedServer(t, opts)
 	do := func(host, path string, h http.Header) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "https://"+host+path, nil)
 		for k, v := range h {
