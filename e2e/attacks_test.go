@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 )
 
 // The attacks of this file run against one stack (see TestKubernetesSecurity):
@@ -34,13 +32,7 @@ const (
 // attackUsers writes the built-in provider's users file.
 func attackUsers(t *testing.T) string {
 	t.Helper()
-	hash, err := builtin.HashPassword(victimPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(t.TempDir(), "users.yaml")
-	writeFile(t, users, fmt.Sprintf("- email: %s\n  groups: [admins]\n  password_hash: %q\n", victimEmail, hash))
-	return users
+	return builtinUsersFile(t, victimEmail, victimPassword, "admins")
 }
 
 // testConnectSmuggling: an HTTP/2 CONNECT whose body is a request of its

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
@@ -70,4 +73,17 @@ func startBuiltinStack(t *testing.T, ctx context.Context, usersFile string, extr
 	}
 	s.srv = testenv.StartServer(t, "portcullis", bin, dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
+}
+
+// builtinUsersFile writes a users file for the built-in provider with one
+// person, in groups, whose password is password, and returns its path.
+func builtinUsersFile(t *testing.T, email, password string, groups ...string) string {
+	t.Helper()
+	hash, err := builtin.HashPassword(password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(t.TempDir(), "users.yaml")
+	writeFile(t, users, fmt.Sprintf("- email: %s\n  groups: [%s]\n  password_hash: %q\n", email, strings.Join(groups, ", "), hash))
+	return users
 }

@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
@@ -21,13 +18,7 @@ import (
 func TestSignInBuiltinProvider(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	hash, err := builtin.HashPassword("a long demo password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(dir, "users.yaml")
-	writeFile(t, users, fmt.Sprintf("- email: someuser@example.com\n  groups: [dev, oncall]\n  password_hash: %q\n", hash))
+	users := builtinUsersFile(t, "someuser@example.com", "a long demo password", "dev", "oncall")
 	st := startBuiltinStack(t, ctx, users)
 	ca, routeURL, srv := st.ca, st.routeURL, st.srv
 

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
@@ -29,13 +27,7 @@ func TestChromiumSignIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const email, password = "someuser@example.com", "a long demo password"
-	dir := t.TempDir()
-	hash, err := builtin.HashPassword(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(dir, "users.yaml")
-	writeFile(t, users, fmt.Sprintf("- email: %s\n  groups: [dev, oncall]\n  password_hash: %q\n", email, hash))
+	users := builtinUsersFile(t, email, password, "dev", "oncall")
 	st := startBuiltinStack(t, ctx, users)
 	routeURL, authURL := st.routeURL, st.authURL
 
