@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // TestPassIdentityHeaders: a route with pass_identity_headers sends its
@@ -96,5 +99,37 @@ func TestPassIdentityHeaders(t *testing.T) {
 	if claims.Iss != "app.example.com" || claims.Aud != "app.example.com" || claims.Email != "alice@example.com" ||
 		claims.Sub != "alice-id" || claims.User != "alice-id" || len(claims.Groups) != 3 {
 		t.Errorf("claims: got %+v, want alice for app.example.com", claims)
+	}
+
+	// The upstream holds a signed statement of who alice is, for its own
+	// host: sent back to Portcullis as a credential, it opens nothing.
+	mu.Unlock()
+	for _, h := range []http.Header{
+		{"Authorization": {"Bearer Pomerium-" + got[0]}},
+		{"Authorization": {"Pomerium " + got[0]}},
+		{"X-Pomerium-Authorization": {got[0]}},
+	} {
+		if rec := do("app.example.com", "/", h); rec.Code != http.StatusUnauthorized {
+			t.Errorf("the assertion replayed as %v: got %d, want 401", h, rec.Code)
+		}
+	}
+	mu.Lock()
+	if n := len(seen["app.example.com"]); n != 1 {
+		t.Errorf("a replayed assertion reached the upstream: it received %d requests, want 1", n)
+	}
+}
+
+// TestPolicyClaimsCannotBeForged: a claim the provider passes on (which a
+// person may be able to set there) cannot stand in for the identity a
+// policy decides on: email, sub, name and groups are always those
+// authentication established.
+func TestPolicyClaimsCannotBeForged(t *testing.T) {
+	id := &identity.Identity{User: "alice-id", Email: "alice@example.com", Name: "Alice", Groups: []string{"dev"},
+		Claims: map[string][]string{"email": {"admin@example.com"}, "sub": {"admin-id"}, "name": {"Admin"},
+			"groups": {"admins"}, "department": {"eng"}}}
+	want := map[string][]string{"email": {"alice@example.com"}, "sub": {"alice-id"}, "name": {"Alice"},
+		"groups": {"dev"}, "department": {"eng"}}
+	if diff := cmp.Diff(want, policyClaims(id)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
