@@ -23,7 +23,10 @@ func userClaims(i int) Claims {
 
 func TestVerifyCacheHitAndMiss(t *testing.T) {
 	k := derivedKeys(t)
-	c := NewVerifyCache(k, 8)
+	// 32: 16 shards of two, so the two tokens below are both kept even
+	// when they hash to one shard (with 8, one token per shard, one in
+	// eight runs evicted the first).
+	c := NewVerifyCache(k, 32)
 	tok := issue(t, k, validClaims())
 
 	first, err := c.Verify(tok, testAudience, testNow)
@@ -140,7 +143,10 @@ func TestVerifyCacheAgreesWithVerify(t *testing.T) {
 // refusal does not evict it for its own route.
 func TestVerifyCacheAudienceMismatchOnHit(t *testing.T) {
 	k := derivedKeys(t)
-	c := NewVerifyCache(k, 8)
+	// 32: 16 shards of two, so the two tokens below are both kept even
+	// when they hash to one shard (with 8, one token per shard, one in
+	// eight runs evicted the first).
+	c := NewVerifyCache(k, 32)
 	tok := issue(t, k, validClaims())
 	first, err := c.Verify(tok, testAudience, testNow)
 	if err != nil {
