@@ -2,6 +2,8 @@ module github.com/portcullis-proxy/portcullis
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coreos/go-oidc/v3 v3.21.0

@@ -140,6 +140,10 @@ func brokenCases() []brokenCase {
 			want: []string{"COOKIE_NAME", "not a valid cookie name"}},
 		{name: "cookie expiry", edit: func(_ *testing.T, e map[string]string, _ string) { e["COOKIE_EXPIRE"] = "-1h" },
 			want: []string{"COOKIE_EXPIRE", "not positive"}},
+		{name: "limit of zero", edit: func(_ *testing.T, e map[string]string, _ string) { e["LIMIT_CONNECTIONS"] = "0" },
+			want: []string{"LIMIT_CONNECTIONS", `"0" is not a limit`, "from 1"}},
+		{name: "limit not a number", edit: func(_ *testing.T, e map[string]string, _ string) { e["LIMIT_SIGN_INS_PER_MINUTE"] = "lots" },
+			want: []string{"LIMIT_SIGN_INS_PER_MINUTE", `"lots" is not a limit`}},
 
 		// Routes.
 		{name: "token file missing", edit: func(_ *testing.T, e map[string]string, dir string) {

@@ -24,6 +24,16 @@ func Defaults() Options {
 		LogFormat:    "json",
 
 		IDPBuiltinTokenTTL: time.Hour,
+
+		Limits: Limits{
+			Connections:          10_000,
+			ConnectionsPerClient: 2_500,
+			SignInsPerMinute:     30,
+			LoginsPerMinute:      60,
+			PendingSignIns:       10_000,
+			SessionsPerPerson:    50,
+			SignInBodyBytes:      64 << 10,
+		},
 	}
 }
 

@@ -91,6 +91,9 @@ type Options struct {
 	// LogFormat is "json" or "text". LOG_FORMAT; default "json".
 	LogFormat string
 
+	// Limits bound what clients can make Portcullis hold or do: see Limits.
+	Limits Limits
+
 	// Routes come from POLICY and ROUTES (base64 of a YAML list) or the
 	// file's `policy:` and `routes:` keys, in that order.
 	Routes []Route
@@ -100,6 +103,44 @@ type Options struct {
 	loc *locations
 	// warnings are what the last Load or Check warned about.
 	warnings []*Problem
+}
+
+// Limits bound what clients can make Portcullis hold or do, so that one
+// client cannot exhaust the server or lock other people out of it. A
+// client is a client address, an IPv6 address counting as its /64. Every
+// limit is at least 1; defaults in Defaults.
+type Limits struct {
+	// Connections caps the connections open on the main listener; one
+	// more is closed as soon as it is accepted. LIMIT_CONNECTIONS; default
+	// 10000.
+	Connections int
+	// ConnectionsPerClient caps the connections one client address may
+	// have open on the main listener. LIMIT_CONNECTIONS_PER_CLIENT;
+	// default 2500.
+	ConnectionsPerClient int
+	// SignInsPerMinute is how many sign-ins one client address may start
+	// (and complete) a minute on the authenticate service, with as many
+	// at once; more get 429 Too Many Requests. LIMIT_SIGN_INS_PER_MINUTE;
+	// default 30.
+	SignInsPerMinute int
+	// LoginsPerMinute is how many calls of the programmatic login API
+	// (portcullis-cli's /.pomerium/api/v1/login) one client address may
+	// make a minute, with as many at once. LIMIT_LOGINS_PER_MINUTE;
+	// default 60.
+	LoginsPerMinute int
+	// PendingSignIns caps the sign-ins Portcullis remembers, for ten
+	// minutes each, to refuse a replay of their callback: more are refused
+	// with 503 until older ones are forgotten. LIMIT_PENDING_SIGN_INS;
+	// default 10000.
+	PendingSignIns int
+	// SessionsPerPerson caps one person's (one subject's) sessions: a new
+	// sign-in past it ends that person's oldest session.
+	// LIMIT_SESSIONS_PER_PERSON; default 50.
+	SessionsPerPerson int
+	// SignInBodyBytes caps the body of a request to a sign-in, sign-out or
+	// login endpoint, the built-in provider's included; a larger one gets
+	// 413. LIMIT_SIGN_IN_BODY_BYTES; default 65536.
+	SignInBodyBytes int
 }
 
 // Route maps one public host to one Kubernetes API server (or any upstream).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -139,10 +140,39 @@ func topSettings() []setting {
 			o.LogFormat = strings.ToLower(s)
 			return ok
 		}},
+		limitSetting("limit_connections", func(o *Options) *int { return &o.Limits.Connections }),
+		limitSetting("limit_connections_per_client", func(o *Options) *int { return &o.Limits.ConnectionsPerClient }),
+		limitSetting("limit_sign_ins_per_minute", func(o *Options) *int { return &o.Limits.SignInsPerMinute }),
+		limitSetting("limit_logins_per_minute", func(o *Options) *int { return &o.Limits.LoginsPerMinute }),
+		limitSetting("limit_pending_sign_ins", func(o *Options) *int { return &o.Limits.PendingSignIns }),
+		limitSetting("limit_sessions_per_person", func(o *Options) *int { return &o.Limits.SessionsPerPerson }),
+		limitSetting("limit_sign_in_body_bytes", func(o *Options) *int { return &o.Limits.SignInBodyBytes }),
 		// policy before routes: that is the order of Options.Routes.
 		{key: "policy", decode: decodeRouteList("policy")},
 		{key: "routes", decode: decodeRouteList("routes")},
 	}
+}
+
+// maxLimit bounds every limit_* setting: far above any sane value, and
+// small enough that no arithmetic on it overflows.
+const maxLimit = 1 << 30
+
+// limitSetting is a limit_* setting: a whole number from 1 to maxLimit.
+// Zero is refused rather than read as "no limit": a limit is taken away
+// by raising it, on purpose.
+func limitSetting(key string, field func(*Options) *int) setting {
+	return setting{key: key, decode: func(l *loader, v value, o *Options) bool {
+		s, ok := l.scalar(v, "a whole number")
+		if !ok {
+			return false
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return l.fail(v, "%q is not a limit: want a whole number from 1 to %d", s, maxLimit)
+		}
+		*field(o) = n
+		return true
+	}}
 }
 
 var logLevels = map[string]slog.Level{

@@ -59,6 +59,9 @@ func (o *Options) Summary() string {
 		line("signing key", "not set: tokens are signed with the shared secret")
 	}
 	line("log", "%s, %s", strings.ToLower(o.LogLevel.String()), o.LogFormat)
+	lim := o.Limits
+	line("limits", "%d connections, %d per client; per client a minute %d sign-ins, %d logins; %d pending sign-ins; %d sessions per person; sign-in bodies up to %d bytes",
+		lim.Connections, lim.ConnectionsPerClient, lim.SignInsPerMinute, lim.LoginsPerMinute, lim.PendingSignIns, lim.SessionsPerPerson, lim.SignInBodyBytes)
 
 	line("routes", "%d", len(o.Routes))
 	for _, r := range o.Routes {
