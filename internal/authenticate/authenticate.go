@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
@@ -43,7 +45,28 @@ type Options struct {
 	// route, and returns its token audience.
 	RouteAudience func(host string) (audience string, ok bool)
 	Logger        *slog.Logger
+
+	// SignInRate bounds, per client, the sign-ins started and completed on
+	// the authenticate service (sign_in, oauth2/callback); LoginRate the
+	// programmatic login API of every route. Both are required.
+	SignInRate, LoginRate *limit.Rate
+	// PendingSignIns caps the sign-ins remembered (for stateTTL each) so
+	// that their callback is not replayed; past it a callback is refused
+	// with 503. At least 1.
+	PendingSignIns int
+	// Limited, if set, is told of every request refused at one of these
+	// limits (LimitSignInRate, LimitLoginRate, LimitPendingSignIns), and
+	// of the client refused.
+	Limited func(limit string, client netip.Addr)
 }
+
+// The names of the limits an Authenticator enforces, as Options.Limited
+// reports them.
+const (
+	LimitSignInRate     = "sign_ins_per_minute"
+	LimitLoginRate      = "logins_per_minute"
+	LimitPendingSignIns = "pending_sign_ins"
+)
 
 // Authenticator serves the sign-in endpoints and identifies requests.
 type Authenticator struct {
@@ -53,7 +76,7 @@ type Authenticator struct {
 
 	mu        sync.Mutex
 	usedState map[string]time.Time // state nonces already redeemed, until they expire
-	nextSweep time.Time            // when redeemState next drops expired entries
+	lastSweep time.Time            // when redeemState last dropped expired entries
 
 	refresh refresher // sessions' refreshes with the provider (refresh.go)
 
@@ -70,8 +93,12 @@ func New(opts Options) (*Authenticator, error) {
 	if opts.Provider != nil && opts.AuthenticateURL == nil {
 		return nil, errors.New("sign-in: AUTHENTICATE_SERVICE_URL is not set: the identity provider needs it for its callback")
 	}
-	if opts.Sealer == nil || opts.Keys == nil || opts.Store == nil || opts.Verify == nil || opts.RouteAudience == nil {
+	if opts.Sealer == nil || opts.Keys == nil || opts.Store == nil || opts.Verify == nil || opts.RouteAudience == nil ||
+		opts.SignInRate == nil || opts.LoginRate == nil || opts.PendingSignIns < 1 {
 		return nil, errors.New("sign-in: incomplete options")
+	}
+	if opts.Limited == nil {
+		opts.Limited = func(string, netip.Addr) {}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -147,6 +174,9 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	if !a.SignInConfigured() {
 		respond.Error(w, r, respond.Problem{Code: http.StatusNotImplemented, Title: "Sign-in is not configured",
 			Text: "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER."})
+		return
+	}
+	if !a.allowSignIn(w, r) {
 		return
 	}
 	q := r.URL.Query()
@@ -235,6 +265,9 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 			Text: "This Portcullis has no identity provider: an administrator must set IDP_PROVIDER."})
 		return
 	}
+	if !a.allowSignIn(w, r) {
+		return
+	}
 	q := r.URL.Query()
 	raw, err := a.opts.Sealer.Open(purposeState, q.Get("state"), a.now())
 	var st loginState
@@ -253,7 +286,16 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 			Text: "This sign-in was not started in this browser. Start again from the address of your cluster."})
 		return
 	}
-	if !a.redeemState(st.CSRF) {
+	switch err := a.redeemState(st.CSRF); {
+	case errors.Is(err, errTooManyPending):
+		a.opts.Limited(LimitPendingSignIns, limit.Client(r))
+		a.log.Warn("sign-in refused: too many sign-ins in the last ten minutes; raise LIMIT_PENDING_SIGN_INS if this is not an attack",
+			"limit", a.opts.PendingSignIns)
+		w.Header().Set("Retry-After", "60")
+		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Too many sign-ins",
+			Text: "Portcullis is handling too many sign-ins right now. Try again in a minute from the address of your cluster."})
+		return
+	case err != nil:
 		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in already used",
 			Text: "This sign-in was already completed. Start again from the address of your cluster."})
 		return
@@ -302,31 +344,57 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	a.handOff(w, r, sess, st)
 }
 
-// redeemState records a sign-in as completed; false if it already was (a
-// replayed callback).
-func (a *Authenticator) redeemState(csrf string) bool {
+var (
+	errStateUsed      = errors.New("sign-in already completed")
+	errTooManyPending = errors.New("too many sign-ins remembered")
+)
+
+// redeemState records a sign-in as completed. It fails with errStateUsed
+// if it already was (a replayed callback), and with errTooManyPending when
+// PendingSignIns sign-ins are remembered already: refusing the newest is
+// what keeps the memory bounded, and replay protection whole.
+func (a *Authenticator) redeemState(csrf string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
 	// Sweep now and then, not on every call: a sweep walks every sign-in
 	// of the last stateTTL under the lock, so sweeping per callback let a
-	// flood of callbacks cost quadratic time and stall every sign-in.
-	if !now.Before(a.nextSweep) {
+	// flood of callbacks cost quadratic time and stall every sign-in. When
+	// full, a sweep may free room sooner, but at most once a second.
+	since := now.Sub(a.lastSweep)
+	if since >= stateTTL/10 || since >= time.Second && len(a.usedState) >= a.opts.PendingSignIns {
 		for k, exp := range a.usedState {
 			if now.After(exp) {
 				delete(a.usedState, k)
 			}
 		}
-		a.nextSweep = now.Add(stateTTL / 10)
+		a.lastSweep = now
 	}
 	// An entry not yet swept but past its time is free again: by then
 	// the state it stands for has expired too (it was sealed for stateTTL
 	// before it was redeemed), so the state check refuses a replay first.
 	if exp, used := a.usedState[csrf]; used && !now.After(exp) {
-		return false
+		return errStateUsed
+	}
+	if len(a.usedState) >= a.opts.PendingSignIns {
+		return errTooManyPending
 	}
 	a.usedState[csrf] = now.Add(stateTTL)
-	return true
+	return nil
+}
+
+// allowSignIn takes one sign-in from the request's client, or refuses the
+// request with 429.
+func (a *Authenticator) allowSignIn(w http.ResponseWriter, r *http.Request) bool {
+	client := limit.Client(r)
+	ok, wait := a.opts.SignInRate.Allow(client, a.now())
+	if !ok {
+		a.opts.Limited(LimitSignInRate, client)
+		respond.RetryAfter(w.Header(), wait)
+		respond.Error(w, r, respond.Problem{Code: http.StatusTooManyRequests, Title: "Too many sign-ins",
+			Text: fmt.Sprintf("Too many sign-ins from your address. Try again in %s.", respond.InWords(wait))})
+	}
+	return ok
 }
 
 // handOff gives a session to the route it was for: a token to a loopback

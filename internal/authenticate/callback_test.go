@@ -253,16 +253,16 @@ func TestCallbackWithoutCode(t *testing.T) {
 func TestRedeemStateForgetsExpired(t *testing.T) {
 	f := newFixture(t)
 	for i := range 100 {
-		if !f.a.redeemState(fmt.Sprint("csrf-", i)) {
+		if f.a.redeemState(fmt.Sprint("csrf-", i)) != nil {
 			t.Fatalf("fresh state %d refused", i)
 		}
 	}
-	if f.a.redeemState("csrf-7") {
-		t.Error("a used state was redeemed twice")
+	if err := f.a.redeemState("csrf-7"); !errors.Is(err, errStateUsed) {
+		t.Errorf("a used state redeemed twice: got %v, want errStateUsed", err)
 	}
 	f.advance(stateTTL + time.Second)
-	if !f.a.redeemState("csrf-7") {
-		t.Error("a used state whose time is over was not forgotten")
+	if err := f.a.redeemState("csrf-7"); err != nil {
+		t.Errorf("a used state whose time is over was not forgotten: %v", err)
 	}
 	f.a.mu.Lock()
 	n := len(f.a.usedState)

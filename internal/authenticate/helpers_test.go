@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
@@ -138,9 +140,10 @@ type fixture struct {
 	idp    *fakeProvider
 	auth   http.Handler
 
-	mu     sync.Mutex
-	now    time.Time
-	routes map[string]string // RouteAudience's table; starts as routes
+	mu      sync.Mutex
+	now     time.Time
+	routes  map[string]string // RouteAudience's table; starts as routes
+	limited []string          // what Options.Limited was told, in order
 }
 
 var (
@@ -183,6 +186,15 @@ func newFixtureWith(t testing.TB, authenticateURL string, secret []byte) *fixtur
 			defer f.mu.Unlock()
 			aud, ok := f.routes[host]
 			return aud, ok
+		},
+		// Far above what a test does, but for the tests of the limits.
+		SignInRate:     limit.NewRate(1000, 0),
+		LoginRate:      limit.NewRate(1000, 0),
+		PendingSignIns: 1 << 20,
+		Limited: func(name string, _ netip.Addr) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.limited = append(f.limited, name)
 		},
 	})
 	if err != nil {
@@ -264,6 +276,7 @@ func (r *response) cookie(name string) *http.Cookie {
 type req struct {
 	header  []string
 	cookies []*http.Cookie
+	remote  string // the client's address, if not httptest's 192.0.2.1:1234
 }
 
 // get serves GET target with the handler of its host.
@@ -286,6 +299,9 @@ func (f *fixture) post(t testing.TB, target string, rq req) *response {
 func (f *fixture) do(t testing.TB, method, target string, rq req) *response {
 	t.Helper()
 	r := httptest.NewRequest(method, target, nil)
+	if rq.remote != "" {
+		r.RemoteAddr = rq.remote
+	}
 	for i := 0; i+1 < len(rq.header); i += 2 {
 		r.Header.Add(rq.header[i], rq.header[i+1])
 	}

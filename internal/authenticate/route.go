@@ -3,12 +3,14 @@ package authenticate
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
@@ -36,6 +38,14 @@ func (a *Authenticator) programmaticLogin(w http.ResponseWriter, r *http.Request
 	if !a.SignInConfigured() {
 		respond.Error(w, r, respond.Problem{Code: http.StatusNotImplemented,
 			Message: "portcullis: sign-in is not configured on this Portcullis: an administrator must set IDP_PROVIDER"})
+		return
+	}
+	client := limit.Client(r)
+	if ok, wait := a.opts.LoginRate.Allow(client, a.now()); !ok {
+		a.opts.Limited(LimitLoginRate, client)
+		respond.RetryAfter(w.Header(), wait)
+		respond.Error(w, r, respond.Problem{Code: http.StatusTooManyRequests,
+			Message: fmt.Sprintf("portcullis: too many sign-in requests from your address: try again in %s", respond.InWords(wait))})
 		return
 	}
 	u, err := loopbackRedirect(r.URL.Query().Get("pomerium_redirect_uri"))

@@ -175,6 +175,24 @@ func (o *Options) validateInto(v *validator) {
 		v.add(at, "%s is not positive: want a duration such as 14h", o.CookieExpire)
 	}
 	// Zero (Options built in code) takes the provider's default.
+	// Options built in code may leave Limits unset: a limit of zero would
+	// let one connection in, so say so rather than serve like that.
+	for _, lim := range []struct {
+		key string
+		n   int
+	}{
+		{"limit_connections", o.Limits.Connections},
+		{"limit_connections_per_client", o.Limits.ConnectionsPerClient},
+		{"limit_sign_ins_per_minute", o.Limits.SignInsPerMinute},
+		{"limit_logins_per_minute", o.Limits.LoginsPerMinute},
+		{"limit_pending_sign_ins", o.Limits.PendingSignIns},
+		{"limit_sessions_per_person", o.Limits.SessionsPerPerson},
+		{"limit_sign_in_body_bytes", o.Limits.SignInBodyBytes},
+	} {
+		if at, ok := v.top(lim.key); ok && (lim.n < 1 || lim.n > maxLimit) {
+			v.add(at, "%d is not a limit: want a whole number from 1 to %d (config.Defaults has the defaults)", lim.n, maxLimit)
+		}
+	}
 	if at, ok := v.top("idp_builtin_token_ttl"); ok && o.IDPBuiltinTokenTTL != 0 && o.IDPBuiltinTokenTTL < time.Second {
 		// JWT times are whole seconds (RFC 7519 section 2).
 		v.add(at, "%s is less than 1s: token times are whole seconds; want a duration such as 1h, or 5s for a test", o.IDPBuiltinTokenTTL)

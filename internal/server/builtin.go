@@ -93,10 +93,10 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 // the built-in provider when there is one.
 func (s *Server) authenticateHost() http.Handler {
 	if s.builtinIDP == nil {
-		return s.auth.AuthenticateHandler()
+		return s.boundSignInBody(s.auth.AuthenticateHandler())
 	}
 	mux := http.NewServeMux()
 	mux.Handle(builtinIDPPath+"/", s.builtinIDP)
 	mux.Handle("/", s.auth.AuthenticateHandler())
-	return mux
+	return s.boundSignInBody(mux)
 }

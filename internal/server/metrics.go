@@ -18,6 +18,10 @@ type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// refused counts what a limit (LIMIT_*) refused, by the limit's name.
+	refused *prometheus.CounterVec
+	// connections is how many connections the main listener has open.
+	connections prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -34,10 +38,20 @@ func newMetrics() *metrics {
 			// for minutes, so add a few coarse buckets above.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}, []string{"route", "method"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_limit_refusals_total",
+			Help: "Connections and requests refused at a limit (the LIMIT_* settings), by limit: connections, connections_per_client, sign_ins_per_minute, logins_per_minute, pending_sign_ins, sign_in_body_bytes.",
+		}, []string{"limit"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "portcullis_connections_open",
+			Help: "Connections open on the main listener (at most LIMIT_CONNECTIONS).",
+		}),
 	}
 	m.registry.MustRegister(
 		m.requests,
 		m.duration,
+		m.refused,
+		m.connections,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

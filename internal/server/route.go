@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
@@ -50,13 +51,22 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 	}
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
+	// Portcullis's own endpoints on the route host (sign-in callback,
+	// login API, sign-out, who am I) take small bodies only; a path there
+	// that is none of them goes on to the route.
+	endpoints := s.boundSignInBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.auth.RouteEndpoints(w, r, audience) {
+			next.ServeHTTP(w, r)
+		}
+	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/.well-known/pomerium":
 			wellKnown.ServeHTTP(w, r)
 		case r.URL.Path == "/.well-known/pomerium/jwks.json":
 			jwks.ServeHTTP(w, r)
-		case strings.HasPrefix(r.URL.Path, "/.pomerium") && s.auth.RouteEndpoints(w, r, audience):
+		case strings.HasPrefix(r.URL.Path, "/.pomerium"):
+			endpoints.ServeHTTP(w, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -285,6 +295,8 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 			return nil, err
 		}
 	}
+	store := session.NewMemoryStore()
+	store.MaxPerPerson = opts.Limits.SessionsPerPerson
 	return authenticate.New(authenticate.Options{
 		AuthenticateURL: opts.AuthenticateServiceURL,
 		CookieName:      opts.CookieName,
@@ -292,9 +304,13 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 		Sealer:          sealer,
 		Keys:            s.keys,
 		Verify:          s.verifyToken,
-		Store:           session.NewMemoryStore(),
+		Store:           store,
 		Provider:        provider,
 		RouteAudience:   func(host string) (string, bool) { return s.router.audience(host) },
 		Logger:          s.logger,
+		SignInRate:      limit.NewRate(opts.Limits.SignInsPerMinute, 0),
+		LoginRate:       limit.NewRate(opts.Limits.LoginsPerMinute, 0),
+		PendingSignIns:  opts.Limits.PendingSignIns,
+		Limited:         s.limited,
 	})
 }

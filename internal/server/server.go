@@ -70,6 +70,9 @@ type Server struct {
 	// defaultBodyReadTimeout unless a test shortens it.
 	bodyReadTimeout time.Duration
 
+	// refusals paces the log lines of refusals at a limit (limits.go).
+	refusals refusalLog
+
 	// shuttingDown turns readiness (health.go) to 503 once shutdown has
 	// begun, so load balancers stop sending new work while in-flight
 	// requests finish.
@@ -202,6 +205,7 @@ func (s *Server) Serve(ctx context.Context, ln, metricsLn net.Listener) error {
 	}
 	s.mu.Unlock()
 
+	ln = s.limitListener(ln)
 	errc := make(chan error, 2)
 	pending := 1 // servers whose Serve has not returned
 

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 )
@@ -60,27 +58,6 @@ type pausedError struct {
 
 func (e *pausedError) Error() string {
 	return fmt.Sprintf("too many wrong passwords: paused for %v", e.wait)
-}
-
-// clientAddr is the client address a request is counted under: the host
-// of r.RemoteAddr, which net/http takes from the connection. Portcullis
-// terminates TLS itself, so no header (X-Forwarded-For, Forwarded) is
-// believed: any client can write one. An IPv6 address counts as its /64,
-// the smallest block a site is given (RFC 6177), since one host may
-// choose any address in it. An address that does not parse (a Unix
-// socket) is the zero Addr: every such request shares one count, which
-// fails closed.
-func clientAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	a := ap.Addr().Unmap().WithZone("")
-	if a.Is6() {
-		p, _ := a.Prefix(64) // cannot fail: 64 bits of an IPv6 address
-		return p.Addr()
-	}
-	return a
 }
 
 // accountKey is what failures for an email are counted under: the email as
@@ -269,25 +246,4 @@ func (h *hashSlots) run(ctx context.Context, f func()) error {
 	defer func() { <-h.slots }()
 	f()
 	return nil
-}
-
-// inWords says d for a person, rounded up: "1 second", "40 seconds",
-// "2 minutes".
-func inWords(d time.Duration) string {
-	s := int((d + time.Second - 1) / time.Second)
-	switch {
-	case s <= 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	case s <= 60:
-		return "1 minute"
-	}
-	return fmt.Sprintf("%d minutes", (s+59)/60)
-}
-
-// retryAfter is d in whole seconds, rounded up, for a Retry-After header
-// (RFC 9110 section 10.2.3).
-func retryAfter(d time.Duration) string {
-	return fmt.Sprint(max(int64((d+time.Second-1)/time.Second), 1))
 }

@@ -3,39 +3,11 @@ package builtin
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-func TestClientAddr(t *testing.T) {
-	tests := []struct {
-		name       string
-		remoteAddr string
-		want       netip.Addr
-	}{
-		{name: "IPv4", remoteAddr: "192.0.2.7:51234", want: netip.MustParseAddr("192.0.2.7")},
-		{name: "IPv4 mapped into IPv6", remoteAddr: "[::ffff:192.0.2.7]:51234", want: netip.MustParseAddr("192.0.2.7")},
-		{name: "IPv6 counts as its /64", remoteAddr: "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", want: netip.MustParseAddr("2001:db8:1:2::")},
-		{name: "IPv6 with a zone", remoteAddr: "[fe80::1%eth0]:443", want: netip.MustParseAddr("fe80::")},
-		{name: "no port", remoteAddr: "192.0.2.7", want: netip.Addr{}},
-		{name: "Unix socket", remoteAddr: "@", want: netip.Addr{}},
-		{name: "empty", remoteAddr: "", want: netip.Addr{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &http.Request{RemoteAddr: tt.remoteAddr}
-			// A forwarding header is anyone's to write: it must not count.
-			r.Header = http.Header{"X-Forwarded-For": {"198.51.100.1"}, "Forwarded": {"for=198.51.100.1"}}
-			if got := clientAddr(r); got != tt.want {
-				t.Errorf("clientAddr(%q): got %v, want %v", tt.remoteAddr, got, tt.want)
-			}
-		})
-	}
-}
 
 func TestPause(t *testing.T) {
 	tests := []struct {
@@ -255,25 +227,5 @@ func TestHashSlots(t *testing.T) {
 	}
 	if err := h.run(context.Background(), func() { ran = true }); err != nil || !ran {
 		t.Errorf("run after the slots freed: got error %v, ran %v; want nil, run", err, ran)
-	}
-}
-
-func TestInWords(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{d: time.Millisecond, want: "1 second"},
-		{d: time.Second, want: "1 second"},
-		{d: 1500 * time.Millisecond, want: "2 seconds"},
-		{d: 59 * time.Second, want: "59 seconds"},
-		{d: time.Minute, want: "1 minute"},
-		{d: 61 * time.Second, want: "2 minutes"},
-		{d: 15 * time.Minute, want: "15 minutes"},
-	}
-	for _, tt := range tests {
-		if got := inWords(tt.d); got != tt.want {
-			t.Errorf("inWords(%v): got %q, want %q", tt.d, got, tt.want)
-		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-proxy/portcullis/internal/limit"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 const (
@@ -101,7 +104,7 @@ func (p *Provider) submitLogin(w http.ResponseWriter, r *http.Request) {
 		p.loginError(w, err)
 		return
 	}
-	addr := clientAddr(r)
+	addr := limit.Client(r)
 	acct, ok, err := p.tryPassword(r.Context(), addr, email, password)
 	if err != nil {
 		// Paused, or no CPU to check with: the password was not checked
@@ -260,7 +263,7 @@ func refusal(err error) (status int, title, msg string, wait time.Duration) {
 			"The email or password was wrong too many times. Go back to the application and sign in again.", 0
 	case errors.As(err, &paused):
 		return http.StatusTooManyRequests, "Too many attempts",
-			"Too many wrong passwords for this email or from your network. Try again in " + inWords(paused.wait) + ".", paused.wait
+			"Too many wrong passwords for this email or from your network. Try again in " + respond.InWords(paused.wait) + ".", paused.wait
 	case errors.Is(err, errHashBusy), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "Server busy",
 			"The server is busy checking other sign-ins. Try again in a moment.", time.Second
@@ -278,7 +281,7 @@ func refusal(err error) (status int, title, msg string, wait time.Duration) {
 // setRetryAfter says when to try again, if wait is known.
 func setRetryAfter(w http.ResponseWriter, wait time.Duration) {
 	if wait > 0 {
-		w.Header().Set("Retry-After", retryAfter(wait))
+		respond.RetryAfter(w.Header(), wait)
 	}
 }
 

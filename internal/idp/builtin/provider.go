@@ -20,6 +20,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 )
 
 const (
@@ -257,7 +259,7 @@ func (p *Provider) routes() http.Handler {
 // refuse, op would send the browser back to the application with
 // error=server_error instead.
 func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	addr := clientAddr(r)
+	addr := limit.Client(r)
 	adm, err := p.store.admit(addr)
 	if err != nil {
 		switch {
