@@ -10,6 +10,9 @@ import (
 )
 
 // A routeKey is one key of a route.
+//
+// doc, example, get and unset are for docs/configuration.md, as those of
+// setting are.
 type routeKey struct {
 	name string
 	// logical is the setting the key spells: tls_custom_ca for both
@@ -17,6 +20,15 @@ type routeKey struct {
 	// reported on the key that was used.
 	logical string
 	decode  func(l *loader, v value, r *Route, set *routeSet) bool
+
+	doc     string // what the key does, in Markdown
+	example string // a value as written in YAML
+	// get returns the key's field, so that the reference shows the route
+	// defaults Load applies (nil for the token keys, which are what makes
+	// a route a Kubernetes route); unset says what holds when the key is
+	// not given and those defaults leave the field empty.
+	get   func(r *Route) any
+	unset string
 }
 
 // routeKeys lists every route key.
@@ -31,88 +43,144 @@ func routeKeys() []string {
 // pemPairs are the route settings given inline (base64) or as a file.
 var pemPairs = []string{"tls_custom_ca", "tls_client_cert", "tls_client_key"}
 
+// legacyNote ends the doc of each legacy access key.
+const legacyNote = " A legacy key, as in Pomerium: the legacy keys of a route make one allow rule, which counts with the rules of its `policy`."
+
 func routeKeyTable() []routeKey {
-	boolean := func(name string, field func(*Route) *bool) routeKey {
-		return routeKey{name: name, logical: name, decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			*field(r), ok = l.boolean(v)
-			return ok
-		}}
+	boolean := func(name, doc string, field func(*Route) *bool) routeKey {
+		return routeKey{name: name, logical: name, doc: doc, example: "true",
+			get: func(r *Route) any { return *field(r) },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				*field(r), ok = l.boolean(v)
+				return ok
+			}}
 	}
-	pem := func(name, example string, data func(*Route) *[]byte, path func(*Route) *string) []routeKey {
+	// pem is a PEM setting and its _file form; doc says what the PEM
+	// holds, example names its file.
+	pem := func(name, example, doc, unset string, data func(*Route) *[]byte, path func(*Route) *string) []routeKey {
 		return []routeKey{
-			{name: name, logical: name, decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-				hint := fmt.Sprintf(`want the base64 of a PEM file, such as the output of "base64 -w0 %s", or use %s_file`, example, name)
-				*data(r), ok = l.bytes(v, pemFile, hint)
-				return ok
-			}},
-			{name: name + "_file", logical: name, decode: func(l *loader, v value, r *Route, _ *routeSet) bool {
-				p, ok := l.path(v)
-				if ok {
-					v, ok = l.read(v.at, p)
-				}
-				if ok {
-					*data(r), *path(r) = []byte(v.text), p
-				}
-				return ok
-			}},
+			{name: name, logical: name, example: `"LS0tLS1CRUdJTi…"`, unset: unset,
+				doc: fmt.Sprintf("%s, as the base64 of a PEM file; or use `%s_file`.", doc, name),
+				get: func(r *Route) any { return *data(r) },
+				decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+					hint := fmt.Sprintf(`want the base64 of a PEM file, such as the output of "base64 -w0 %s", or use %s_file`, example, name)
+					*data(r), ok = l.bytes(v, pemFile, hint)
+					return ok
+				}},
+			{name: name + "_file", logical: name, example: example, unset: unset,
+				doc: fmt.Sprintf("%s, as the path of a PEM file; or use `%s`.", doc, name),
+				get: func(r *Route) any { return *path(r) },
+				decode: func(l *loader, v value, r *Route, _ *routeSet) bool {
+					p, ok := l.path(v)
+					if ok {
+						v, ok = l.read(v.at, p)
+					}
+					if ok {
+						*data(r), *path(r) = []byte(v.text), p
+					}
+					return ok
+				}},
 		}
 	}
 	keys := []routeKey{
-		{name: "from", logical: "from", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.From, ok = l.url(v, hostURL)
-			return ok
-		}},
-		{name: "to", logical: "to", decode: func(l *loader, v value, r *Route, _ *routeSet) bool {
-			n := deref(v.node)
-			if n.Kind != yaml.SequenceNode {
-				u, ok := l.url(v, upstreamURL)
-				if ok {
-					r.To = []*url.URL{u}
+		{name: "from", logical: "from", example: "https://k8s.example.com", unset: "none: required",
+			doc: "The route's public URL: scheme, host and optional port, no path. Requests are routed by host alone " +
+				"(whatever the letter case, a trailing dot or the scheme), so each route needs a host of its own, " +
+				"and not that of `AUTHENTICATE_SERVICE_URL`.",
+			get: func(r *Route) any { return r.From },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				r.From, ok = l.url(v, hostURL)
+				return ok
+			}},
+		{name: "to", logical: "to", example: "[https://10.0.0.1:6443, https://10.0.0.2:6443]", unset: "none: required",
+			doc: "Where requests go: a URL, or a list of URLs tried in turn when a connection to one fails. " +
+				"A path in the URL goes before the path of each request.",
+			get: func(r *Route) any { return r.To },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) bool {
+				n := deref(v.node)
+				if n.Kind != yaml.SequenceNode {
+					u, ok := l.url(v, upstreamURL)
+					if ok {
+						r.To = []*url.URL{u}
+					}
+					return ok
+				}
+				ok := true
+				for i, item := range n.Content {
+					iv := value{at: v.d.at(item, fmt.Sprintf("%s[%d]", v.at.key, i)), d: v.d, node: item}
+					if !l.count(v.d, item, iv.at.key) {
+						return false
+					}
+					u, good := l.url(iv, upstreamURL)
+					if good {
+						r.To = append(r.To, u)
+					}
+					ok = ok && good
 				}
 				return ok
-			}
-			ok := true
-			for i, item := range n.Content {
-				iv := value{at: v.d.at(item, fmt.Sprintf("%s[%d]", v.at.key, i)), d: v.d, node: item}
-				if !l.count(v.d, item, iv.at.key) {
-					return false
-				}
-				u, good := l.url(iv, upstreamURL)
-				if good {
-					r.To = append(r.To, u)
-				}
-				ok = ok && good
-			}
-			return ok
-		}},
-		{name: "policy", logical: "policy", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.Policy, ok = l.policy(v)
-			return ok
-		}},
-		boolean("tls_skip_verify", func(r *Route) *bool { return &r.TLSSkipVerify }),
-		{name: "tls_server_name", logical: "tls_server_name", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.TLSServerName, ok = l.str(v)
-			return ok
-		}},
+			}},
+		{name: "policy", logical: "policy", example: "[{allow: {or: [{groups: {has: sre}}]}}]",
+			unset: "none: with no legacy key either, nobody gets in",
+			doc: "Who may use the route, in Pomerium's policy language: a list of `allow` and `deny` rules, each of them " +
+				"`and`, `or`, `not` or `nor` over criteria. A request needs an `allow` rule that holds and no `deny` rule that does. " +
+				"The criteria are `accept` and `reject`; on the person `authenticated_user`, `email`, `domain`, `user`, `groups` " +
+				"and `claim/<name>`; on the request `http_method`, `http_path`, `source_ip` and `cors_preflight`; " +
+				"on the time `date`, `day_of_week` and `time_of_day`; and on a Kubernetes route's API request `kubernetes_verb`, " +
+				"`kubernetes_resource`, `kubernetes_subresource`, `kubernetes_namespace`, `kubernetes_name` and `kubernetes_api_group` " +
+				"([examples](kubernetes.md#policy-on-the-kubernetes-request)). A refusal names the rule that decided.",
+			get: func(r *Route) any { return r.Policy },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				r.Policy, ok = l.policy(v)
+				return ok
+			}},
+		boolean("tls_skip_verify",
+			"Do not verify the upstream's certificate. For experiments only: anyone on the network path can then read and "+
+				"change the route's traffic, a service-account token included. `--check-config` and every start warn about it.",
+			func(r *Route) *bool { return &r.TLSSkipVerify }),
+		{name: "tls_server_name", logical: "tls_server_name", example: "kubernetes.default.svc", unset: "the host of `to`",
+			doc: "The name the upstream's certificate must have (and the TLS server name sent to it), when not the host of `to`.",
+			get: func(r *Route) any { return r.TLSServerName },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				r.TLSServerName, ok = l.str(v)
+				return ok
+			}},
 	}
 	keys = append(keys, pem("tls_custom_ca", "ca.pem",
+		"The CA certificates that verify the upstream's certificate (for a Kubernetes route, the cluster's CA)",
+		"the system's trusted CAs",
 		func(r *Route) *[]byte { return &r.TLSCustomCA }, func(r *Route) *string { return &r.TLSCustomCAFile })...)
 	keys = append(keys, pem("tls_client_cert", "client.pem",
+		"A client certificate to present to the upstream, with `tls_client_key`",
+		"none",
 		func(r *Route) *[]byte { return &r.TLSClientCert }, func(r *Route) *string { return &r.TLSClientCertFile })...)
 	keys = append(keys, pem("tls_client_key", "client-key.pem",
+		"The private key of `tls_client_cert`",
+		"none",
 		func(r *Route) *[]byte { return &r.TLSClientKey }, func(r *Route) *string { return &r.TLSClientKeyFile })...)
 	keys = append(keys,
-		routeKey{name: "allow_spdy", logical: "allow_spdy", decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
-			set.allowSPDY = true
-			r.AllowSPDY, ok = l.boolean(v)
-			return ok
-		}},
-		routeKey{name: "allow_websockets", logical: "allow_websockets", decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
-			set.allowWebsockets = true
-			r.AllowWebsockets, ok = l.boolean(v)
-			return ok
-		}},
+		routeKey{name: "allow_spdy", logical: "allow_spdy", example: "false",
+			doc: "Let clients upgrade a connection to SPDY, as kubectl does for `exec`, `attach`, `cp` and `port-forward` " +
+				"when it does not use WebSocket.",
+			get: func(r *Route) any { return r.AllowSPDY },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				set.allowSPDY = true
+				r.AllowSPDY, ok = l.boolean(v)
+				return ok
+			}},
+		routeKey{name: "allow_websockets", logical: "allow_websockets", example: "true",
+			doc: "Let clients upgrade a connection to WebSocket, as current kubectl does for `exec`, `attach`, `cp` " +
+				"and `port-forward`, and as browser applications do.",
+			get: func(r *Route) any { return r.AllowWebsockets },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				set.allowWebsockets = true
+				r.AllowWebsockets, ok = l.boolean(v)
+				return ok
+			}},
 		routeKey{name: "kubernetes_service_account_token", logical: "kubernetes_service_account_token",
+			example: "eyJhbGciOiJSUzI1NiIs…", unset: "none: not a Kubernetes route",
+			doc: "Makes the route a Kubernetes route: each request goes upstream with this service-account token and the " +
+				"signed-in person as `Impersonate-User` and `Impersonate-Group`, once every credential and impersonation header " +
+				"the client sent is removed. Prefer `kubernetes_service_account_token_file`; set only one of the two.",
 			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
 				r.KubernetesServiceAccountToken, ok = l.str(v)
 				return ok
@@ -120,33 +188,64 @@ func routeKeyTable() []routeKey {
 		// The token file is not read here: the proxy re-reads it at run
 		// time, because projected service-account tokens rotate.
 		routeKey{name: "kubernetes_service_account_token_file", logical: "kubernetes_service_account_token_file",
+			example: "/var/run/secrets/kubernetes.io/serviceaccount/token", unset: "none: not a Kubernetes route",
+			doc: "The same as `kubernetes_service_account_token`, from a file, which Portcullis reads again when it changes: " +
+				"a projected token the kubelet rotates is picked up without a restart.",
 			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
 				r.KubernetesServiceAccountTokenFile, ok = l.path(v)
 				return ok
 			}},
-		boolean("kubernetes_allow_system_names", func(r *Route) *bool { return &r.KubernetesAllowSystemNames }),
-		boolean("preserve_host_header", func(r *Route) *bool { return &r.PreserveHostHeader }),
-		boolean("pass_identity_headers", func(r *Route) *bool { return &r.PassIdentityHeaders }),
-		routeKey{name: "timeout", logical: "timeout", decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
-			set.timeout = true
-			r.Timeout, ok = l.duration(v)
-			return ok
-		}},
-		routeKey{name: "idle_timeout", logical: "idle_timeout", decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
-			set.idleTimeout = true
-			r.IdleTimeout, ok = l.duration(v)
-			return ok
-		}},
-		routeKey{name: "allowed_users", logical: "allowed_users", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.AllowedUsers, ok = l.identityList(v)
-			return ok
-		}},
-		routeKey{name: "allowed_domains", logical: "allowed_domains", decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
-			r.AllowedDomains, ok = l.identityList(v)
-			return ok
-		}},
-		boolean("allow_any_authenticated_user", func(r *Route) *bool { return &r.AllowAnyAuthenticatedUser }),
-		boolean("allow_public_unauthenticated_access", func(r *Route) *bool { return &r.AllowPublicUnauthenticatedAccess }),
+		boolean("kubernetes_allow_system_names",
+			"Let Portcullis impersonate user and group names that begin with `system:`, which Kubernetes keeps for its own "+
+				"identities (the group `system:masters` is cluster-admin). Without it, a person whose identity provider gives "+
+				"such a name is refused. Kubernetes routes only.",
+			func(r *Route) *bool { return &r.KubernetesAllowSystemNames }),
+		boolean("preserve_host_header",
+			"Send the client's `Host` header upstream instead of the host of `to`.",
+			func(r *Route) *bool { return &r.PreserveHostHeader }),
+		boolean("pass_identity_headers",
+			"Tell the upstream who is calling, as Pomerium does: a signed JWT in `X-Pomerium-Jwt-Assertion` "+
+				"([what it holds](identity-providers.md#what-upstreams-are-told-pass_identity_headers)).",
+			func(r *Route) *bool { return &r.PassIdentityHeaders }),
+		routeKey{name: "timeout", logical: "timeout", example: "2m",
+			doc: "The longest a request may take, its response included, as a duration; `0` means no limit. " +
+				"Upgraded connections (`exec`, `port-forward`, WebSocket) are not bounded by it.",
+			get: func(r *Route) any { return r.Timeout },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				set.timeout = true
+				r.Timeout, ok = l.duration(v)
+				return ok
+			}},
+		routeKey{name: "idle_timeout", logical: "idle_timeout", example: "15m",
+			doc: "How long a request may go without a byte moving either way before it is ended with `504`, as a duration; " +
+				"`0` means no limit. Upgraded connections are not bounded by it.",
+			get: func(r *Route) any { return r.IdleTimeout },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				set.idleTimeout = true
+				r.IdleTimeout, ok = l.duration(v)
+				return ok
+			}},
+		routeKey{name: "allowed_users", logical: "allowed_users", example: "[someone@example.com]", unset: "none",
+			doc: "Let in these people, each matched against both the user ID and the email address the identity provider gives. " +
+				"Quote a value YAML would read as a number or a boolean." + legacyNote,
+			get: func(r *Route) any { return r.AllowedUsers },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				r.AllowedUsers, ok = l.identityList(v)
+				return ok
+			}},
+		routeKey{name: "allowed_domains", logical: "allowed_domains", example: "[example.com]", unset: "none",
+			doc: "Let in everyone whose email address is in one of these domains." + legacyNote,
+			get: func(r *Route) any { return r.AllowedDomains },
+			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
+				r.AllowedDomains, ok = l.identityList(v)
+				return ok
+			}},
+		boolean("allow_any_authenticated_user",
+			"Let in everyone who signs in."+legacyNote,
+			func(r *Route) *bool { return &r.AllowAnyAuthenticatedUser }),
+		boolean("allow_public_unauthenticated_access",
+			"Let in everyone, signed in or not. Not allowed on a Kubernetes route, nor together with other ways in."+legacyNote,
+			func(r *Route) *bool { return &r.AllowPublicUnauthenticatedAccess }),
 	)
 	return keys
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,11 +17,25 @@ import (
 
 // A setting is one top-level key: an environment variable and the same
 // name in lower case in the file.
+//
+// doc, example, get and unset are for docs/configuration.md (reference),
+// which is generated from this table so that it lists every setting
+// there is; TestSettingsDocumented holds each entry to having them.
 type setting struct {
 	key  string   // YAML key; the environment variable is its upper case
 	file fileKind // whether key_file / KEY_FILE exist, and what they hold
 	// decode stores v in o, reporting problems; false if v was bad.
 	decode func(l *loader, v value, o *Options) bool
+
+	doc     string // what the setting does, in Markdown, for the people who set it
+	example string // a value as written in the environment (in shell syntax)
+	// get returns the setting's field, so that the reference shows its
+	// value in Defaults() rather than a copy that could go stale; nil for
+	// a setting Options has no single field for.
+	get func(o *Options) any
+	// unset says what holds when the setting is not given, for a setting
+	// whose field Defaults() leaves empty; "" for the others.
+	unset string
 }
 
 const secretHint = `generate one with "head -c32 /dev/urandom | base64"`
@@ -37,121 +52,246 @@ func pemHint(at where, key, example string) string {
 // through the loader.)
 func topSettings() []setting {
 	return []setting{
-		{key: "address", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.Address, ok = l.str(v)
-			return ok
-		}},
-		{key: "authenticate_service_url", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.AuthenticateServiceURL, ok = l.url(v, hostURL)
-			return ok
-		}},
-		{key: "certificate", file: pemFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.Certificate, ok = l.bytes(v, pemFile, pemHint(v.at, "certificate", "cert.pem"))
-			return ok
-		}},
-		{key: "certificate_key", file: pemFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.CertificateKey, ok = l.bytes(v, pemFile, pemHint(v.at, "certificate_key", "key.pem"))
-			return ok
-		}},
-		{key: "cookie_secret", file: textFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.CookieSecret, ok = l.bytes(v, textFile, secretHint)
-			return ok
-		}},
-		{key: "cookie_name", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.CookieName, ok = l.str(v)
-			return ok
-		}},
-		{key: "cookie_expire", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.CookieExpire, ok = l.duration(v)
-			return ok
-		}},
-		{key: "shared_secret", file: textFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.SharedSecret, ok = l.bytes(v, textFile, secretHint)
-			return ok
-		}},
-		{key: "signing_key", file: pemFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.SigningKey, ok = l.bytes(v, pemFile, pemHint(v.at, "signing_key", "signing-key.pem"))
-			return ok
-		}},
-		{key: "idp_provider", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPProvider, ok = l.str(v)
-			return ok
-		}},
-		{key: "idp_provider_url", decode: func(l *loader, v value, o *Options) bool {
-			// Kept as written: OIDC discovery compares it with the
-			// issuer the provider announces, character for character.
-			s, ok := l.str(v)
-			if ok {
-				o.IDPProviderURL = s
-				_, ok = l.url(v, upstreamURL)
-			}
-			return ok
-		}},
-		{key: "idp_client_id", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPClientID, ok = l.str(v)
-			return ok
-		}},
-		{key: "idp_client_secret", file: textFile, decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPClientSecret, ok = l.str(v)
-			return ok
-		}},
-		{key: "idp_scopes", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPScopes, ok = l.list(v, true)
-			return ok
-		}},
-		{key: "idp_groups_claim", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPGroupsClaim, ok = l.str(v)
-			return ok
-		}},
-		{key: "idp_request_params", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPRequestParams, ok = l.requestParams(v)
-			return ok
-		}},
-		{key: "idp_users_file", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPUsersFile, ok = l.path(v)
-			return ok
-		}},
-		{key: "idp_builtin_token_ttl", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.IDPBuiltinTokenTTL, ok = l.duration(v)
-			return ok
-		}},
-		{key: "insecure_server", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.InsecureServer, ok = l.boolean(v)
-			return ok
-		}},
-		{key: "metrics_address", decode: func(l *loader, v value, o *Options) (ok bool) {
-			o.MetricsAddress, ok = l.str(v)
-			return ok
-		}},
-		{key: "log_level", decode: func(l *loader, v value, o *Options) bool {
-			s, ok := l.str(v)
-			if !ok {
-				return false
-			}
-			lvl, ok := logLevels[strings.ToLower(s)]
-			if !ok {
-				return l.fail(v, "%q is not a log level: want debug, info, warn or error", s)
-			}
-			o.LogLevel = lvl
-			return true
-		}},
-		{key: "log_format", decode: func(l *loader, v value, o *Options) (ok bool) {
-			s, ok := l.str(v)
-			o.LogFormat = strings.ToLower(s)
-			return ok
-		}},
-		limitSetting("limit_connections", func(o *Options) *int { return &o.Limits.Connections }),
-		limitSetting("limit_connections_per_client", func(o *Options) *int { return &o.Limits.ConnectionsPerClient }),
-		limitSetting("limit_sign_ins_per_minute", func(o *Options) *int { return &o.Limits.SignInsPerMinute }),
-		limitSetting("limit_logins_per_minute", func(o *Options) *int { return &o.Limits.LoginsPerMinute }),
-		limitSetting("limit_pending_sign_ins", func(o *Options) *int { return &o.Limits.PendingSignIns }),
-		limitSetting("limit_sessions_per_person", func(o *Options) *int { return &o.Limits.SessionsPerPerson }),
-		limitSetting("limit_sign_in_body_bytes", func(o *Options) *int { return &o.Limits.SignInBodyBytes }),
+		{key: "address", example: ":8443",
+			doc: "Where the main listener listens, as `[host]:port`. Every route and the sign-in service are served there, " +
+				"over TLS unless `INSECURE_SERVER` is true.",
+			get: func(o *Options) any { return o.Address },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.Address, ok = l.str(v)
+				return ok
+			}},
+		{key: "authenticate_service_url", example: "https://authenticate.example.com", unset: "none",
+			doc: "The public URL of the sign-in service: scheme, host and optional port, no path. " +
+				"Register it with `/oauth2/callback` appended as the redirect URL of the client at your identity provider. " +
+				"Its host must be its own, not any route's `from`. Needed when `IDP_PROVIDER` is set.",
+			get: func(o *Options) any { return o.AuthenticateServiceURL },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.AuthenticateServiceURL, ok = l.url(v, hostURL)
+				return ok
+			}},
+		{key: "certificate", file: pemFile, example: "$(base64 -w0 cert.pem)",
+			unset: "none: Portcullis refuses to start without one unless `INSECURE_SERVER` is true",
+			doc: "The TLS certificate served on `ADDRESS`, as the base64 of a PEM file: the server's certificate first, " +
+				"then any intermediates. Set it together with `CERTIFICATE_KEY`. It should name the host of " +
+				"`AUTHENTICATE_SERVICE_URL` and of every route; `--check-config` warns when it does not, or when it has expired.",
+			get: func(o *Options) any { return o.Certificate },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.Certificate, ok = l.bytes(v, pemFile, pemHint(v.at, "certificate", "cert.pem"))
+				return ok
+			}},
+		{key: "certificate_key", file: pemFile, example: "$(base64 -w0 key.pem)", unset: "none",
+			doc: "The private key of `CERTIFICATE`, as the base64 of a PEM file.",
+			get: func(o *Options) any { return o.CertificateKey },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.CertificateKey, ok = l.bytes(v, pemFile, pemHint(v.at, "certificate_key", "key.pem"))
+				return ok
+			}},
+		{key: "cookie_secret", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
+			doc: "The key that seals session cookies and the state of a sign-in in progress: exactly 32 random bytes, in base64.",
+			get: func(o *Options) any { return o.CookieSecret },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.CookieSecret, ok = l.bytes(v, textFile, secretHint)
+				return ok
+			}},
+		{key: "cookie_name", example: "_portcullis",
+			doc: "The name of the session cookie: letters, digits, `-` and `_`. " +
+				"A cookie of this name is never passed on to an upstream.",
+			get: func(o *Options) any { return o.CookieName },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.CookieName, ok = l.str(v)
+				return ok
+			}},
+		{key: "cookie_expire", example: "8h",
+			doc: "How long a session lasts after signing in, as a positive duration; then the person signs in again. " +
+				"While it lasts, the identity provider is asked again when its own token expires, and can end it sooner: " +
+				"see [sessions and refresh](identity-providers.md#sessions-and-refresh).",
+			get: func(o *Options) any { return o.CookieExpire },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.CookieExpire, ok = l.duration(v)
+				return ok
+			}},
+		{key: "shared_secret", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
+			doc: "Key material, at least 32 random bytes, in base64. The tokens Portcullis issues are signed with a key " +
+				"derived from it when `SIGNING_KEY` is not set, and the built-in identity provider derives its own keys from it.",
+			get: func(o *Options) any { return o.SharedSecret },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.SharedSecret, ok = l.bytes(v, textFile, secretHint)
+				return ok
+			}},
+		{key: "signing_key", file: pemFile, example: "$(base64 -w0 signing-key.pem)",
+			unset: "none: the key is derived from `SHARED_SECRET`",
+			doc: "The private key that signs the tokens Portcullis issues (kubectl's credentials, and the identity assertion " +
+				"of `pass_identity_headers`), as the base64 of a PEM file holding an EC or RSA private key. " +
+				"Its public half is published at `/.well-known/pomerium/jwks.json` on every route's host.",
+			get: func(o *Options) any { return o.SigningKey },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.SigningKey, ok = l.bytes(v, pemFile, pemHint(v.at, "signing_key", "signing-key.pem"))
+				return ok
+			}},
+		{key: "idp_provider", example: "oidc", unset: "none: nobody can sign in",
+			doc: "The identity provider people sign in with: `oidc` for any OpenID Connect provider, a preset such as " +
+				"`google`, `azure`, `okta` or `keycloak`, `github`, or `builtin`, a provider inside Portcullis with its users " +
+				"in `IDP_USERS_FILE`. Every name, with its defaults: [identity providers](identity-providers.md).",
+			get: func(o *Options) any { return o.IDPProvider },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPProvider, ok = l.str(v)
+				return ok
+			}},
+		{key: "idp_provider_url", example: "https://accounts.example.com",
+			unset: "the provider's, for those that have one ([providers at a glance](identity-providers.md#providers-at-a-glance))",
+			doc:   "The provider's issuer URL, exactly as the provider announces it (for `github`, its web URL).",
+			get:   func(o *Options) any { return o.IDPProviderURL },
+			decode: func(l *loader, v value, o *Options) bool {
+				// Kept as written: OIDC discovery compares it with the
+				// issuer the provider announces, character for character.
+				s, ok := l.str(v)
+				if ok {
+					o.IDPProviderURL = s
+					_, ok = l.url(v, upstreamURL)
+				}
+				return ok
+			}},
+		{key: "idp_client_id", example: "portcullis", unset: "none",
+			doc: "The client ID registered at the identity provider. Not needed with `builtin`.",
+			get: func(o *Options) any { return o.IDPClientID },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPClientID, ok = l.str(v)
+				return ok
+			}},
+		{key: "idp_client_secret", file: textFile, example: "the-client-secret", unset: "none",
+			doc: "The client's secret, as the identity provider gave it. Not needed with `builtin`.",
+			get: func(o *Options) any { return o.IDPClientSecret },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPClientSecret, ok = l.str(v)
+				return ok
+			}},
+		{key: "idp_scopes", example: "openid,email,profile,offline_access",
+			unset: "the provider's ([providers at a glance](identity-providers.md#providers-at-a-glance))",
+			doc: "The scopes to ask the identity provider for, replacing the provider's defaults: a comma list " +
+				"(in the file, also a YAML list).",
+			get: func(o *Options) any { return o.IDPScopes },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPScopes, ok = l.list(v, true)
+				return ok
+			}},
+		{key: "idp_groups_claim", example: "roles",
+			unset: "the provider's, `groups` for most ([providers at a glance](identity-providers.md#providers-at-a-glance))",
+			doc: "The claim of the ID token (or else of the provider's userinfo) that lists a person's groups. " +
+				"The groups are what `groups` in a policy matches and, on a Kubernetes route, what Kubernetes sees as `Impersonate-Group`.",
+			get: func(o *Options) any { return o.IDPGroupsClaim },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPGroupsClaim, ok = l.str(v)
+				return ok
+			}},
+		{key: "idp_request_params", example: `'{"prompt":"select_account"}'`, unset: "the provider's",
+			doc: "Extra parameters for the identity provider's sign-in URL, such as `prompt`, `login_hint` or `hd`; " +
+				"they replace the provider's own, key by key. A JSON object of strings (`{\"prompt\":\"login\"}`) or a comma list " +
+				"of key=value (`prompt=login,hd=example.com`); in the file, also a mapping. These cannot be set, because Portcullis " +
+				"sets them itself: " + codeList(reservedRequestParams, "and") + ". " +
+				"More: [`IDP_REQUEST_PARAMS`](identity-providers.md#idp_request_params).",
+			get: func(o *Options) any { return o.IDPRequestParams },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPRequestParams, ok = l.requestParams(v)
+				return ok
+			}},
+		{key: "idp_users_file", example: "users.yaml", unset: "none",
+			doc: "The path of the users file of the built-in provider (`IDP_PROVIDER=builtin`): a YAML list of people, " +
+				"each with `email`, `groups` and a bcrypt `password_hash`. Changes to the file take effect while Portcullis runs: " +
+				"see [the built-in provider](identity-providers.md#the-built-in-provider-builtin).",
+			get: func(o *Options) any { return o.IDPUsersFile },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPUsersFile, ok = l.path(v)
+				return ok
+			}},
+		{key: "idp_builtin_token_ttl", example: "5m",
+			doc: "How long the tokens of the built-in provider last, and so how often Portcullis renews a session with it: " +
+				"a person removed from `IDP_USERS_FILE` is shut out within this time (and a second). At least `1s`; " +
+				"values as short as `5s` are for tests and demos.",
+			get: func(o *Options) any { return o.IDPBuiltinTokenTTL },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.IDPBuiltinTokenTTL, ok = l.duration(v)
+				return ok
+			}},
+		{key: "insecure_server", example: "true",
+			doc: "Serve plain HTTP on `ADDRESS`, with no certificate, behind a load balancer or ingress that terminates TLS.",
+			get: func(o *Options) any { return o.InsecureServer },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.InsecureServer, ok = l.boolean(v)
+				return ok
+			}},
+		{key: "metrics_address", example: ":9090", unset: "none: no metrics listener",
+			doc: "Where to serve Prometheus metrics at `/metrics`, and `/ping`, `/healthz` and `/readyz` for probes, " +
+				"as `[host]:port`: plain HTTP with no sign-in, so keep it where only your monitoring reaches it. " +
+				"It needs a port of its own, not `ADDRESS`'s.",
+			get: func(o *Options) any { return o.MetricsAddress },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.MetricsAddress, ok = l.str(v)
+				return ok
+			}},
+		{key: "log_level", example: "debug",
+			doc: "The least severe messages logged: " + codeList(logLevelNames(), "or") + ".",
+			get: func(o *Options) any { return o.LogLevel },
+			decode: func(l *loader, v value, o *Options) bool {
+				s, ok := l.str(v)
+				if !ok {
+					return false
+				}
+				lvl, ok := logLevels[strings.ToLower(s)]
+				if !ok {
+					return l.fail(v, "%q is not a log level: want debug, info, warn or error", s)
+				}
+				o.LogLevel = lvl
+				return true
+			}},
+		{key: "log_format", example: "text",
+			doc: "How logs are written to standard error: `json`, one JSON object a line, or `text`, key=value pairs.",
+			get: func(o *Options) any { return o.LogFormat },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				s, ok := l.str(v)
+				o.LogFormat = strings.ToLower(s)
+				return ok
+			}},
+		limitSetting("limit_connections", "20000",
+			"The most connections open at once on `ADDRESS`; one more is closed as soon as it is accepted.",
+			func(o *Options) *int { return &o.Limits.Connections }),
+		limitSetting("limit_connections_per_client", "500",
+			"The most connections one client may have open at once on `ADDRESS`.",
+			func(o *Options) *int { return &o.Limits.ConnectionsPerClient }),
+		limitSetting("limit_sign_ins_per_minute", "10",
+			"How many sign-ins one client may start (and complete) a minute at the sign-in service, as many of them at once; "+
+				"more get `429 Too Many Requests`.",
+			func(o *Options) *int { return &o.Limits.SignInsPerMinute }),
+		limitSetting("limit_logins_per_minute", "120",
+			"How many calls of the programmatic login API (`/.pomerium/api/v1/login`, which `portcullis-cli` uses) "+
+				"one client may make a minute, as many of them at once.",
+			func(o *Options) *int { return &o.Limits.LoginsPerMinute }),
+		limitSetting("limit_pending_sign_ins", "50000",
+			"How many sign-ins in progress Portcullis keeps track of, each for ten minutes, so that the identity provider's "+
+				"answer to one cannot be replayed; past it, new sign-ins get `503` until older ones are forgotten.",
+			func(o *Options) *int { return &o.Limits.PendingSignIns }),
+		limitSetting("limit_sessions_per_person", "10",
+			"How many sessions one person (one subject at the identity provider) may have; "+
+				"signing in once more ends that person's oldest session.",
+			func(o *Options) *int { return &o.Limits.SessionsPerPerson }),
+		limitSetting("limit_sign_in_body_bytes", "16384",
+			"The largest request body, in bytes, that the sign-in, sign-out and login endpoints accept, "+
+				"the built-in provider's included; a larger one gets `413`.",
+			func(o *Options) *int { return &o.Limits.SignInBodyBytes }),
 		// policy before routes: that is the order of Options.Routes.
-		{key: "policy", decode: decodeRouteList("policy")},
-		{key: "routes", decode: decodeRouteList("routes")},
+		{key: "policy", example: "$(base64 -w0 policy.yaml)", unset: "no routes",
+			doc: "Routes, as Pomerium's `POLICY`: in the environment, the base64 of a YAML list of routes; in the file, " +
+				"that list itself (or the base64 of it, as a string). The keys of a route are listed [below](#route-keys).",
+			decode: decodeRouteList("policy")},
+		{key: "routes", example: "$(base64 -w0 routes.yaml)", unset: "no routes",
+			doc:    "More routes, written as `POLICY` is; they come after the routes of `POLICY`.",
+			decode: decodeRouteList("routes")},
 	}
 }
+
+// generatedSecret is the reference's default for the secrets that
+// GenerateMissingSecrets fills in.
+const generatedSecret = "none: a random one at each start, so sessions end when Portcullis restarts, " +
+	"and replicas cannot share them"
 
 // maxLimit bounds every limit_* setting: far above any sane value, and
 // small enough that no arithmetic on it overflows.
@@ -159,20 +299,23 @@ const maxLimit = 1 << 30
 
 // limitSetting is a limit_* setting: a whole number from 1 to maxLimit.
 // Zero is refused rather than read as "no limit": a limit is taken away
-// by raising it, on purpose.
-func limitSetting(key string, field func(*Options) *int) setting {
-	return setting{key: key, decode: func(l *loader, v value, o *Options) bool {
-		s, ok := l.scalar(v, "a whole number")
-		if !ok {
-			return false
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			return l.fail(v, "%q is not a limit: want a whole number from 1 to %d", s, maxLimit)
-		}
-		*field(o) = n
-		return true
-	}}
+// by raising it, on purpose. doc and example are the setting's.
+func limitSetting(key, example, doc string, field func(*Options) *int) setting {
+	return setting{key: key, example: example,
+		doc: fmt.Sprintf("%s A whole number from 1 to %d.", doc, maxLimit),
+		get: func(o *Options) any { return *field(o) },
+		decode: func(l *loader, v value, o *Options) bool {
+			s, ok := l.scalar(v, "a whole number")
+			if !ok {
+				return false
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxLimit {
+				return l.fail(v, "%q is not a limit: want a whole number from 1 to %d", s, maxLimit)
+			}
+			*field(o) = n
+			return true
+		}}
 }
 
 var logLevels = map[string]slog.Level{
@@ -180,6 +323,13 @@ var logLevels = map[string]slog.Level{
 	"info":  slog.LevelInfo,
 	"warn":  slog.LevelWarn,
 	"error": slog.LevelError,
+}
+
+// logLevelNames lists the names of logLevels, least severe first.
+func logLevelNames() []string {
+	names := slices.Collect(maps.Keys(logLevels))
+	slices.SortFunc(names, func(a, b string) int { return int(logLevels[a] - logLevels[b]) })
+	return names
 }
 
 // topKeys lists every top-level YAML key, *_file variants included.
