@@ -73,3 +73,18 @@ func TestDocsExampleConfig(t *testing.T) {
 		t.Errorf("the server refuses the documented example: %v", err)
 	}
 }
+
+// TestUsageNamesConfigurationReference: --help points to the page that
+// lists every setting, and the page is where it says.
+func TestUsageNamesConfigurationReference(t *testing.T) {
+	code, _, stderr := runCmd(t, t.Context(), nil, "--help")
+	if code != exitOK {
+		t.Fatalf("--help: exit %d, stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, configReference) {
+		t.Errorf("--help does not name %s:\n%s", configReference, stderr)
+	}
+	if _, err := os.Stat(filepath.Join("..", "..", configReference)); err != nil {
+		t.Errorf("--help names %s: %v", configReference, err)
+	}
+}

@@ -25,6 +25,10 @@ import (
 // go build -ldflags "-X main.version=v1.2.3" ./cmd/portcullis
 var version = "dev"
 
+// configReference is the page, in the Portcullis repository, that lists
+// every setting; --help points to it.
+const configReference = "docs/configuration.md"
+
 // Exit codes.
 const (
 	exitOK      = 0
@@ -84,7 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: portcullis [--config FILE] [--check-config] [--version]\n\n"+
 			"Settings come from environment variables (ADDRESS, CERTIFICATE, COOKIE_SECRET, ROUTES, …)\n"+
-			"and from the optional YAML file, whose keys are the same names in lower case.\n\n")
+			"and from the optional YAML file, whose keys are the same names in lower case.\n"+
+			"Every setting, its environment variable, file key and default: %s\n"+
+			"in the Portcullis repository.\n\n", configReference)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -124,8 +130,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return nil
 	}
 
-	// A missing secret in a single-replica setup is generated rather than
-	// refused (DESIGN.md), and said loudly below.
+	// A missing secret is generated rather than refused, so that one
+	// replica starts with no secrets set up, and said loudly below.
 	generated := opts.GenerateMissingSecrets()
 	logger := newLogger(stderr, opts)
 	logger.Info("starting portcullis", "version", version)
