@@ -45,8 +45,9 @@ How values are written:
   file holding the value itself for a secret. Give one or the other, not both.
 - **Paths** in the file are relative to the file's directory; in the
   environment, to the working directory.
-- **Clients**, in the ` + "`LIMIT_*`" + ` settings, are client addresses, an IPv6
-  address counting as its /64.
+- **Clients**, in the ` + "`LIMIT_*`" + ` settings, are client addresses: the
+  connection's, an IPv6 address counting as its /64 (more in
+  [Security](security.md#limits-on-what-clients-can-make-portcullis-do)).
 `
 
 // pomeriumHeading heads the section on Pomerium's keys; referenceIntro

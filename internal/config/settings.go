@@ -259,11 +259,11 @@ func topSettings() []setting {
 			func(o *Options) *int { return &o.Limits.ConnectionsPerClient }),
 		limitSetting("limit_sign_ins_per_minute", "10",
 			"How many sign-ins one client may start (and complete) a minute at the sign-in service, as many of them at once; "+
-				"more get `429 Too Many Requests`.",
+				"more get `429 Too Many Requests` with `Retry-After`.",
 			func(o *Options) *int { return &o.Limits.SignInsPerMinute }),
 		limitSetting("limit_logins_per_minute", "120",
 			"How many calls of the programmatic login API (`/.pomerium/api/v1/login`, which `portcullis-cli` uses) "+
-				"one client may make a minute, as many of them at once.",
+				"one client may make a minute, as many of them at once; more get `429` with `Retry-After`.",
 			func(o *Options) *int { return &o.Limits.LoginsPerMinute }),
 		limitSetting("limit_pending_sign_ins", "50000",
 			"How many sign-ins in progress Portcullis keeps track of, each for ten minutes, so that the identity provider's "+
