@@ -128,7 +128,7 @@ func topSettings() []setting {
 				o.SigningKey, ok = l.bytes(v, pemFile, pemHint(v.at, "signing_key", "signing-key.pem"))
 				return ok
 			}},
-		{key: "idp_provider", example: "oidc", unset: "none: nobody can sign in",
+		{key: "idp_provider", example: "oidc", unset: "none: sign-in is off",
 			doc: "The identity provider people sign in with: `oidc` for any OpenID Connect provider, a preset such as " +
 				"`google`, `azure`, `okta` or `keycloak`, `github`, or `builtin`, a provider inside Portcullis with its users " +
 				"in `IDP_USERS_FILE`. Every name, with its defaults: [identity providers](identity-providers.md).",
