@@ -2,7 +2,7 @@ module github.com/portcullis-proxy/portcullis
 
 go 1.26.0
 
-toolchain go1.26.10
+toolchain go1.27.3
 
 require (
 	github.com/chromedp/chromedp v0.23.0
