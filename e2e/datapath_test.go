@@ -23,8 +23,8 @@ import (
 
 // TestKubernetesDataPath is a person's kubectl session through Portcullis:
 // their token gets them to kube-apiserver as themselves, RBAC applies to
-// them, and every kubectl verb works, including streams and upgrades over
-// both of kubectl's transports.
+// them, and kubectl's everyday commands work, including streams and
+// upgrades over both of kubectl's transports.
 func TestKubernetesDataPath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -315,7 +315,7 @@ func (o *Options) validateInto(v *validator) {
 			case r.IsKubernetes():
 				// Kubernetes sees the person through Impersonate-User: with
 				// no signed-in person the proxy would act with the service
-				// account's own rights (DESIGN.md, security invariants).
+				// account's own rights, which docs/security.md promises never.
 				v.add(at, "not allowed on a Kubernetes route: impersonation needs a signed-in user; use allow_any_authenticated_user or a policy")
 			case len(others) > 0:
 				v.add(at, "set together with %s: a public route lets everyone in, so those rules would do nothing; keep one or the other", strings.Join(others, ", "))

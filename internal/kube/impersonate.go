@@ -223,7 +223,7 @@ type Impersonator struct {
 //
 // An empty user or token is refused: without Impersonate-User the request
 // would run with the service account's own rights, which is never what a
-// person may have (DESIGN.md, "Invariants"). So is a value that is not a
+// person may have (docs/security.md). So is a value that is not a
 // single line of printable text (CR, LF, NUL or another control character,
 // invalid UTF-8, leading or trailing space): user and groups come from the
 // identity provider and must not be able to add headers or change meaning

@@ -53,7 +53,7 @@ func TestStoreLoad(t *testing.T) {
 	}
 }
 
-// The file name is the SHA-256 of the URL, as DESIGN.md promises.
+// The file name is the SHA-256 of the URL, as the package documents.
 func TestPathIsSHA256OfURL(t *testing.T) {
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte(testURL))
