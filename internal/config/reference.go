@@ -30,9 +30,10 @@ portcullis --config portcullis.yaml --check-config   # every problem, or a summa
 portcullis --config portcullis.yaml
 ` + "```" + `
 
-A key Portcullis does not know is refused, with the nearest known name; so is
-a key of Pomerium's that Portcullis does not implement, with what to do
-instead ([below](#pomerium-keys-portcullis-does-not-support)). For a whole
+A key in the file that Portcullis does not know is refused, naming the key
+it looks like a typo of, if any; so is a key of Pomerium's that Portcullis
+does not implement, in the file or the environment, with what to do instead
+([below](#pomerium-keys-portcullis-does-not-support)). For a whole
 setup, step by step, see [Securing Kubernetes](kubernetes.md).
 
 How values are written:
