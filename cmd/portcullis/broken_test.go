@@ -146,6 +146,9 @@ func brokenCases() []brokenCase {
 			want: []string{"LIMIT_SIGN_INS_PER_MINUTE", `"lots" is not a limit`}},
 
 		// Routes.
+		{name: "in-cluster route outside a pod", edit: func(_ *testing.T, e map[string]string, _ string) {
+			e["ROUTES"] = routes("- from: https://k8s.example.com\n  kubernetes_in_cluster: true\n  allow_any_authenticated_user: true\n")
+		}, want: []string{"kubernetes_in_cluster", "not running in a Kubernetes pod", "KUBERNETES_SERVICE_HOST"}},
 		{name: "token file missing", edit: func(_ *testing.T, e map[string]string, dir string) {
 			e["ROUTES"] = routes("- from: https://k8s.example.com\n  to: https://kubernetes.default.svc\n  allow_any_authenticated_user: true\n  kubernetes_service_account_token_file: " + filepath.Join(dir, "nope") + "\n")
 		}, want: []string{"kubernetes_service_account_token_file", "no such file"}},

@@ -194,6 +194,12 @@ type Route struct {
 	// time, so that a rotated projected token is picked up.
 	KubernetesServiceAccountToken     string
 	KubernetesServiceAccountTokenFile string
+	// KubernetesInCluster makes this a Kubernetes route to the cluster
+	// Portcullis runs in: Load sets To, TLSCustomCA(File) and
+	// KubernetesServiceAccountTokenFile from the pod's environment and its
+	// mounted service account, as client-go's in-cluster configuration
+	// finds them (incluster.go). kubernetes_in_cluster; default false.
+	KubernetesInCluster bool
 	// KubernetesAllowSystemNames lets a user or group name beginning with
 	// "system:" be impersonated. Kubernetes reserves that prefix for its
 	// own identities (system:masters is cluster-admin, system:node:… a

@@ -195,6 +195,13 @@ func routeKeyTable() []routeKey {
 				r.KubernetesServiceAccountTokenFile, ok = l.path(v)
 				return ok
 			}},
+		boolean("kubernetes_in_cluster",
+			"Makes the route a Kubernetes route to the cluster Portcullis runs in, found as client-go finds it from inside a pod: "+
+				"the API server at `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`, verified with the pod's "+
+				"`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt` and called with its `token` there (read again as the "+
+				"kubelet rotates it). Set no `to`, CA or token with it. `--check-config` shows what it found, or says what the "+
+				"pod lacks (such as `automountServiceAccountToken: false`).",
+			func(r *Route) *bool { return &r.KubernetesInCluster }),
 		boolean("kubernetes_allow_system_names",
 			"Let Portcullis impersonate user and group names that begin with `system:`, which Kubernetes keeps for its own "+
 				"identities (the group `system:masters` is cluster-admin). Without it, a person whose identity provider gives "+

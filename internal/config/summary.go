@@ -99,6 +99,8 @@ func setOrNot(set bool) string {
 func routeTraits(r *Route) []string {
 	var t []string
 	switch {
+	case r.KubernetesInCluster:
+		t = append(t, fmt.Sprintf("kubernetes in-cluster (the pod's cluster; token from %s, CA from %s)", r.KubernetesServiceAccountTokenFile, r.TLSCustomCAFile))
 	case r.KubernetesServiceAccountTokenFile != "":
 		t = append(t, fmt.Sprintf("kubernetes (token from %s)", r.KubernetesServiceAccountTokenFile))
 	case r.KubernetesServiceAccountToken != "":

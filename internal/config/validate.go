@@ -259,7 +259,9 @@ func (o *Options) validateInto(v *validator) {
 				owner[h] = i
 			}
 		}
-		if !rl.failed["to"] {
+		// A kubernetes_in_cluster route that could not be resolved has
+		// been reported on that key: no second problem for its to.
+		if !rl.failed["to"] && !rl.failed["kubernetes_in_cluster"] {
 			if len(r.To) == 0 {
 				v.add(rl.at, "no to: want the upstream URL, such as to: https://kubernetes.default.svc")
 			}
