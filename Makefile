@@ -21,8 +21,9 @@ all: build
 build: ## Build both binaries into bin/.
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/portcullis ./cmd/portcullis-cli
 
-testenv: tools ## Everything the tests need: the tools below, Chromium and nginx (installed with apt-get as root).
+testenv: tools ## Everything the tests need: the tools below, Chromium, nginx, runc and umoci (installed with apt-get as root).
 	bash internal/testenv/install-chromium.sh
+	bash internal/testenv/install-runc.sh
 	bash bench/install-nginx.sh
 
 tools: ## Build kube-apiserver, kubectl, etcd, kwok and the fake node into the user cache (once).
