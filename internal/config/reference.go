@@ -171,9 +171,10 @@ func writeRouteKeys(b *strings.Builder, anchor func(string) string) {
 		return fmt.Sprintf("%s on a Kubernetes route, %s on others", kv, ov)
 	}
 	b.WriteString(`Each route of ` + "`POLICY` and `ROUTES`" + ` is a mapping of these keys. A route with
-` + "`kubernetes_service_account_token` or `kubernetes_service_account_token_file`" + `
-is a Kubernetes route: Portcullis sends its requests to the Kubernetes API
-server as the signed-in person, and some defaults differ for it.
+` + "`kubernetes_service_account_token`, `kubernetes_service_account_token_file`" + `
+or ` + "`kubernetes_in_cluster: true`" + ` is a Kubernetes route: Portcullis sends its
+requests to the Kubernetes API server as the signed-in person, and some
+defaults differ for it.
 
 | Key | Default |
 |---|---|

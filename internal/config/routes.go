@@ -177,7 +177,7 @@ func routeKeyTable() []routeKey {
 				return ok
 			}},
 		routeKey{name: "kubernetes_service_account_token", logical: "kubernetes_service_account_token",
-			example: "eyJhbGciOiJSUzI1NiIs…", unset: "none: not a Kubernetes route",
+			example: "eyJhbGciOiJSUzI1NiIs…", unset: "none",
 			doc: "Makes the route a Kubernetes route: each request goes upstream with this service-account token and the " +
 				"signed-in person as `Impersonate-User` and `Impersonate-Group`, once every credential and impersonation header " +
 				"the client sent is removed. Prefer `kubernetes_service_account_token_file`; set only one of the two.",
@@ -188,7 +188,7 @@ func routeKeyTable() []routeKey {
 		// The token file is not read here: the proxy re-reads it at run
 		// time, because projected service-account tokens rotate.
 		routeKey{name: "kubernetes_service_account_token_file", logical: "kubernetes_service_account_token_file",
-			example: "/var/run/secrets/kubernetes.io/serviceaccount/token", unset: "none: not a Kubernetes route",
+			example: "/var/run/secrets/kubernetes.io/serviceaccount/token", unset: "none",
 			doc: "The same as `kubernetes_service_account_token`, from a file, which Portcullis reads again when it changes: " +
 				"a projected token the kubelet rotates is picked up without a restart.",
 			decode: func(l *loader, v value, r *Route, _ *routeSet) (ok bool) {
