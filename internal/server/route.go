@@ -52,11 +52,13 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
 	// Portcullis's own endpoints on the route host (sign-in callback,
-	// login API, sign-out, who am I) take small bodies only; a path there
-	// that is none of them goes on to the route.
+	// login API, sign-out, who am I) take small bodies only. The rest of
+	// /.pomerium/ is Portcullis's too, as it is Pomerium's: a path there
+	// that is none of them is not found, never sent to the upstream.
 	endpoints := s.boundSignInBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.auth.RouteEndpoints(w, r, audience) {
-			next.ServeHTTP(w, r)
+			respond.Error(w, r, respond.Problem{Code: http.StatusNotFound, Title: "Not found",
+				Message: "portcullis: " + r.URL.Path + " is not a Portcullis endpoint (/.pomerium/ is Portcullis's own on every route)"})
 		}
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +67,7 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 			wellKnown.ServeHTTP(w, r)
 		case r.URL.Path == "/.well-known/pomerium/jwks.json":
 			jwks.ServeHTTP(w, r)
-		case strings.HasPrefix(r.URL.Path, "/.pomerium"):
+		case r.URL.Path == "/.pomerium" || strings.HasPrefix(r.URL.Path, "/.pomerium/"):
 			endpoints.ServeHTTP(w, r)
 		default:
 			next.ServeHTTP(w, r)
