@@ -136,6 +136,11 @@ func TestGuideFoundation(t *testing.T) {
 		if strings.Contains(string(out), saToken) {
 			t.Errorf("check-config summary prints the service-account token")
 		}
+		for _, want := range []string{"limits:", "not checked: reaching the identity provider"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("check-config summary: got %q, want it to say %q", out, want)
+			}
+		}
 	})
 
 	// Ready when Portcullis's own readiness says so: on a Kubernetes route

@@ -127,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			fmt.Fprintf(stdout, "not set, so generated at each start: %s (set them when running more than one replica)\n",
 				strings.Join(generated, ", "))
 		}
+		// What start does beyond this check: the network.
+		fmt.Fprintln(stdout, "not checked: reaching the identity provider, the upstreams and the listen addresses, which happens at start and at each request")
 		return nil
 	}
 
