@@ -31,6 +31,22 @@ func NewCluster(t testing.TB, apiserverArgs ...string) *Cluster {
 	return c
 }
 
+// ToolPath returns the path of one of the tools (Tool), building it on
+// first use. A tool that cannot be built fails the test with the reason:
+// like the e2e suite, the tests that use it never skip.
+func ToolPath(t testing.TB, name string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	p, err := Tool(ctx, name, testWriter{t})
+	if err != nil {
+		t.Fatalf("testenv: %v\ntestenv builds %s from its pinned module in internal/testenv/tools on first use "+
+			"(`make tools`, or `go run ./internal/testenv/cmd/testenv path %s`); it needs the go command and "+
+			"network access to the Go module proxy for the first build", err, name, name)
+	}
+	return p
+}
+
 // NewOIDCProvider starts an OIDCProvider for one test.
 func NewOIDCProvider(t testing.TB, redirectURIs []string, users []OIDCUser) *OIDCProvider {
 	t.Helper()

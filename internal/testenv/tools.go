@@ -52,6 +52,12 @@ const (
 	Kubectl       = "kubectl"
 	Etcd          = "etcd"
 	Kwok          = "kwok"
+	// Helm renders and lints the chart in deploy/helm, and renders the
+	// plain manifests in deploy/kubernetes from it.
+	Helm = "helm"
+	// Directories of CustomResourceDefinitions, one YAML file each.
+	PrometheusOperatorCRDs = "prometheus-operator-crds"
+	CertManagerCRDs        = "cert-manager-crds"
 	// FakeNodeTool is the fake kubelet of FakeNode, built from our own
 	// source in tools/fakenode.
 	FakeNodeTool = "fakenode"
@@ -75,6 +81,27 @@ var toolModules = map[string]toolModule{
 		version:  "v0.8.0",
 		packages: []string{"sigs.k8s.io/kwok/cmd/kwok"},
 		assets:   map[string][]string{"sigs.k8s.io/kwok": kwokAssets},
+	},
+	Helm: {
+		dir:      "helm",
+		version:  HelmVersion,
+		packages: []string{"helm.sh/helm/v4/cmd/helm"},
+		// Helm's own release build stamps the version; without it
+		// `helm version` says only v4.3.
+		ldflags: "-X helm.sh/helm/v4/internal/version.version=" + HelmVersion,
+	},
+	// The CustomResourceDefinitions of the resources the chart can render
+	// beyond Kubernetes's own, so that its tests have the API server check
+	// them as a cluster with those operators would.
+	PrometheusOperatorCRDs: {
+		dir:     "prometheus-operator-crds",
+		version: "v0.85.0",
+		data:    &moduleData{name: PrometheusOperatorCRDs, module: "github.com/prometheus-operator/prometheus-operator", dir: "example/prometheus-operator-crd"},
+	},
+	CertManagerCRDs: {
+		dir:     "cert-manager-crds",
+		version: "v1.21.2",
+		data:    &moduleData{name: CertManagerCRDs, module: "github.com/cert-manager/cert-manager", dir: "deploy/crds"},
 	},
 	FakeNodeTool: {
 		dir: "fakenode",
@@ -125,9 +152,14 @@ var kubernetesTools = toolModule{
 		" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37",
 }
 
-// ToolNames lists every binary the tests need, in build order: what testenv
+// HelmVersion is the pinned Helm release that lints and renders the chart.
+const HelmVersion = "v4.3.2"
+
+// ToolNames lists every tool the tests need, in build order: what testenv
 // prepare builds. The lint tools above are built when the Makefile first asks.
-func ToolNames() []string { return []string{Etcd, KubeAPIServer, Kubectl, Kwok, FakeNodeTool} }
+func ToolNames() []string {
+	return []string{Etcd, KubeAPIServer, Kubectl, Kwok, FakeNodeTool, Helm, PrometheusOperatorCRDs, CertManagerCRDs}
+}
 
 // toolsDir finds tools/ next to this source file. testenv runs from a source
 // checkout (tests, the demo), so the path recorded by the compiler is real;
