@@ -26,11 +26,18 @@ testenv: tools ## Everything the tests need: the tools below, Chromium, nginx, r
 	bash internal/testenv/install-runc.sh
 	bash bench/install-nginx.sh
 
-tools: ## Build kube-apiserver, kubectl, etcd, kwok and the fake node into the user cache (once).
+tools: ## Build kube-apiserver, kubectl, etcd, kwok, the fake node and Helm into the user cache (once).
 	$(TESTENV) prepare
 
 demo: tools ## Start a local cluster with Portcullis in front of it (Ctrl-C stops).
 	$(TESTENV) demo
+
+# The plain manifests in deploy/kubernetes are the Helm chart in
+# deploy/helm/portcullis rendered with deploy/helm/kubernetes-values.yaml.
+# The chart's tests (in make test) fail when they differ; this rewrites them.
+.PHONY: manifests
+manifests: ## Render deploy/kubernetes from the Helm chart.
+	$(GO) test ./deploy/helm -run '^TestManifestsUpToDate$$' -count=1 -update
 
 lint: ## go vet, gofmt, tidy modules, staticcheck, deadcode and govulncheck.
 	$(GO) vet ./...

@@ -193,7 +193,9 @@ func TestGuideFoundation(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "portcullis_http_requests_total") {
 		t.Errorf("GET /metrics: got %s, want 200 with portcullis_http_requests_total; body starts %q", resp.Status, head(body, 300))
 	}
-	// The probes of deploy/kubernetes/portcullis.yaml, on the metrics port.
+	// The same health on the metrics port, for probes that use it. (The
+	// Helm chart's, and deploy/kubernetes/portcullis.yaml's, are /ping and
+	// /.pomerium/healthz on the main port, checked above.)
 	for _, path := range []string{"/ping", "/healthz", "/readyz"} {
 		resp, body = get(fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, path))
 		if resp.StatusCode != http.StatusOK {

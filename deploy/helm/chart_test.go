@@ -1,0 +1,683 @@
+// Package helm_test proves the Helm chart in deploy/helm/portcullis with
+// the real tools: the pinned Helm lints and renders it, a real
+// kube-apiserver admits what it renders into a namespace that enforces the
+// restricted Pod Security Standard, the portcullis binary accepts the
+// configuration file it writes, and the plain manifests in deploy/kubernetes
+// are what it renders (go test ./deploy/helm -update, or make manifests,
+// rewrites them).
+package helm_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the manifests in deploy/kubernetes from the chart")
+
+const (
+	chartDir   = "portcullis"
+	fullValues = "testdata/full-values.yaml"
+	// The values deploy/kubernetes is rendered from.
+	manifestValues = "kubernetes-values.yaml"
+)
+
+// helm runs the pinned Helm with homes of its own, so that neither the
+// user's repositories and plugins nor a kubeconfig reach the tests.
+type helm struct {
+	bin string
+	env []string
+}
+
+func newHelm(t *testing.T) *helm {
+	t.Helper()
+	home := t.TempDir()
+	return &helm{
+		bin: testenv.ToolPath(t, testenv.Helm),
+		env: append(os.Environ(),
+			"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+			"HELM_DATA_HOME="+filepath.Join(home, "data"),
+			"KUBECONFIG="+filepath.Join(home, "no-kubeconfig")),
+	}
+}
+
+func (h *helm) run(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, h.bin, args...)
+	cmd.Env = h.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), errb.String(), err
+}
+
+// template renders the chart as release in namespace, failing the test if
+// Helm refuses.
+func (h *helm) template(t *testing.T, release, namespace string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, _, err := h.run(ctx, append([]string{"template", release, chartDir, "--namespace", namespace}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// objects splits rendered YAML into its objects.
+func objects(t *testing.T, rendered string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	dec := yaml.NewDecoder(strings.NewReader(rendered))
+	for {
+		var o map[string]any
+		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
+			return objs
+		} else if err != nil {
+			t.Fatalf("parsing rendered YAML: %v", err)
+		}
+		if o != nil {
+			objs = append(objs, o)
+		}
+	}
+}
+
+// object returns the one object of kind in objs.
+func object(t *testing.T, objs []map[string]any, kind string) map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, o := range objs {
+		if o["kind"] == kind {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("rendered objects: got %d of kind %s, want 1", len(found), kind)
+	}
+	return found[0]
+}
+
+func kinds(objs []map[string]any) []string {
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, fmt.Sprint(o["kind"]))
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// path walks nested maps: path(o, "spec", "template").
+func path(o map[string]any, keys ...string) any {
+	var v any = o
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// configFile returns the Portcullis configuration file in the rendered
+// ConfigMap.
+func configFile(t *testing.T, objs []map[string]any) string {
+	t.Helper()
+	s, ok := path(object(t, objs, "ConfigMap"), "data", "portcullis.yaml").(string)
+	if !ok {
+		t.Fatal("rendered ConfigMap: no data.portcullis.yaml")
+	}
+	return s
+}
+
+func TestLint(t *testing.T) {
+	h := newHelm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, values := range [][]string{nil, {"-f", fullValues}, {"-f", manifestValues}} {
+		out, _, err := h.run(ctx, append([]string{"lint", "--strict", chartDir}, values...)...)
+		if err != nil {
+			t.Errorf("%v\n%s", err, out)
+		} else if !strings.Contains(out, "0 chart(s) failed") {
+			t.Errorf("helm lint --strict %v: got %q, want 0 chart(s) failed", values, out)
+		}
+	}
+}
+
+// TestRefused: values the chart must refuse, each with a message that
+// says what to change. Unknown keys are the schema's, at every level.
+func TestRefused(t *testing.T) {
+	h := newHelm(t)
+	for _, tc := range []struct {
+		name, values, want string
+	}{
+		{"top-level typo", "replicas: 1", `at '': additional properties 'replicas' not allowed`},
+		{"nested typo", "image:\n  repositry: portcullis", `at '/image': additional properties 'repositry' not allowed`},
+		{"typo in a secret reference", "idp:\n  clientSecret:\n    existingSecrets: x", `at '/idp/clientSecret': additional properties 'existingSecrets' not allowed`},
+		{"unknown setting", "config:\n  log_levle: debug", `at '/config': additional properties 'log_levle' not allowed`},
+		{"a setting the chart sets", "config:\n  address: ':443'", `at '/config': additional properties 'address' not allowed`},
+		{"a secret in the ConfigMap", "config:\n  signing_key: c2VjcmV0", `at '/config': additional properties 'signing_key' not allowed`},
+		{"the cluster's address", "kubernetesRoute:\n  settings:\n    to: https://10.0.0.1", `at '/kubernetesRoute/settings': additional properties 'to' not allowed`},
+		{"unknown route key", "routes:\n  - from: https://a.example.com\n    to: http://a\n    polcy: []", `at '/routes/0': additional properties 'polcy' not allowed`},
+		{"unknown provider", "idp:\n  provider: odic", `at '/idp/provider': value must be one of`},
+		{"two replicas", "replicaCount: 2", "replicaCount: several replicas need a shared session store, which Portcullis does not have yet; set replicaCount: 1"},
+		{"cert-manager without an issuer", "tls:\n  certManager:\n    enabled: true", "tls.certManager.issuerRef.name: name the cert-manager Issuer or ClusterIssuer that signs the certificate"},
+		{"no certificate", "tls:\n  existingSecret: ''", "tls: set tls.existingSecret to the kubernetes.io/tls Secret with the certificate, or enable tls.certManager"},
+		{"one host for both", "hosts:\n  kubernetes: k8s.example.com\n  authenticate: k8s.example.com", "hosts: the sign-in service needs a host of its own"},
+		{"a ServiceMonitor without metrics", "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true", "metrics.serviceMonitor.enabled: a ServiceMonitor needs the metrics listener"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(f, []byte(tc.values+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, stderr, err := h.run(ctx, "template", "portcullis", chartDir, "-f", f)
+			if err == nil {
+				t.Fatalf("helm template with %q: succeeded, want it refused with %q", tc.values, tc.want)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("helm template with %q: got %q, want it to contain %q", tc.values, stderr, tc.want)
+			}
+		})
+	}
+}
+
+// TestRendered checks what the values turn into, beyond what the API
+// server checks: the objects rendered, the route to the cluster, and the
+// probes.
+func TestRendered(t *testing.T) {
+	h := newHelm(t)
+	defaults := objects(t, h.template(t, "portcullis", "default"))
+	if got, want := kinds(defaults), []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+		"PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount"}; !slices.Equal(got, want) {
+		t.Errorf("default values: rendered %v, want %v", got, want)
+	}
+	full := objects(t, h.template(t, "portcullis", "edge", "-f", fullValues))
+	if got, want := kinds(full), []string{"Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
+		"NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "ServiceMonitor"}; !slices.Equal(got, want) {
+		t.Errorf("full values: rendered %v, want %v", got, want)
+	}
+
+	// The impersonation rules are exactly those deploy/kubernetes grants,
+	// which TestManifestsUpToDate keeps equal to the chart's, and which the
+	// e2e tests apply and exercise.
+	wantRules := []any{
+		map[string]any{"apiGroups": []any{""}, "resources": []any{"users", "groups"}, "verbs": []any{"impersonate"}},
+		map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"selfsubjectaccessreviews"}, "verbs": []any{"create"}},
+	}
+	if diff := cmp.Diff(wantRules, object(t, defaults, "ClusterRole")["rules"]); diff != "" {
+		t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
+	}
+
+	// The route reaches the cluster the pod runs in, as the pod's own
+	// service account.
+	var cfg struct {
+		Routes []map[string]any `yaml:"routes"`
+	}
+	if err := yaml.Unmarshal([]byte(configFile(t, defaults)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Routes) != 1 {
+		t.Fatalf("default values: %d routes, want 1", len(cfg.Routes))
+	}
+	wantRoute := map[string]any{
+		"from":                                  "https://k8s.example.com",
+		"to":                                    "https://kubernetes.default.svc",
+		"tls_custom_ca_file":                    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+		"kubernetes_service_account_token_file": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+	}
+	if diff := cmp.Diff(wantRoute, cfg.Routes[0]); diff != "" {
+		t.Errorf("default values: the Kubernetes route (-want +got):\n%s", diff)
+	}
+
+	// Probes on the main port, over TLS unless insecureServer.
+	container := func(objs []map[string]any) map[string]any {
+		cs, _ := path(object(t, objs, "Deployment"), "spec", "template", "spec", "containers").([]any)
+		if len(cs) != 1 {
+			t.Fatalf("Deployment: %d containers, want 1", len(cs))
+		}
+		return cs[0].(map[string]any)
+	}
+	insecure := objects(t, h.template(t, "portcullis", "default", "--set", "insecureServer=true"))
+	for _, tc := range []struct {
+		name   string
+		objs   []map[string]any
+		scheme string
+	}{{"default", defaults, "HTTPS"}, {"insecureServer", insecure, "HTTP"}} {
+		c := container(tc.objs)
+		for probe, want := range map[string]string{"livenessProbe": "/ping", "readinessProbe": "/.pomerium/healthz"} {
+			get := path(c, probe, "httpGet")
+			wantGet := map[string]any{"path": want, "port": strings.ToLower(tc.scheme), "scheme": tc.scheme}
+			if diff := cmp.Diff(wantGet, get); diff != "" {
+				t.Errorf("%s: %s (-want +got):\n%s", tc.name, probe, diff)
+			}
+		}
+	}
+	if strings.Contains(configFile(t, insecure), "certificate") || !strings.Contains(configFile(t, insecure), "insecure_server: true") {
+		t.Errorf("insecureServer: the configuration file names a certificate, or does not say insecure_server:\n%s", configFile(t, insecure))
+	}
+
+	// No secret in the ConfigMap: the full values name secrets only by file.
+	for _, o := range full {
+		if o["kind"] != "Secret" {
+			continue
+		}
+		for _, v := range path(o, "data").(map[string]any) {
+			if s, _ := base64.StdEncoding.DecodeString(fmt.Sprint(v)); strings.Contains(configFile(t, full), string(s)) {
+				t.Errorf("full values: a generated secret is in the ConfigMap")
+			}
+		}
+	}
+}
+
+// TestConfigAccepted runs portcullis --check-config on the configuration
+// file the chart writes, with the files the pod would have at the paths it
+// names: what Portcullis accepts here it starts with in the pod.
+func TestConfigAccepted(t *testing.T) {
+	h := newHelm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := testenv.NewCA("portcullis-chart-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"default values", nil},
+		{"full values", []string{"-f", fullValues}},
+		{"insecureServer", []string{"--set", "insecureServer=true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			objs := objects(t, h.template(t, "portcullis", "default", tc.args...))
+			cfg := configFile(t, objs)
+			// The pod's files, under root.
+			for _, dir := range []string{"/etc/portcullis/", "/var/run/secrets/kubernetes.io/serviceaccount/"} {
+				if !strings.Contains(cfg, dir) {
+					t.Errorf("the configuration file names nothing in %s:\n%s", dir, cfg)
+				}
+				cfg = strings.ReplaceAll(cfg, dir, filepath.Join(root, dir)+"/")
+			}
+			// The certificate for the hosts cert-manager would be asked
+			// for, or, with a Secret of one's own, the two host names.
+			hosts := []string{"k8s.example.com", "authenticate.example.com"}
+			for _, o := range objs {
+				if o["kind"] == "Certificate" {
+					hosts = nil
+					for _, h := range path(o, "spec", "dnsNames").([]any) {
+						hosts = append(hosts, h.(string))
+					}
+				}
+			}
+			certPEM, keyPEM, err := ca.Issue("portcullis", hosts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+			for name, content := range map[string]string{
+				"etc/portcullis/tls/tls.crt":                          string(certPEM),
+				"etc/portcullis/tls/tls.key":                          string(keyPEM),
+				"etc/portcullis/secrets/cookie-secret":                secret,
+				"etc/portcullis/secrets/shared-secret":                secret,
+				"etc/portcullis/secrets/idp-client-secret":            "client-secret",
+				"var/run/secrets/kubernetes.io/serviceaccount/ca.crt": string(ca.CertPEM),
+				"var/run/secrets/kubernetes.io/serviceaccount/token":  "a-service-account-token",
+				"etc/portcullis/config/portcullis.yaml":               cfg,
+			} {
+				f := filepath.Join(root, name)
+				if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.CommandContext(ctx, bin, "--config", filepath.Join(root, "etc/portcullis/config/portcullis.yaml"), "--check-config")
+			// Only the file: Portcullis's environment variables win over it.
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("portcullis --check-config: %v\n%s\nconfiguration file:\n%s", err, out, cfg)
+			}
+			// A warning, such as a host the certificate does not name,
+			// is something the chart should have got right.
+			if strings.Contains(string(out), "warning:") {
+				t.Errorf("portcullis --check-config warns:\n%s", out)
+			}
+			t.Logf("portcullis --check-config:\n%s", out)
+		})
+	}
+}
+
+// TestAPIServer has a real kube-apiserver admit what the chart renders,
+// into a namespace that enforces the restricted Pod Security Standard, and
+// installs and upgrades the chart with Helm against it to see the
+// generated secrets kept.
+func TestAPIServer(t *testing.T) {
+	h := newHelm(t)
+	cluster := testenv.NewCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	kubectl := func(stdin string, args ...string) (string, string) {
+		t.Helper()
+		out, errOut, err := cluster.Kubectl(ctx, strings.NewReader(stdin), args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, errOut
+	}
+
+	// The CustomResourceDefinitions of the kinds the chart renders beyond
+	// Kubernetes's own, from the operators' pinned releases, so that the
+	// API server checks a Certificate and a ServiceMonitor against their
+	// real schemas. create, not apply: the Prometheus Operator's CRDs are
+	// too large for apply's last-applied annotation.
+	for tool, file := range map[string]string{
+		testenv.CertManagerCRDs:        "cert-manager.io_certificates.yaml",
+		testenv.PrometheusOperatorCRDs: "monitoring.coreos.com_servicemonitors.yaml",
+	} {
+		kubectl("", "create", "-f", filepath.Join(testenv.ToolPath(t, tool), file))
+	}
+	kubectl("", "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/certificates.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com")
+
+	for _, tc := range []struct {
+		name, namespace, deployment string
+		args                        []string
+	}{
+		{"default values", "portcullis", "portcullis", nil},
+		{"full values", "edge", "edge-proxy", []string{"-f", fullValues}},
+	} {
+		t.Run(tc.name+" admitted in a restricted namespace", func(t *testing.T) {
+			// warn as well as enforce: Pod Security admission enforces on
+			// pods only, and tells of a workload's pod template in a warning.
+			kubectl(fmt.Sprintf(`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": %q, "labels": {
+				"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}}}`,
+				tc.namespace), "create", "-f", "-")
+			rendered := h.template(t, "portcullis", tc.namespace, tc.args...)
+			if _, errOut := kubectl(rendered, "apply", "--dry-run=server", "-f", "-"); strings.Contains(errOut, "Warning") {
+				t.Errorf("kubectl apply --dry-run=server: warnings:\n%s", errOut)
+			}
+			// Then for real, so that the ServiceAccount a pod names exists.
+			// Nothing runs: this cluster has no controllers and no nodes.
+			kubectl(rendered, "apply", "-f", "-")
+
+			// A pod of the Deployment's template, which enforcement checks.
+			objs := objects(t, rendered)
+			tmpl, _ := path(object(t, objs, "Deployment"), "spec", "template").(map[string]any)
+			pod := func(mutate func(spec map[string]any)) string {
+				b, err := json.Marshal(tmpl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var p map[string]any
+				json.Unmarshal(b, &p) // a deep copy
+				p["apiVersion"], p["kind"] = "v1", "Pod"
+				p["metadata"].(map[string]any)["name"] = tc.deployment + "-pod"
+				mutate(p["spec"].(map[string]any))
+				b, _ = json.Marshal(p)
+				return string(b)
+			}
+			if _, errOut := kubectl(pod(func(map[string]any) {}), "create", "--dry-run=server", "-n", tc.namespace, "-f", "-"); strings.Contains(errOut, "Warning") {
+				t.Errorf("a pod of the Deployment's template: warnings:\n%s", errOut)
+			}
+			// Without the chart's security context the same pod is refused:
+			// the namespace does enforce.
+			loose := pod(func(spec map[string]any) {
+				delete(spec["containers"].([]any)[0].(map[string]any), "securityContext")
+			})
+			_, errOut, err := cluster.Kubectl(ctx, strings.NewReader(loose), "create", "--dry-run=server", "-n", tc.namespace, "-f", "-")
+			if err == nil || !strings.Contains(errOut, `violates PodSecurity "restricted`) {
+				t.Errorf("a pod without the container's securityContext: got %v (%s), want it refused by PodSecurity", err, errOut)
+			}
+		})
+	}
+
+	t.Run("generated secrets kept across upgrades", func(t *testing.T) {
+		// A release of its own: the cluster-scoped role of the release
+		// above is not this one's to take over.
+		const ns, release = "generated", "sessions"
+		helmCluster := func(args ...string) {
+			t.Helper()
+			if out, _, err := h.run(ctx, append(args, "--kubeconfig", cluster.Kubeconfig)...); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		}
+		secrets := func() string {
+			t.Helper()
+			out, _ := kubectl("", "get", "secret", "-n", ns, release+"-portcullis-generated", "-o", "jsonpath={.data}")
+			return out
+		}
+		helmCluster("install", release, chartDir, "--namespace", ns, "--create-namespace")
+		installed := secrets()
+		if !strings.Contains(installed, "cookie-secret") || !strings.Contains(installed, "shared-secret") {
+			t.Fatalf("after helm install: the generated Secret holds %s, want cookie-secret and shared-secret", installed)
+		}
+		helmCluster("upgrade", release, chartDir, "--namespace", ns, "--set", "config.log_level=debug")
+		if got := secrets(); got != installed {
+			t.Errorf("after helm upgrade: the generated secrets changed from %s to %s", installed, got)
+		}
+		// helm template cannot look them up: each rendering makes new ones,
+		// as the README says.
+		a := object(t, objects(t, h.template(t, release, ns)), "Secret")
+		b := object(t, objects(t, h.template(t, release, ns)), "Secret")
+		if cmp.Equal(a["data"], b["data"]) {
+			t.Errorf("two helm template runs rendered the same generated secrets %v", a["data"])
+		}
+	})
+}
+
+// manifests are the files of deploy/kubernetes rendered from the chart,
+// each with the templates it holds and a header for people who apply it
+// without Helm. deploy/kubernetes/user-binding.yaml is not among them: it
+// is an example of granting a person rights, which is the cluster admin's
+// decision about people, not part of installing Portcullis.
+var manifests = []struct {
+	file      string
+	templates []string
+	header    string
+}{
+	{"service-account.yaml", []string{"templates/serviceaccount.yaml"}, ""},
+	{"portcullis.yaml", []string{"templates/configmap.yaml", "templates/deployment.yaml", "templates/service.yaml",
+		"templates/poddisruptionbudget.yaml"}, `# Portcullis inside the cluster it protects, in the default namespace.
+# Apply service-account.yaml first. Create the secrets it reads, e.g.:
+#
+#   kubectl -n default create secret tls portcullis-tls --cert=tls.crt --key=tls.key
+#   kubectl -n default create secret generic portcullis-secrets \
+#     --from-literal=cookie-secret=$(head -c32 /dev/urandom | base64) \
+#     --from-literal=shared-secret=$(head -c32 /dev/urandom | base64) \
+#     --from-literal=idp-client-secret=REPLACE_ME
+#
+# and edit the ConfigMap below for your host names and identity provider,
+# or install the Helm chart, which takes them as values.
+`},
+}
+
+// TestManifestsUpToDate fails when deploy/kubernetes differs from what the
+// chart renders; go test ./deploy/helm -run TestManifestsUpToDate -update
+// (make manifests) rewrites it.
+func TestManifestsUpToDate(t *testing.T) {
+	h := newHelm(t)
+	for _, m := range manifests {
+		args := []string{"-f", manifestValues}
+		for _, tmpl := range m.templates {
+			args = append(args, "--show-only", tmpl)
+		}
+		// helm template --show-only ends each object with two blank lines.
+		rendered := strings.TrimSpace(regexp.MustCompile(`\n{3,}`).ReplaceAllString(
+			h.template(t, "portcullis", "default", args...), "\n\n"))
+		want := "# Rendered from the Helm chart in deploy/helm/portcullis with the values in\n" +
+			"# deploy/helm/kubernetes-values.yaml by `make manifests`: change those and\n" +
+			"# run it, not this file.\n" + m.header + rendered + "\n"
+		file := filepath.Join("..", "kubernetes", m.file)
+		if *update {
+			if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(strings.Split(want, "\n"), strings.Split(string(got), "\n")); diff != "" {
+			t.Errorf("deploy/kubernetes/%s is not what the chart renders: run make manifests (-rendered +file):\n%s", m.file, diff)
+		}
+	}
+}
+
+// TestSettingsCovered checks the chart against every setting and route
+// key of the configuration reference: each is set by the chart, open to
+// the values (values.schema.json lists it), or deliberately left out, for
+// the reason given here. A new setting fails this test until the chart
+// decides which.
+func TestSettingsCovered(t *testing.T) {
+	h := newHelm(t)
+	ref, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := func(title string) string {
+		s := string(ref)
+		i := strings.Index(s, "\n## "+title+"\n")
+		if i < 0 {
+			t.Fatalf("docs/configuration.md: no section %q", title)
+		}
+		s = s[i+1:]
+		if j := strings.Index(s[1:], "\n## "); j >= 0 {
+			s = s[:j+1]
+		}
+		return s
+	}
+	keysIn := func(re string, s string) []string {
+		var keys []string
+		for _, m := range regexp.MustCompile(`(?m)`+re).FindAllStringSubmatch(s, -1) {
+			keys = append(keys, m[1])
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	// | [`ADDRESS`](#address) | `address` | `:443` |
+	topLevel := keysIn("^\\| \\[`[A-Z_]+`\\]\\(#[a-z_0-9-]+\\) \\| `([a-z_]+)` \\|", section("Top-level settings"))
+	// | [`from`](#from) | none: required |
+	routeKeys := keysIn("^\\| \\[`([a-z_]+)`\\]\\(#[a-z_0-9-]+\\) \\|", section("Route keys"))
+	if len(topLevel) < 20 || len(routeKeys) < 20 {
+		t.Fatalf("docs/configuration.md: found %d settings and %d route keys; has the table format changed?", len(topLevel), len(routeKeys))
+	}
+
+	var schema struct {
+		Properties map[string]struct {
+			Properties map[string]struct {
+				Properties map[string]any
+			}
+			Items struct{ Properties map[string]any }
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	// What the chart writes itself, read from what it renders: the
+	// top-level keys (a _file key is its setting's file form), and the
+	// Kubernetes route's.
+	set := map[string]any{}
+	route := map[string]any{}
+	for _, args := range [][]string{{"-f", fullValues}, {"--set", "insecureServer=true"}} {
+		var cfg map[string]any
+		if err := yaml.Unmarshal([]byte(configFile(t, objects(t, h.template(t, "portcullis", "default", args...)))), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for k := range cfg {
+			set[strings.TrimSuffix(k, "_file")] = true
+		}
+		for k := range cfg["routes"].([]any)[0].(map[string]any) {
+			route[k] = true
+		}
+	}
+	for k := range schema.Properties["config"].Properties {
+		delete(set, k) // given in the full values' config
+	}
+	for k := range schema.Properties["kubernetesRoute"].Properties["settings"].Properties {
+		delete(route, k)
+	}
+
+	check := func(what string, reference []string, groups map[string][]string) {
+		t.Helper()
+		seen := map[string]string{}
+		for group, keys := range groups {
+			for _, k := range keys {
+				if g, ok := seen[k]; ok {
+					t.Errorf("%s: %s is both %s and %s", what, k, g, group)
+				}
+				seen[k] = group
+				if !slices.Contains(reference, k) {
+					t.Errorf("%s: %s (%s) is not in docs/configuration.md", what, k, group)
+				}
+			}
+		}
+		for _, k := range reference {
+			if _, ok := seen[k]; !ok {
+				t.Errorf("%s: %s, in docs/configuration.md, is neither set by the chart, in values.schema.json, nor left out in this test with a reason", what, k)
+			}
+		}
+	}
+	check("top-level settings", topLevel, map[string][]string{
+		"set by the chart":            mapKeys(set),
+		"in values.config":            mapKeys(schema.Properties["config"].Properties),
+		"left out: a secret":          {"signing_key"},                             // derived from SHARED_SECRET; a ConfigMap is no place for it
+		"left out: built-in provider": {"idp_users_file", "idp_builtin_token_ttl"}, // its users file would have to be mounted
+		"left out: legacy":            {"policy"},                                  // the chart writes routes
+	})
+	check("the Kubernetes route's keys", routeKeys, map[string][]string{
+		"set by the chart":                   mapKeys(route),
+		"in values.kubernetesRoute.settings": mapKeys(schema.Properties["kubernetesRoute"].Properties["settings"].Properties),
+		// How the route reaches the cluster is portcullis.kubernetesUpstream's.
+		"left out: the upstream is the chart's": {"tls_skip_verify", "tls_server_name", "tls_custom_ca",
+			"tls_client_cert", "tls_client_cert_file", "tls_client_key", "tls_client_key_file",
+			"kubernetes_service_account_token", "kubernetes_in_cluster"},
+	})
+	check("further routes' keys", routeKeys, map[string][]string{
+		"in values.routes":   mapKeys(schema.Properties["routes"].Items.Properties),
+		"left out: a secret": {"tls_client_key", "kubernetes_service_account_token"}, // a ConfigMap is no place for one
+	})
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}

@@ -1,0 +1,146 @@
+{{/*
+The chart's name, and the full name its objects take: the release name
+alone when it already says portcullis, else <release>-portcullis, cut to the
+63 characters a label value and a DNS name allow.
+*/}}
+{{- define "portcullis.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "portcullis.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "portcullis.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "portcullis.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "portcullis.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "portcullis.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "portcullis.serviceAccountName" -}}
+{{- default (include "portcullis.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{- define "portcullis.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The Secret holding the TLS certificate, tls.crt and tls.key. */}}
+{{- define "portcullis.tlsSecretName" -}}
+{{- if .Values.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "portcullis.fullname" .) }}
+{{- else }}
+{{- .Values.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the chart generates COOKIE_SECRET and SHARED_SECRET into. */}}
+{{- define "portcullis.generatedSecretName" -}}
+{{- printf "%s-generated" (include "portcullis.fullname" .) }}
+{{- end }}
+
+{{/*
+How the Kubernetes route reaches the cluster Portcullis runs in: the API
+server's in-cluster Service name, checked against the cluster CA, as the
+pod's own service account, with the token and CA every pod gets mounted by
+Kubernetes. Portcullis re-reads the token file when the kubelet rotates it.
+This is the one place that says so, so that the route can move to
+Portcullis's in-cluster form without touching anything else.
+*/}}
+{{- define "portcullis.kubernetesUpstream" -}}
+to: https://kubernetes.default.svc
+tls_custom_ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+kubernetes_service_account_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+{{- end }}
+
+{{/* Where the pod finds its files. */}}
+{{- define "portcullis.configDir" -}}/etc/portcullis/config{{- end }}
+{{- define "portcullis.tlsDir" -}}/etc/portcullis/tls{{- end }}
+{{- define "portcullis.secretsDir" -}}/etc/portcullis/secrets{{- end }}
+
+{{/*
+The Portcullis configuration file: what the values set, then the further
+settings of .Values.config. Secrets are never in it, only the paths of the
+files the Secrets are mounted as, since a ConfigMap is readable by anyone
+who may read the namespace's configuration.
+*/}}
+{{- define "portcullis.config" -}}
+{{- $upstream := include "portcullis.kubernetesUpstream" . | fromYaml }}
+{{- range $key, $_ := .Values.kubernetesRoute.settings }}
+{{- if or (hasKey $upstream $key) (has $key (list "from" "policy")) }}
+{{- fail (printf "kubernetesRoute.settings.%s: the chart sets %s itself from the other values; remove it" $key $key) }}
+{{- end }}
+{{- end -}}
+address: ":8443"
+authenticate_service_url: https://{{ .Values.hosts.authenticate }}
+{{- if .Values.insecureServer }}
+insecure_server: true
+{{- else }}
+certificate_file: {{ include "portcullis.tlsDir" . }}/tls.crt
+certificate_key_file: {{ include "portcullis.tlsDir" . }}/tls.key
+{{- end }}
+cookie_secret_file: {{ include "portcullis.secretsDir" . }}/cookie-secret
+shared_secret_file: {{ include "portcullis.secretsDir" . }}/shared-secret
+idp_provider: {{ .Values.idp.provider }}
+{{- with .Values.idp.url }}
+idp_provider_url: {{ . }}
+{{- end }}
+idp_client_id: {{ .Values.idp.clientId | quote }}
+idp_client_secret_file: {{ include "portcullis.secretsDir" . }}/idp-client-secret
+{{- if .Values.metrics.enabled }}
+metrics_address: ":{{ .Values.metrics.port }}"
+{{- end }}
+{{- with .Values.config }}
+{{ toYaml . }}
+{{- end }}
+routes:
+  - from: https://{{ .Values.hosts.kubernetes }}
+    {{- include "portcullis.kubernetesUpstream" . | nindent 4 }}
+    {{- with .Values.kubernetesRoute.settings }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with .Values.kubernetesRoute.policy }}
+    policy:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- with .Values.routes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Checks across values that the schema cannot express, each failing with what
+to change.
+*/}}
+{{- define "portcullis.validate" -}}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount: several replicas need a shared session store, which Portcullis does not have yet; set replicaCount: 1" }}
+{{- end }}
+{{- if eq .Values.hosts.kubernetes .Values.hosts.authenticate }}
+{{- fail "hosts: the sign-in service needs a host of its own; set hosts.authenticate and hosts.kubernetes to different names" }}
+{{- end }}
+{{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name: name the cert-manager Issuer or ClusterIssuer that signs the certificate" }}
+{{- end }}
+{{- if not (or .Values.insecureServer .Values.tls.certManager.enabled .Values.tls.existingSecret) }}
+{{- fail "tls: set tls.existingSecret to the kubernetes.io/tls Secret with the certificate, or enable tls.certManager" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled: a ServiceMonitor needs the metrics listener; set metrics.enabled: true" }}
+{{- end }}
+{{- end }}
