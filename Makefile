@@ -14,12 +14,29 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTENV := $(GO) run ./internal/testenv/cmd/testenv
 TEST_LOG ?= $(or $(TMPDIR),/tmp)/portcullis-test.log
 
-.PHONY: all build demo test testenv tools lint staticcheck deadcode vulncheck bench bench-check fuzz clean
+.PHONY: all build demo test testenv tools lint staticcheck deadcode vulncheck bench bench-check fuzz clean image image-check
 
 all: build
 
 build: ## Build both binaries into bin/.
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/portcullis ./cmd/portcullis-cli
+
+# The container image (deploy/image/README.md): an OCI image layout in
+# bin/image with the server for linux/amd64 and linux/arm64, built like the
+# build target builds it, by a Go program with go-containerregistry: no
+# container daemon. The program is its own module so that Portcullis's
+# go.mod does not gain that library. Every date in the image is the
+# commit's, so a commit gives the same image (the same digest) on any
+# machine. IMAGE=registry/name:tag PUSH=1 also pushes it, with the
+# credentials in ~/.docker/config.json.
+IMAGE ?=
+PUSH ?=
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image: ## Build the container image into bin/image (IMAGE=registry/name:tag PUSH=1: and push it).
+	cd deploy/image && $(GO) run . -out $(CURDIR)/bin/image -src $(CURDIR) -go $(GO) \
+	  -version $(VERSION) -revision "$(REVISION)" -source-date-epoch $(SOURCE_DATE_EPOCH) \
+	  $(if $(filter-out 0,$(PUSH)),-push $(or $(IMAGE),$(error PUSH=1 needs IMAGE=registry/name:tag)))
 
 testenv: tools ## Everything the tests need: the tools below, Chromium, nginx, runc and umoci (installed with apt-get as root).
 	bash internal/testenv/install-chromium.sh
@@ -44,6 +61,8 @@ lint: ## go vet, gofmt, tidy modules, staticcheck, deadcode and govulncheck.
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	@cd bench && $(GO) mod tidy -diff >/dev/null || { echo "bench/go.mod/go.sum are not tidy: run go mod tidy in bench/"; $(GO) mod tidy -diff; exit 1; }
+	@cd deploy/image && $(GO) mod tidy -diff >/dev/null || { echo "deploy/image/go.mod/go.sum are not tidy: run go mod tidy in deploy/image/"; $(GO) mod tidy -diff; exit 1; }
+	cd deploy/image && $(GO) vet ./...
 	@$(MAKE) --no-print-directory -k staticcheck deadcode vulncheck
 
 # The three analysers are pinned modules in internal/testenv/tools/<name>,
@@ -51,12 +70,13 @@ lint: ## go vet, gofmt, tidy modules, staticcheck, deadcode and govulncheck.
 # builds on first use (under a minute each, cold). make tools leaves them out.
 LINT_TOOL = $$($(TESTENV) path $(1))
 
-# staticcheck's default checks over Portcullis and the benchmark modules,
-# whose code is ours too (bench-check vets and tests them). A finding that
-# is wrong is silenced where it is, with why: //lint:ignore CHECK reason.
+# staticcheck's default checks over Portcullis, the benchmark modules and
+# the image builder, whose code is ours too (bench-check and image-check
+# test them). A finding that is wrong is silenced where it is, with why:
+# //lint:ignore CHECK reason.
 staticcheck:
 	@bin=$(call LINT_TOOL,staticcheck); rc=0; $$bin ./... || rc=1; \
-	for m in bench bench/policy; do (cd $$m && $$bin ./...) | sed "s|^[^[:space:]]|$$m/&|" || rc=1; done; exit $$rc
+	for m in bench bench/policy deploy/image; do (cd $$m && $$bin ./...) | sed "s|^[^[:space:]]|$$m/&|" || rc=1; done; exit $$rc
 
 # deadcode: the functions of Portcullis's packages that neither binary can
 # ever call. Deliberately without -test: code in a non-test file that only
@@ -110,7 +130,14 @@ bench-check:
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(MAKE) --no-print-directory bench BENCH_SHORT=1 BENCH_OUT=$(BENCH_SMOKE_OUT)
 
-test: testenv lint bench-check ## Run everything CI runs.
+# The image builder is its own module too (its dependencies stay out of the
+# product): its tests build the server for both platforms, check that the
+# same inputs give the same digest, the image's user, files and CA bundle,
+# and unpack it with umoci (make testenv installs it).
+image-check:
+	cd deploy/image && $(GO) test -count=1 ./...
+
+test: testenv lint bench-check image-check ## Run everything CI runs.
 	@set +e; $(GO) test -count=1 -timeout 30m -v ./... 2>&1 | tee $(TEST_LOG) \
 	  | grep --line-buffered -Ev '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)'; rc=$${PIPESTATUS[0]}; set -e; \
 	printf '%s passed, %s failed, %s skipped\n' "$$(grep -c -- '^\s*--- PASS' $(TEST_LOG))" \
