@@ -110,7 +110,7 @@ func TestIDPRequestParamsProblems(t *testing.T) {
 		{
 			name: "malformed JSON",
 			env:  env{"IDP_REQUEST_PARAMS": `{"prompt":"login"`},
-			want: []string{`IDP_REQUEST_PARAMS: not a JSON object of strings (EOF): ` + hint},
+			want: []string{`IDP_REQUEST_PARAMS: not a JSON object of strings (it ends before its closing }): ` + hint},
 		},
 		{
 			name: "JSON name twice",

@@ -560,16 +560,24 @@ func jsonStringObject(text string) ([][2]string, error) {
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil, errors.New("want {")
 	}
+	// The decoder's words for a text cut short differ between Go
+	// releases ("EOF", "unexpected end of JSON input"): say it in ours.
+	cut := func(err error) error {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || dec.InputOffset() >= int64(len(text)) {
+			return errors.New("it ends before its closing }")
+		}
+		return err
+	}
 	var out [][2]string
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return nil, err
+			return nil, cut(err)
 		}
 		k, _ := t.(string)
 		if t, err = dec.Token(); err != nil {
-			return nil, err
+			return nil, cut(err)
 		}
 		val, isString := t.(string)
 		if !isString {
@@ -582,7 +590,7 @@ func jsonStringObject(text string) ([][2]string, error) {
 		out = append(out, [2]string{k, val})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, err
+		return nil, cut(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("text after the closing }")
