@@ -1,0 +1,161 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// howToGetRunc is appended when runc or umoci is missing: containers run
+// here without Docker, with Debian's runc (crun fails on hybrid cgroups)
+// and umoci to unpack an OCI image layout.
+const howToGetRunc = "containers run with Debian's runc and umoci: `make testenv` installs them as root (apt-get install -y runc umoci)"
+
+// ContainerSpec says how to run an image the way a pod would run it.
+type ContainerSpec struct {
+	// Layout and Ref name the image: an OCI image layout directory and a
+	// reference (tag) in its index.json, as umoci unpack takes them.
+	Layout, Ref string
+	// Args are added after the image's entrypoint; Env to its environment.
+	Args, Env []string
+	// Mounts are bind mounts into the container, read-only unless
+	// Writable.
+	Mounts []Mount
+}
+
+// A Mount binds a host path into a container.
+type Mount struct {
+	Source, Destination string
+	Writable            bool
+}
+
+// Container is a running container.
+type Container struct {
+	ID     string
+	Bundle string
+	// Config is the OCI runtime configuration it was started with, for
+	// assertions (user, read-only root).
+	Config map[string]any
+	proc   *Process
+}
+
+// RunContainer unpacks an image and runs it with runc as a pod's container
+// would run: a read-only root filesystem, the image's user, no new
+// privileges, a tmpfs on /tmp; but in the host's network namespace, so that
+// it listens on the host's loopback. It waits until readyURL answers 200
+// (with tlsConfig's roots) and removes the container when the test ends.
+func RunContainer(t testing.TB, ctx context.Context, spec ContainerSpec, readyURL string, tlsConfig *tls.Config) *Container {
+	t.Helper()
+	c, err := startContainer(ctx, t.TempDir(), spec, readyURL, tlsConfig)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		c.stop()
+		if t.Failed() {
+			t.Logf("container %s log (%s) ends:\n%s", c.ID, c.proc.LogPath, c.proc.LogTail(60))
+		}
+	})
+	return c
+}
+
+func startContainer(ctx context.Context, dir string, spec ContainerSpec, readyURL string, tlsConfig *tls.Config) (*Container, error) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, fmt.Errorf("runc is not installed: %s", howToGetRunc)
+	}
+	umoci, err := exec.LookPath("umoci")
+	if err != nil {
+		return nil, fmt.Errorf("umoci is not installed: %s", howToGetRunc)
+	}
+	c := &Container{ID: fmt.Sprintf("portcullis-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()), Bundle: filepath.Join(dir, "bundle")}
+	if out, err := exec.CommandContext(ctx, umoci, "unpack", "--image", spec.Layout+":"+spec.Ref, c.Bundle).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("unpacking %s:%s with umoci: %v\n%s", spec.Layout, spec.Ref, err, out)
+	}
+	configPath := filepath.Join(c.Bundle, "config.json")
+	raw, err := os.ReadFile(configPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &c.Config); err != nil {
+		return nil, fmt.Errorf("umoci's config.json: %w", err)
+	}
+	if err := adaptRuntimeConfig(c.Config, spec); err != nil {
+		return nil, err
+	}
+	if raw, err = json.MarshalIndent(c.Config, "", "\t"); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(configPath, raw, 0o600); err != nil {
+		return nil, err
+	}
+	c.proc, err = StartServerProcess(ctx, "container "+c.ID, runc, dir,
+		[]string{"run", "--bundle", c.Bundle, c.ID}, os.Environ(), readyURL, tlsConfig)
+	if err != nil {
+		exec.Command(runc, "delete", "--force", c.ID).Run()
+		return nil, fmt.Errorf("running the container with runc: %w", err)
+	}
+	return c, nil
+}
+
+// adaptRuntimeConfig turns umoci's runtime configuration into a pod-like
+// one: arguments, environment and mounts added, root read-only, no
+// terminal, and the host's network namespace.
+func adaptRuntimeConfig(cfg map[string]any, spec ContainerSpec) error {
+	process, ok := cfg["process"].(map[string]any)
+	if !ok {
+		return errors.New("umoci's config.json has no process")
+	}
+	args, _ := process["args"].([]any)
+	for _, a := range spec.Args {
+		args = append(args, a)
+	}
+	process["args"] = args
+	env, _ := process["env"].([]any)
+	for _, e := range spec.Env {
+		env = append(env, e)
+	}
+	process["env"] = env
+	process["terminal"] = false
+	process["noNewPrivileges"] = true
+	root, ok := cfg["root"].(map[string]any)
+	if !ok {
+		return errors.New("umoci's config.json has no root")
+	}
+	root["readonly"] = true
+	mounts, _ := cfg["mounts"].([]any)
+	mounts = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+		"options": []any{"nosuid", "nodev", "mode=1777", "size=64m"}})
+	for _, m := range spec.Mounts {
+		opts := []any{"rbind", "ro"}
+		if m.Writable {
+			opts = []any{"rbind", "rw"}
+		}
+		mounts = append(mounts, map[string]any{"destination": m.Destination, "type": "bind", "source": m.Source, "options": opts})
+	}
+	cfg["mounts"] = mounts
+	if linux, ok := cfg["linux"].(map[string]any); ok {
+		nss, _ := linux["namespaces"].([]any)
+		linux["namespaces"] = slices.DeleteFunc(nss, func(ns any) bool {
+			m, _ := ns.(map[string]any)
+			return m["type"] == "network"
+		})
+	}
+	return nil
+}
+
+// stop ends the container and removes it.
+func (c *Container) stop() {
+	c.proc.Stop(10 * time.Second)
+	if runc, err := exec.LookPath("runc"); err == nil {
+		exec.Command(runc, "delete", "--force", c.ID).Run()
+	}
+}
