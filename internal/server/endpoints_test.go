@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"encoding/pem"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,18 +18,13 @@ func TestPomeriumPathsStayHere(t *testing.T) {
 		mu   sync.Mutex
 		seen []string
 	)
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := insecureOptions(t, "https://app.example.com")
+	r := &opts.Routes[0]
+	tlsUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = append(seen, r.URL.Path)
 		mu.Unlock()
-	}))
-	up.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	opts := insecureOptions(t, "https://app.example.com")
-	r := &opts.Routes[0]
-	r.To = []*url.URL{mustURL(t, up.URL)}
-	r.TLSCustomCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+	}), r)
 	r.AllowPublicUnauthenticatedAccess = true
 	opts.Limits.SignInBodyBytes = 1024
 	s := newUnservedServer(t, opts)

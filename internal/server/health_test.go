@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 )
@@ -74,21 +71,14 @@ func TestKubernetesHealthEndpointsReachTheAPIServer(t *testing.T) {
 		mu   sync.Mutex
 		seen []*http.Request
 	)
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := insecureOptions(t, "https://k8s.example.com")
+	route := &opts.Routes[0]
+	tlsUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = append(seen, r.Clone(context.Background()))
 		mu.Unlock()
 		w.Write([]byte("[+]etcd ok\nreadyz check passed\n"))
-	}))
-	up.EnableHTTP2 = true
-	up.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
-	up.StartTLS()
-	t.Cleanup(up.Close)
-
-	opts := insecureOptions(t, "https://k8s.example.com")
-	route := &opts.Routes[0]
-	route.To = []*url.URL{mustURL(t, up.URL)}
-	route.TLSCustomCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+	}), route)
 	route.KubernetesServiceAccountToken = "sa-token"
 	route.AllowedUsers = []string{"alice@example.com"}
 	s := newUnservedServer(t, opts)

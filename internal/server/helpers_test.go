@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sync"
 	"testing"
@@ -189,4 +191,20 @@ type kubeStatus struct {
 	Message    string   `json:"message"`
 	Reason     string   `json:"reason"`
 	Code       int      `json:"code"`
+}
+
+// tlsUpstream starts an HTTPS upstream that serves h (offering HTTP/2, as
+// kube-apiserver does) for the test, and points each route at it, trusting
+// its certificate.
+func tlsUpstream(t *testing.T, h http.Handler, routes ...*config.Route) {
+	t.Helper()
+	up := httptest.NewUnstartedServer(h)
+	up.EnableHTTP2 = true
+	up.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	for _, r := range routes {
+		r.To = []*url.URL{mustURL(t, up.URL)}
+		r.TLSCustomCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
+	}
 }

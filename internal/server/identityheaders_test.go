@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 
@@ -26,20 +23,14 @@ func TestPassIdentityHeaders(t *testing.T) {
 		mu   sync.Mutex
 		seen = map[string][]string{} // route host → assertions received
 	)
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	opts := insecureOptions(t, "https://app.example.com", "https://plain.example.com")
+	tlsUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen[r.Host] = append(seen[r.Host], r.Header.Values("X-Pomerium-Jwt-Assertion")...)
 		mu.Unlock()
-	}))
-	up.Config.ErrorLog = slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)
-	up.StartTLS()
-	t.Cleanup(up.Close)
-
-	opts := insecureOptions(t, "https://app.example.com", "https://plain.example.com")
+	}), &opts.Routes[0], &opts.Routes[1])
 	for i := range opts.Routes {
 		r := &opts.Routes[i]
-		r.To = []*url.URL{mustURL(t, up.URL)}
-		r.TLSCustomCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw})
 		r.PreserveHostHeader = true
 		r.AllowAnyAuthenticatedUser = true
 	}
