@@ -177,20 +177,14 @@ func (o *Options) validateInto(v *validator) {
 	// Zero (Options built in code) takes the provider's default.
 	// Options built in code may leave Limits unset: a limit of zero would
 	// let one connection in, so say so rather than serve like that.
-	for _, lim := range []struct {
-		key string
-		n   int
-	}{
-		{"limit_connections", o.Limits.Connections},
-		{"limit_connections_per_client", o.Limits.ConnectionsPerClient},
-		{"limit_sign_ins_per_minute", o.Limits.SignInsPerMinute},
-		{"limit_logins_per_minute", o.Limits.LoginsPerMinute},
-		{"limit_pending_sign_ins", o.Limits.PendingSignIns},
-		{"limit_sessions_per_person", o.Limits.SessionsPerPerson},
-		{"limit_sign_in_body_bytes", o.Limits.SignInBodyBytes},
-	} {
-		if at, ok := v.top(lim.key); ok && (lim.n < 1 || lim.n > maxLimit) {
-			v.add(at, "%d is not a limit: want a whole number from 1 to %d (config.Defaults has the defaults)", lim.n, maxLimit)
+	for _, st := range topSettings() {
+		if !strings.HasPrefix(st.key, "limit_") {
+			continue
+		}
+		if n := st.get(o).(int); n < 1 || n > maxLimit {
+			if at, ok := v.top(st.key); ok {
+				v.add(at, "%d is not a limit: want a whole number from 1 to %d (config.Defaults has the defaults)", n, maxLimit)
+			}
 		}
 	}
 	if at, ok := v.top("idp_builtin_token_ttl"); ok && o.IDPBuiltinTokenTTL != 0 && o.IDPBuiltinTokenTTL < time.Second {

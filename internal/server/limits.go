@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,18 +36,8 @@ func (s *Server) limited(name string, client netip.Addr) {
 	s.metrics.refused.WithLabelValues(name).Inc()
 	if n, ok := s.refusals.note(name, time.Now()); ok {
 		s.logger.Warn("refused at a limit; raise the setting if this is not an attack",
-			"limit", name, "setting", "LIMIT_"+upperASCII(name), "client", client.String(), "refused_since_last_report", n)
+			"limit", name, "setting", "LIMIT_"+strings.ToUpper(name), "client", client.String(), "refused_since_last_report", n)
 	}
-}
-
-func upperASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // refusalLog decides when a refusal is logged: the first of each limit,
