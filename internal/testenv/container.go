@@ -49,9 +49,10 @@ type Container struct {
 
 // RunContainer unpacks an image and runs it with runc as a pod's container
 // would run: a read-only root filesystem, the image's user, no new
-// privileges, a tmpfs on /tmp; but in the host's network namespace, so that
-// it listens on the host's loopback. It waits until readyURL answers 200
-// (with tlsConfig's roots) and removes the container when the test ends.
+// privileges, no capabilities, a tmpfs on /tmp; but in the host's network
+// namespace, so that it listens on the host's loopback. It waits until
+// readyURL answers 200 (with tlsConfig's roots) and removes the container
+// when the test ends.
 func RunContainer(t testing.TB, ctx context.Context, spec ContainerSpec, readyURL string, tlsConfig *tls.Config) *Container {
 	t.Helper()
 	c, err := startContainer(ctx, t.TempDir(), spec, readyURL, tlsConfig)
@@ -68,33 +69,8 @@ func RunContainer(t testing.TB, ctx context.Context, spec ContainerSpec, readyUR
 }
 
 func startContainer(ctx context.Context, dir string, spec ContainerSpec, readyURL string, tlsConfig *tls.Config) (*Container, error) {
-	runc, err := exec.LookPath("runc")
+	c, runc, err := prepareContainer(ctx, dir, spec)
 	if err != nil {
-		return nil, fmt.Errorf("runc is not installed: %s", howToGetRunc)
-	}
-	umoci, err := exec.LookPath("umoci")
-	if err != nil {
-		return nil, fmt.Errorf("umoci is not installed: %s", howToGetRunc)
-	}
-	c := &Container{ID: fmt.Sprintf("portcullis-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()), Bundle: filepath.Join(dir, "bundle")}
-	if out, err := exec.CommandContext(ctx, umoci, "unpack", "--image", spec.Layout+":"+spec.Ref, c.Bundle).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("unpacking %s:%s with umoci: %v\n%s", spec.Layout, spec.Ref, err, out)
-	}
-	configPath := filepath.Join(c.Bundle, "config.json")
-	raw, err := os.ReadFile(configPath)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(raw, &c.Config); err != nil {
-		return nil, fmt.Errorf("umoci's config.json: %w", err)
-	}
-	if err := adaptRuntimeConfig(c.Config, spec); err != nil {
-		return nil, err
-	}
-	if raw, err = json.MarshalIndent(c.Config, "", "\t"); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(configPath, raw, 0o600); err != nil {
 		return nil, err
 	}
 	c.proc, err = StartServerProcess(ctx, "container "+c.ID, runc, dir,
@@ -106,9 +82,60 @@ func startContainer(ctx context.Context, dir string, spec ContainerSpec, readyUR
 	return c, nil
 }
 
+// RunContainerCommand runs an image as RunContainer does, but to its end,
+// as a Job's pod would (e.g. `portcullis --check-config`), and returns
+// what it printed and how it ended.
+func RunContainerCommand(t testing.TB, ctx context.Context, spec ContainerSpec) (output string, err error) {
+	t.Helper()
+	dir := t.TempDir()
+	c, runc, err := prepareContainer(ctx, dir, spec)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer exec.Command(runc, "delete", "--force", c.ID).Run()
+	out, err := exec.CommandContext(ctx, runc, "run", "--bundle", c.Bundle, c.ID).CombinedOutput()
+	return string(out), err
+}
+
+// prepareContainer unpacks the image into a bundle under dir and writes
+// its pod-like runtime configuration; it returns the container and the
+// path of runc.
+func prepareContainer(ctx context.Context, dir string, spec ContainerSpec) (*Container, string, error) {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, "", fmt.Errorf("runc is not installed: %s", howToGetRunc)
+	}
+	umoci, err := exec.LookPath("umoci")
+	if err != nil {
+		return nil, "", fmt.Errorf("umoci is not installed: %s", howToGetRunc)
+	}
+	c := &Container{ID: fmt.Sprintf("portcullis-e2e-%d-%d", os.Getpid(), time.Now().UnixNano()), Bundle: filepath.Join(dir, "bundle")}
+	if out, err := exec.CommandContext(ctx, umoci, "unpack", "--image", spec.Layout+":"+spec.Ref, c.Bundle).CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("unpacking %s:%s with umoci: %v\n%s", spec.Layout, spec.Ref, err, out)
+	}
+	configPath := filepath.Join(c.Bundle, "config.json")
+	raw, err := os.ReadFile(configPath)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := json.Unmarshal(raw, &c.Config); err != nil {
+		return nil, "", fmt.Errorf("umoci's config.json: %w", err)
+	}
+	if err := adaptRuntimeConfig(c.Config, spec); err != nil {
+		return nil, "", err
+	}
+	if raw, err = json.MarshalIndent(c.Config, "", "\t"); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(configPath, raw, 0o600); err != nil {
+		return nil, "", err
+	}
+	return c, runc, nil
+}
+
 // adaptRuntimeConfig turns umoci's runtime configuration into a pod-like
 // one: arguments, environment and mounts added, root read-only, no
-// terminal, and the host's network namespace.
+// capabilities, no terminal, and the host's network namespace.
 func adaptRuntimeConfig(cfg map[string]any, spec ContainerSpec) error {
 	process, ok := cfg["process"].(map[string]any)
 	if !ok {
@@ -126,6 +153,9 @@ func adaptRuntimeConfig(cfg map[string]any, spec ContainerSpec) error {
 	process["env"] = env
 	process["terminal"] = false
 	process["noNewPrivileges"] = true
+	// The Helm chart's securityContext drops every capability (the
+	// restricted Pod Security Standard); umoci grants runc's defaults.
+	process["capabilities"] = map[string]any{}
 	root, ok := cfg["root"].(map[string]any)
 	if !ok {
 		return errors.New("umoci's config.json has no root")
@@ -158,4 +188,24 @@ func (c *Container) stop() {
 	if runc, err := exec.LookPath("runc"); err == nil {
 		exec.Command(runc, "delete", "--force", c.ID).Run()
 	}
+}
+
+// PID is the host's process ID of the container's process, as runc reports
+// it: a test reads /proc/PID to see what user the process really runs as.
+func (c *Container) PID(ctx context.Context) (int, error) {
+	out, err := exec.CommandContext(ctx, "runc", "state", c.ID).Output()
+	if err != nil {
+		return 0, fmt.Errorf("runc state %s: %w", c.ID, err)
+	}
+	var state struct {
+		Pid    int    `json:"pid"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(out, &state); err != nil {
+		return 0, fmt.Errorf("runc state %s: %w", c.ID, err)
+	}
+	if state.Status != "running" || state.Pid == 0 {
+		return 0, fmt.Errorf("container %s is %s", c.ID, state.Status)
+	}
+	return state.Pid, nil
 }
