@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // TestCLIExpiringCredential: a cached credential about to expire is
@@ -21,25 +17,8 @@ func TestCLIExpiringCredential(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := startSigninStack(t, ctx, "COOKIE_EXPIRE=75s")
-	dir := t.TempDir()
-	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "portcullis-ca.pem")
-	writeFile(t, caFile, string(s.ca.CertPEM))
-	u := &cliUser{t: t, s: s, cli: cli, kubeconfig: filepath.Join(dir, "kubeconfig"), runs: filepath.Join(dir, "browser-runs"), cacheHome: filepath.Join(dir, "cache")}
-	u.env = append(os.Environ(),
-		"HOME="+filepath.Join(dir, "home"), "XDG_CACHE_HOME="+u.cacheHome, "KUBECONFIG=", "BROWSER=",
-		browserEnv+"=1", browserCAEnv+"="+caFile, browserUserEnv+"="+signinEmail,
-		browserPasswordEnv+"="+signinPassword, browserRunsEnv+"="+u.runs)
-	if _, errOut, err := u.run("k8s", "setup", s.routeURL, "--name", "e2e", "--kubeconfig", u.kubeconfig, "--ca-cert", caFile, "--browser-cmd", self); err != nil {
-		t.Fatalf("%v\n%s", err, errOut)
-	}
+	u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
+	u.setup()
 	if user, errOut := u.whoami(ctx); user != signinEmail || u.browserRuns() != 1 {
 		t.Fatalf("first whoami: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
 	}
@@ -60,7 +39,7 @@ func TestCLIExpiringCredential(t *testing.T) {
 // credentialExpiry is the exp of the credential portcullis-cli cached.
 func (u *cliUser) credentialExpiry() time.Time {
 	u.t.Helper()
-	parts := strings.Split(strings.TrimPrefix(u.cachedToken(u.s.routeURL), "Pomerium-"), ".")
+	parts := strings.Split(strings.TrimPrefix(u.cachedToken(u.routeURL), "Pomerium-"), ".")
 	if len(parts) != 3 {
 		u.t.Fatalf("cached credential is not a JWT")
 	}

@@ -31,39 +31,8 @@ func TestCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	s := startSigninStack(t, ctx)
-	dir := t.TempDir()
-	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "portcullis-ca.pem")
-	if err := os.WriteFile(caFile, s.ca.CertPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	u := &cliUser{
-		t: t, s: s, cli: cli,
-		kubeconfig: filepath.Join(dir, "kubeconfig"),
-		runs:       filepath.Join(dir, "browser-runs"),
-		cacheHome:  filepath.Join(dir, "cache"),
-	}
-	// The person's own home and cache: nothing of the machine's is read
-	// or written, and the environment of the test process is left alone
-	// (its Go build cache and testenv's binaries live under the real one).
-	u.env = append(os.Environ(),
-		"HOME="+filepath.Join(dir, "home"),
-		"XDG_CACHE_HOME="+u.cacheHome,
-		"KUBECONFIG=",
-		"BROWSER=",
-		browserEnv+"=1",
-		browserCAEnv+"="+caFile,
-		browserUserEnv+"="+signinEmail,
-		browserPasswordEnv+"="+signinPassword,
-		browserRunsEnv+"="+u.runs,
-	)
+	u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
+	cli, self, caFile := u.cli, u.self, u.caFile
 
 	t.Run("setup writes a kubeconfig kubectl accepts", func(t *testing.T) {
 		out, errOut, err := u.run("k8s", "setup", s.routeURL, "--name", "e2e", "--kubeconfig", u.kubeconfig, "--ca-cert", caFile, "--browser-cmd", self)
@@ -267,13 +236,68 @@ func TestCLI(t *testing.T) {
 // cliUser runs portcullis-cli and kubectl as the person: with their own
 // home, cache and kubeconfig, and the browser stand-in.
 type cliUser struct {
-	t          *testing.T
-	s          *signinStack
-	cli        string
-	kubeconfig string
-	runs       string
-	cacheHome  string
-	env        []string
+	t           *testing.T
+	cli         string // portcullis-cli, also on the PATH of env
+	self        string // the test binary, the browser stand-in (--browser-cmd)
+	caFile      string // the CA that signed Portcullis's certificate (--ca-cert)
+	kubectlPath string
+	routeURL    string // the route it signs in to
+	kubeconfig  string
+	runs        string
+	cacheHome   string
+	env         []string
+}
+
+// newCLIUser builds portcullis-cli and sets up a person who signs in to
+// routeURL, whose certificate caPEM signed, as signinEmail with the
+// browser stand-in. Nothing of the machine's home, cache or kubeconfig is
+// read or written, and the environment of the test process is left alone
+// (its Go build cache and testenv's binaries live under the real one).
+func newCLIUser(t *testing.T, ctx context.Context, kubectlPath, routeURL string, caPEM []byte) *cliUser {
+	t.Helper()
+	dir := t.TempDir()
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", binDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &cliUser{
+		t: t, cli: cli, self: self, caFile: filepath.Join(dir, "portcullis-ca.pem"),
+		kubectlPath: kubectlPath, routeURL: routeURL,
+		kubeconfig: filepath.Join(dir, "kubeconfig"),
+		runs:       filepath.Join(dir, "browser-runs"),
+		cacheHome:  filepath.Join(dir, "cache"),
+	}
+	writeFile(t, u.caFile, string(caPEM))
+	u.env = append(os.Environ(),
+		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"HOME="+filepath.Join(dir, "home"),
+		"XDG_CACHE_HOME="+u.cacheHome,
+		"KUBECONFIG=",
+		"BROWSER=",
+		browserEnv+"=1",
+		browserCAEnv+"="+u.caFile,
+		browserUserEnv+"="+signinEmail,
+		browserPasswordEnv+"="+signinPassword,
+		browserRunsEnv+"="+u.runs,
+	)
+	return u
+}
+
+// setup runs `portcullis-cli k8s setup` for the route, with the context
+// name "e2e".
+func (u *cliUser) setup() {
+	u.t.Helper()
+	if _, errOut, err := u.run("k8s", "setup", u.routeURL, "--name", "e2e", "--kubeconfig", u.kubeconfig, "--ca-cert", u.caFile, "--browser-cmd", u.self); err != nil {
+		u.t.Fatalf("portcullis-cli k8s setup: %v\n%s", err, errOut)
+	}
 }
 
 func (u *cliUser) run(args ...string) (stdout, stderr string, err error) {
@@ -295,12 +319,19 @@ func (u *cliUser) runEnv(env []string, args ...string) (stdout, stderr string, e
 func (u *cliUser) kubectl(ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, u.s.cluster.KubectlPath, append([]string{"--kubeconfig", u.kubeconfig}, args...)...)
-	cmd.Env = u.env
+	cmd := u.kubectlCmd(ctx, nil, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
 	return out.String(), errb.String(), err
+}
+
+// kubectlCmd is kubectl as the person, with extra environment variables,
+// for the caller to run.
+func (u *cliUser) kubectlCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, u.kubectlPath, append([]string{"--kubeconfig", u.kubeconfig}, args...)...)
+	cmd.Env = append(u.env[:len(u.env):len(u.env)], env...)
+	return cmd
 }
 
 // whoami runs `kubectl auth whoami` in the e2e context and returns the

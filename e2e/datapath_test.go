@@ -52,20 +52,7 @@ func TestKubernetesDataPath(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "app.log")
 	writeFile(t, filepath.Join(workDir, "greeting.txt"), "hello from the pod\n")
 	writeFile(t, logFile, criLine("first line"))
-	echo := startEchoServer(t)
-	if _, err := c.RunPod(ctx, s.kwok, "demo", "web"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.ApplyYAML(ctx,
-		fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterExec\nmetadata: {name: all}\nspec:\n  execs:\n  - local: {workDir: %q}", workDir),
-		fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: {name: all}\nspec:\n  logs:\n  - containers: [app]\n    follow: true\n    logsFile: %q", logFile),
-		fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterPortForward\nmetadata: {name: all}\nspec:\n  forwards:\n  - ports: [8080]\n    target: {address: 127.0.0.1, port: %d}", echo),
-	); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.WaitExec(ctx, "demo", "web"); err != nil {
-		t.Fatal(err)
-	}
+	runDemoPod(t, ctx, c, s.kwok, workDir, logFile)
 
 	t.Run("whoami shows the token's person", func(t *testing.T) {
 		out, _, err := s.as(ctx, admin, "", "auth", "whoami", "-o", "json")
@@ -164,7 +151,10 @@ func TestKubernetesDataPath(t *testing.T) {
 		})
 		t.Run("port-forward over "+transport.name, func(t *testing.T) {
 			t.Setenv("KUBECTL_PORT_FORWARD_WEBSOCKETS", transport.ws)
-			portForward(t, ctx, s, admin, 4<<20)
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			// Started after Setenv: KubectlCmd passes the transport switch.
+			portForward(t, s.cluster.KubectlCmd(pctx, "--kubeconfig", admin, "-n", "demo", "port-forward", "pod/web", ":8080"), 4<<20)
 		})
 	}
 
@@ -245,14 +235,35 @@ func TestKubernetesDataPath(t *testing.T) {
 	})
 }
 
-// portForward forwards a local port to the pod's 8080 (kwok sends it to the
-// echo server) and pushes n bytes through both ways.
-func portForward(t *testing.T, ctx context.Context, s *stack, kubeconfig string, n int) {
+// runDemoPod runs the pod demo/web on the kwok node: exec runs commands in
+// workDir, its container's log is logFile (if not ""), and its port 8080
+// is an echo server. It returns once kwok serves exec for it.
+func runDemoPod(t *testing.T, ctx context.Context, c *testenv.Cluster, k *testenv.KwokNode, workDir, logFile string) {
 	t.Helper()
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := s.cluster.KubectlCmd(pctx, "--kubeconfig", kubeconfig, "-n", "demo", "port-forward", "pod/web", ":8080")
-	cmd.Env = append(cmd.Env, os.Environ()...) // the transport switch the caller set
+	echo := startEchoServer(t)
+	if _, err := c.RunPod(ctx, k, "demo", "web"); err != nil {
+		t.Fatal(err)
+	}
+	crs := []string{
+		fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterExec\nmetadata: {name: all}\nspec:\n  execs:\n  - local: {workDir: %q}", workDir),
+		fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterPortForward\nmetadata: {name: all}\nspec:\n  forwards:\n  - ports: [8080]\n    target: {address: 127.0.0.1, port: %d}", echo),
+	}
+	if logFile != "" {
+		crs = append(crs, fmt.Sprintf("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: {name: all}\nspec:\n  logs:\n  - containers: [app]\n    follow: true\n    logsFile: %q", logFile))
+	}
+	if err := c.ApplyYAML(ctx, crs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitExec(ctx, "demo", "web"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// portForward runs cmd, a `kubectl port-forward POD :8080` (kwok sends the
+// pod's 8080 to the echo server), and pushes n bytes through both ways. It
+// stops kubectl when done.
+func portForward(t *testing.T, cmd *exec.Cmd, n int) {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +273,7 @@ func portForward(t *testing.T, ctx context.Context, s *stack, kubeconfig string,
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cancel(); cmd.Wait() }()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	m := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`).FindStringSubmatch(line)
 	if m == nil {

@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // TestGuideExecuted follows docs/kubernetes.md with a real cluster in
@@ -22,28 +19,9 @@ func TestGuideExecuted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := startSigninStack(t, ctx)
-	dir := t.TempDir()
-	// portcullis-cli on PATH, as the guide assumes.
-	binDir := filepath.Join(dir, "bin")
-	if err := os.Mkdir(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cli, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis-cli", binDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "portcullis-ca.pem")
-	writeFile(t, caFile, string(s.ca.CertPEM))
-	u := &cliUser{t: t, s: s, cli: cli, kubeconfig: filepath.Join(dir, "kubeconfig"), runs: filepath.Join(dir, "browser-runs"), cacheHome: filepath.Join(dir, "cache")}
-	u.env = append(os.Environ(),
-		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"HOME="+filepath.Join(dir, "home"), "XDG_CACHE_HOME="+u.cacheHome, "KUBECONFIG=", "BROWSER=",
-		browserEnv+"=1", browserCAEnv+"="+caFile, browserUserEnv+"="+signinEmail,
-		browserPasswordEnv+"="+signinPassword, browserRunsEnv+"="+u.runs)
+	// portcullis-cli is on the person's PATH, as the guide assumes.
+	u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
+	self, caFile := u.self, u.caFile
 
 	commands := guideKubectlConfigCommands(t)
 	if len(commands) != 3 {
