@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +29,7 @@ import (
 func TestContainerImage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	layout, ref := buildImage(t, ctx)
+	layout, ref := testenv.BuildImage(t, ctx)
 
 	c := testenv.NewCluster(t)
 	kwok, err := c.StartKwok(ctx)
@@ -80,7 +78,7 @@ func TestContainerImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	configDir := podFiles(t, map[string]string{
+	configDir := testenv.PodVolume(t, map[string]string{
 		"portcullis.yaml": fmt.Sprintf(`address: 127.0.0.1:%d
 authenticate_service_url: %s
 certificate_file: /etc/portcullis/tls/tls.crt
@@ -100,8 +98,8 @@ routes:
 `, port, authURL, routeURL, signinEmail),
 		"users.yaml": fmt.Sprintf("- email: %s\n  password_hash: %q\n", signinEmail, hash),
 	})
-	tlsDir := podFiles(t, map[string]string{"tls.crt": string(cert), "tls.key": string(key)})
-	secretsDir := podFiles(t, map[string]string{"cookie-secret": b64(random(32)), "shared-secret": b64(random(32))})
+	tlsDir := testenv.PodVolume(t, map[string]string{"tls.crt": string(cert), "tls.key": string(key)})
+	secretsDir := testenv.PodVolume(t, map[string]string{"cookie-secret": b64(random(32)), "shared-secret": b64(random(32))})
 
 	spec := testenv.ContainerSpec{
 		Layout: layout, Ref: ref,
@@ -228,24 +226,6 @@ routes:
 	}
 }
 
-// buildImage builds the container image for this machine's architecture
-// with the image builder `make image` runs, into a temporary OCI layout,
-// and returns the layout and the tag of the one platform's image.
-func buildImage(t *testing.T, ctx context.Context) (layout, ref string) {
-	t.Helper()
-	src, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	layout = filepath.Join(t.TempDir(), "image")
-	cmd := exec.CommandContext(ctx, "go", "run", ".", "-out", layout, "-src", src, "-platforms", "linux/"+runtime.GOARCH, "-version", "e2e")
-	cmd.Dir = filepath.Join(src, "deploy", "image")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the image (cd deploy/image && go run . …): %v\n%s", err, out)
-	}
-	return layout, "e2e-" + runtime.GOARCH
-}
-
 // boundToken creates a Secret and asks the TokenRequest API for a token of
 // the portcullis service account bound to it: deleting the Secret revokes
 // the token.
@@ -260,23 +240,6 @@ func boundToken(t *testing.T, ctx context.Context, c *testenv.Cluster, secret st
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(out)
-}
-
-// podFiles writes files into a new directory as a pod's ConfigMap or
-// Secret volume holds them: readable by the container's user.
-func podFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp(t.TempDir(), "volume-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range files {
-		writeFile(t, filepath.Join(dir, name), content)
-	}
-	return dir
 }
 
 // waitFor polls check until it succeeds, failing the test after timeout.

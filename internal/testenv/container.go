@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -18,6 +19,28 @@ import (
 // here without Docker, with Debian's runc (crun fails on hybrid cgroups)
 // and umoci to unpack an OCI image layout.
 const howToGetRunc = "containers run with Debian's runc and umoci: `make testenv` installs them as root (apt-get install -y runc umoci)"
+
+// BuildImage builds Portcullis's container image from this source
+// checkout for this machine's architecture, with the builder `make image`
+// runs (deploy/image), into a new OCI image layout. It returns the
+// layout's directory and the tag of the one platform's image, for
+// ContainerSpec.
+func BuildImage(t testing.TB, ctx context.Context) (layout, ref string) {
+	t.Helper()
+	tools, err := toolsDir()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	src := filepath.Join(tools, "..", "..", "..")
+	layout = filepath.Join(t.TempDir(), "image")
+	cmd := exec.CommandContext(ctx, "go", "run", ".", "-out", layout, "-src", src,
+		"-platforms", "linux/"+runtime.GOARCH, "-version", "test")
+	cmd.Dir = filepath.Join(src, "deploy", "image")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: building the container image (cd deploy/image && go run . …): %v\n%s", err, out)
+	}
+	return layout, "test-" + runtime.GOARCH
+}
 
 // ContainerSpec says how to run an image the way a pod would run it.
 type ContainerSpec struct {
@@ -29,6 +52,27 @@ type ContainerSpec struct {
 	// Mounts are bind mounts into the container, read-only unless
 	// Writable.
 	Mounts []Mount
+}
+
+// PodVolume writes files into a new directory, removed when the test ends,
+// as a pod's ConfigMap or Secret volume holds them: readable by the
+// container's user, whichever it is. It returns the directory, for
+// Mount.Source.
+func PodVolume(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(t.TempDir(), "volume-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	for name, content := range files {
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+		}
+	}
+	if err != nil {
+		t.Fatalf("testenv: writing a pod volume: %v", err)
+	}
+	return dir
 }
 
 // A Mount binds a host path into a container.
