@@ -1,10 +1,10 @@
 // Package helm_test proves the Helm chart in deploy/helm/portcullis with
 // the real tools: the pinned Helm lints and renders it, a real
 // kube-apiserver admits what it renders into a namespace that enforces the
-// restricted Pod Security Standard, the portcullis binary accepts the
-// configuration file it writes, and the plain manifests in deploy/kubernetes
-// are what it renders (go test ./deploy/helm -update, or make manifests,
-// rewrites them).
+// restricted Pod Security Standard, Portcullis's container image accepts
+// the configuration file it writes, and the plain manifests in
+// deploy/kubernetes are what it renders (go test ./deploy/helm -update, or
+// make manifests, rewrites them).
 package helm_test
 
 import (
@@ -244,10 +244,8 @@ func TestRendered(t *testing.T) {
 		t.Fatalf("default values: %d routes, want 1", len(cfg.Routes))
 	}
 	wantRoute := map[string]any{
-		"from":                                  "https://k8s.example.com",
-		"to":                                    "https://kubernetes.default.svc",
-		"tls_custom_ca_file":                    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-		"kubernetes_service_account_token_file": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		"from":                  "https://k8s.example.com",
+		"kubernetes_in_cluster": true,
 	}
 	if diff := cmp.Diff(wantRoute, cfg.Routes[0]); diff != "" {
 		t.Errorf("default values: the Kubernetes route (-want +got):\n%s", diff)
@@ -293,17 +291,17 @@ func TestRendered(t *testing.T) {
 	}
 }
 
-// TestConfigAccepted runs portcullis --check-config on the configuration
-// file the chart writes, with the files the pod would have at the paths it
-// names: what Portcullis accepts here it starts with in the pod.
+// TestConfigAccepted runs portcullis --check-config in Portcullis's
+// container image, as the chart's pod runs it: the configuration file the
+// chart writes, and the files the pod would have, mounted where the chart
+// mounts them, with the service-account directory and the environment
+// Kubernetes gives every pod. What Portcullis accepts here it starts with
+// in the pod.
 func TestConfigAccepted(t *testing.T) {
 	h := newHelm(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	layout, ref := testenv.BuildImage(t, ctx)
 	ca, err := testenv.NewCA("portcullis-chart-test")
 	if err != nil {
 		t.Fatal(err)
@@ -317,16 +315,8 @@ func TestConfigAccepted(t *testing.T) {
 		{"insecureServer", []string{"--set", "insecureServer=true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root := t.TempDir()
 			objs := objects(t, h.template(t, "portcullis", "default", tc.args...))
 			cfg := configFile(t, objs)
-			// The pod's files, under root.
-			for _, dir := range []string{"/etc/portcullis/", "/var/run/secrets/kubernetes.io/serviceaccount/"} {
-				if !strings.Contains(cfg, dir) {
-					t.Errorf("the configuration file names nothing in %s:\n%s", dir, cfg)
-				}
-				cfg = strings.ReplaceAll(cfg, dir, filepath.Join(root, dir)+"/")
-			}
 			// The certificate for the hosts cert-manager would be asked
 			// for, or, with a Secret of one's own, the two host names.
 			hosts := []string{"k8s.example.com", "authenticate.example.com"}
@@ -343,34 +333,33 @@ func TestConfigAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 			secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
-			for name, content := range map[string]string{
-				"etc/portcullis/tls/tls.crt":                          string(certPEM),
-				"etc/portcullis/tls/tls.key":                          string(keyPEM),
-				"etc/portcullis/secrets/cookie-secret":                secret,
-				"etc/portcullis/secrets/shared-secret":                secret,
-				"etc/portcullis/secrets/idp-client-secret":            "client-secret",
-				"var/run/secrets/kubernetes.io/serviceaccount/ca.crt": string(ca.CertPEM),
-				"var/run/secrets/kubernetes.io/serviceaccount/token":  "a-service-account-token",
-				"etc/portcullis/config/portcullis.yaml":               cfg,
-			} {
-				f := filepath.Join(root, name)
-				if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
+			// The pod's volumes, by where the chart mounts them.
+			volumes := map[string]map[string]string{
+				"/etc/portcullis/config":                        {"portcullis.yaml": cfg},
+				"/etc/portcullis/tls":                           {"tls.crt": string(certPEM), "tls.key": string(keyPEM)},
+				"/etc/portcullis/secrets":                       {"cookie-secret": secret, "shared-secret": secret, "idp-client-secret": "client-secret"},
+				"/var/run/secrets/kubernetes.io/serviceaccount": {"ca.crt": string(ca.CertPEM), "token": "a-service-account-token", "namespace": "default"},
 			}
-			cmd := exec.CommandContext(ctx, bin, "--config", filepath.Join(root, "etc/portcullis/config/portcullis.yaml"), "--check-config")
-			// Only the file: Portcullis's environment variables win over it.
-			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root}
-			out, err := cmd.CombinedOutput()
+			spec := testenv.ContainerSpec{
+				Layout: layout, Ref: ref,
+				Args: []string{"--config", "/etc/portcullis/config/portcullis.yaml", "--check-config"},
+				// What the kubelet sets in every container.
+				Env: []string{"KUBERNETES_SERVICE_HOST=10.96.0.1", "KUBERNETES_SERVICE_PORT=443"},
+			}
+			for dst, files := range volumes {
+				spec.Mounts = append(spec.Mounts, testenv.Mount{Source: testenv.PodVolume(t, files), Destination: dst})
+			}
+			out, err := testenv.RunContainerCommand(t, ctx, spec)
 			if err != nil {
-				t.Fatalf("portcullis --check-config: %v\n%s\nconfiguration file:\n%s", err, out, cfg)
+				t.Fatalf("portcullis --check-config in the container: %v\n%s\nconfiguration file:\n%s", err, out, cfg)
+			}
+			// The first route is the Kubernetes one, in the pod's cluster.
+			if want := " → https://10.96.0.1:443\n      kubernetes in-cluster (the pod's cluster; "; !strings.Contains(out, want) {
+				t.Errorf("portcullis --check-config: the Kubernetes route does not reach the pod's cluster (%q):\n%s", want, out)
 			}
 			// A warning, such as a host the certificate does not name,
 			// is something the chart should have got right.
-			if strings.Contains(string(out), "warning:") {
+			if strings.Contains(out, "warning:") {
 				t.Errorf("portcullis --check-config warns:\n%s", out)
 			}
 			t.Logf("portcullis --check-config:\n%s", out)
@@ -663,10 +652,11 @@ func TestSettingsCovered(t *testing.T) {
 	check("the Kubernetes route's keys", routeKeys, map[string][]string{
 		"set by the chart":                   mapKeys(route),
 		"in values.kubernetesRoute.settings": mapKeys(schema.Properties["kubernetesRoute"].Properties["settings"].Properties),
-		// How the route reaches the cluster is portcullis.kubernetesUpstream's.
-		"left out: the upstream is the chart's": {"tls_skip_verify", "tls_server_name", "tls_custom_ca",
+		// How the route reaches the cluster is portcullis.kubernetesUpstream's:
+		// in-cluster mode, which sets the address, CA and token itself.
+		"left out: the upstream is the chart's": {"to", "tls_skip_verify", "tls_server_name", "tls_custom_ca", "tls_custom_ca_file",
 			"tls_client_cert", "tls_client_cert_file", "tls_client_key", "tls_client_key_file",
-			"kubernetes_service_account_token", "kubernetes_in_cluster"},
+			"kubernetes_service_account_token", "kubernetes_service_account_token_file"},
 	})
 	check("further routes' keys", routeKeys, map[string][]string{
 		"in values.routes":   mapKeys(schema.Properties["routes"].Items.Properties),

@@ -55,17 +55,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-How the Kubernetes route reaches the cluster Portcullis runs in: the API
-server's in-cluster Service name, checked against the cluster CA, as the
-pod's own service account, with the token and CA every pod gets mounted by
-Kubernetes. Portcullis re-reads the token file when the kubelet rotates it.
-This is the one place that says so, so that the route can move to
-Portcullis's in-cluster form without touching anything else.
+How the Kubernetes route reaches the cluster Portcullis runs in:
+Portcullis's in-cluster mode, which finds the API server where client-go
+does (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT), checks it
+against the cluster CA Kubernetes mounts into every pod, and calls it as
+the pod's own service account with the mounted token, read again when the
+kubelet rotates it. values.schema.json refuses the keys in-cluster mode
+sets itself (to, tls_custom_ca, the token) in kubernetesRoute.settings.
 */}}
 {{- define "portcullis.kubernetesUpstream" -}}
-to: https://kubernetes.default.svc
-tls_custom_ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
-kubernetes_service_account_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+kubernetes_in_cluster: true
 {{- end }}
 
 {{/* Where the pod finds its files. */}}
