@@ -60,7 +60,7 @@ func FuzzOpen(f *testing.F) {
 func TestMemoryStore(t *testing.T) {
 	m := NewMemoryStore()
 	now := time.Unix(1_800_000_000, 0)
-	m.now = func() time.Time { return now }
+	m.Now = func() time.Time { return now }
 	ctx := t.Context()
 	sess := &Session{ID: NewSessionID(), Email: "a@example.com", Groups: []string{"dev"}, ExpiresAt: now.Add(time.Hour)}
 	if err := m.Put(ctx, sess); err != nil {

@@ -38,12 +38,54 @@ func (s *Session) Live(now time.Time) bool { return now.Before(s.ExpiresAt) }
 // session.
 var ErrNoSession = errors.New("no such session: it expired or was signed out")
 
-// A Store keeps sessions. Replicas that share one (PostgreSQL) share
-// sign-ins; the memory store serves one replica.
+// ErrUnavailable is wrapped by a Store's errors when the store itself
+// cannot answer (a shared store's database is down): the session may well
+// be live, so the caller must not treat it as signed out, but must not let
+// the request through either.
+var ErrUnavailable = errors.New("the session store cannot be reached")
+
+// ErrStateUsed is returned by Store.RedeemState for a sign-in state that
+// was redeemed already, by this replica or another: a replayed callback.
+var ErrStateUsed = errors.New("sign-in already completed")
+
+// ErrTooManyPending is returned by Store.RedeemState when the store
+// remembers its maximum of redeemed sign-ins already.
+var ErrTooManyPending = errors.New("too many sign-ins remembered")
+
+// A Store keeps sessions and everything else about sign-ins that must hold
+// across replicas. Replicas that share one (PostgreSQL) share sign-ins,
+// sign-outs, replay protection and refreshes; the memory store serves one
+// replica.
+//
+// Get is on every request's path: a shared store answers it from memory,
+// kept current by the database's notifications, never with a round trip
+// per request.
 type Store interface {
+	// Put stores a new session, or replaces one (by ID). A new session
+	// past its subject's cap of sessions ends that subject's oldest.
 	Put(ctx context.Context, s *Session) error
+	// Get returns a copy of the live session id, ErrNoSession if there is
+	// none, or an error wrapping ErrUnavailable.
 	Get(ctx context.Context, id string) (*Session, error)
+	// Update replaces a session only if it is still live: a refresh that
+	// finishes after a sign-out must not bring the session back. It
+	// returns ErrNoSession if the session has ended.
+	Update(ctx context.Context, s *Session) error
+	// Delete revokes a session, on every replica.
 	Delete(ctx context.Context, id string) error
+
+	// RedeemState records the sign-in state nonce as used until until.
+	// It returns ErrStateUsed if it already was, and ErrTooManyPending
+	// if max states are remembered (a flood of sign-ins).
+	RedeemState(ctx context.Context, nonce string, until time.Time, max int) error
+
+	// TryLease takes the lease name for holder until until, unless
+	// another holder has it and it has not run out: so that one replica
+	// at a time refreshes a session with the identity provider. It
+	// reports whether holder has the lease.
+	TryLease(ctx context.Context, name, holder string, until time.Time) (bool, error)
+	// ReleaseLease gives up holder's lease name, if it still has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // NewSessionID returns a random session identifier (130 bits).
@@ -60,12 +102,23 @@ type MemoryStore struct {
 	// gets in; what they lose is their oldest sign-in. Zero or less means
 	// DefaultMaxPerPerson.
 	MaxPerPerson int
+	// Now is the store's clock; nil means time.Now. A test that moves
+	// time for the sign-in service moves it here too.
+	Now func() time.Time
 
 	mu        sync.Mutex
 	sessions  map[string]*Session
 	bySubject map[string]map[string]struct{} // subject → its session IDs
-	now       func() time.Time
 	puts      int
+
+	states      map[string]time.Time // redeemed sign-in states, until they expire
+	statesSwept time.Time            // when RedeemState last dropped expired states
+	leases      map[string]lease
+}
+
+type lease struct {
+	holder string
+	until  time.Time
 }
 
 // DefaultMaxPerPerson is MemoryStore's cap on one person's sessions when
@@ -74,21 +127,21 @@ const DefaultMaxPerPerson = 50
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{sessions: make(map[string]*Session), bySubject: make(map[string]map[string]struct{}), now: time.Now}
+	return &MemoryStore{sessions: make(map[string]*Session), bySubject: make(map[string]map[string]struct{}),
+		states: make(map[string]time.Time), leases: make(map[string]lease)}
 }
 
 // Put stores a copy of s. A new session past its subject's cap ends that
 // subject's oldest sessions; putting an existing session again (a
 // refresh) replaces it and ends nothing.
 func (m *MemoryStore) Put(_ context.Context, s *Session) error {
-	c := *s
-	c.Groups = append([]string(nil), s.Groups...)
+	c := copySession(s)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.sessions[s.ID]; ok && old.Subject != s.Subject {
 		m.unindexLocked(old)
 	}
-	m.sessions[s.ID] = &c
+	m.sessions[s.ID] = c
 	ids := m.bySubject[s.Subject]
 	if ids == nil {
 		ids = make(map[string]struct{})
@@ -148,9 +201,33 @@ func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
 	if !ok || !s.Live(m.now()) {
 		return nil, ErrNoSession
 	}
+	return copySession(s), nil
+}
+
+// copySession copies s deeply enough that neither the store nor its
+// caller can change the other's groups or claims.
+func copySession(s *Session) *Session {
 	c := *s
 	c.Groups = append([]string(nil), s.Groups...)
-	return &c, nil
+	if s.Claims != nil {
+		c.Claims = make(map[string][]string, len(s.Claims))
+		for k, v := range s.Claims {
+			c.Claims[k] = append([]string(nil), v...)
+		}
+	}
+	return &c
+}
+
+// Update replaces the session s.ID if it is still live.
+func (m *MemoryStore) Update(_ context.Context, s *Session) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.sessions[s.ID]
+	if !ok || !old.Live(m.now()) || old.Subject != s.Subject {
+		return ErrNoSession
+	}
+	m.sessions[s.ID] = copySession(s)
+	return nil
 }
 
 // Delete revokes a session.
@@ -161,4 +238,72 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 		m.deleteLocked(s)
 	}
 	return nil
+}
+
+// RedeemState records a sign-in state as used until until.
+func (m *MemoryStore) RedeemState(_ context.Context, nonce string, until time.Time, max int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	// Sweep now and then, not on every call: a sweep walks every state
+	// remembered, so sweeping per call would let a flood of callbacks
+	// cost quadratic time and stall every sign-in. When full, a sweep
+	// may free room sooner, but at most once a second.
+	since := now.Sub(m.statesSwept)
+	if since >= time.Minute || since >= time.Second && len(m.states) >= max {
+		for k, exp := range m.states {
+			if now.After(exp) {
+				delete(m.states, k)
+			}
+		}
+		m.statesSwept = now
+	}
+	// An entry not yet swept but past its time is free again: by then the
+	// state it stands for has expired too (states are sealed to expire no
+	// later), so the state's own check refuses a replay first.
+	if exp, used := m.states[nonce]; used && !now.After(exp) {
+		return ErrStateUsed
+	}
+	if len(m.states) >= max {
+		return ErrTooManyPending
+	}
+	m.states[nonce] = until
+	return nil
+}
+
+// TryLease takes the lease name for holder until until, unless another
+// holder has it unexpired.
+func (m *MemoryStore) TryLease(_ context.Context, name, holder string, until time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if l, ok := m.leases[name]; ok && l.holder != holder && now.Before(l.until) {
+		return false, nil
+	}
+	// Leases are few (one per session being refreshed) and short: drop
+	// the expired ones as new ones are taken.
+	for k, l := range m.leases {
+		if !now.Before(l.until) {
+			delete(m.leases, k)
+		}
+	}
+	m.leases[name] = lease{holder: holder, until: until}
+	return true, nil
+}
+
+// ReleaseLease gives up holder's lease name.
+func (m *MemoryStore) ReleaseLease(_ context.Context, name, holder string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.leases[name]; ok && l.holder == holder {
+		delete(m.leases, name)
+	}
+	return nil
+}
+
+func (m *MemoryStore) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
 }

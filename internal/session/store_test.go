@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -14,7 +15,7 @@ func TestMemoryStorePerPersonCap(t *testing.T) {
 	m := NewMemoryStore()
 	m.MaxPerPerson = 3
 	now := time.Unix(1_800_000_000, 0)
-	m.now = func() time.Time { return now }
+	m.Now = func() time.Time { return now }
 	ctx := t.Context()
 	put := func(subject string, i int) *Session {
 		t.Helper()
@@ -76,5 +77,45 @@ func TestMemoryStorePerPersonCap(t *testing.T) {
 	}
 	if _, ok := m.bySubject["alice"]; ok {
 		t.Errorf("expired sessions are still indexed: %v", m.bySubject["alice"])
+	}
+}
+
+// TestRedeemStateForgetsExpired: used states are dropped once their state
+// has expired, but not swept on every call (which cost quadratic time
+// under a flood of callbacks).
+func TestRedeemStateForgetsExpired(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemoryStore()
+	now := time.Now()
+	m.Now = func() time.Time { return now }
+	for i := range 100 {
+		if m.RedeemState(ctx, fmt.Sprint("csrf-", i), now.Add(10*time.Minute), 1000) != nil {
+			t.Fatalf("fresh state %d refused", i)
+		}
+	}
+	if err := m.RedeemState(ctx, "csrf-7", now.Add(10*time.Minute), 1000); !errors.Is(err, ErrStateUsed) {
+		t.Errorf("a used state redeemed twice: got %v, want ErrStateUsed", err)
+	}
+	now = now.Add(10*time.Minute + time.Second)
+	if err := m.RedeemState(ctx, "csrf-7", now.Add(10*time.Minute), 1000); err != nil {
+		t.Errorf("a used state whose time is over was not forgotten: %v", err)
+	}
+	if n := len(m.states); n != 1 {
+		t.Errorf("got %d used states after a sweep, want 1", n)
+	}
+}
+
+// BenchmarkRedeemState: redeeming a state costs the same however many
+// sign-ins are remembered (it used to sweep them all every time).
+func BenchmarkRedeemState(b *testing.B) {
+	ctx := context.Background()
+	m := NewMemoryStore()
+	until := time.Now().Add(10 * time.Minute)
+	for i := range 100_000 {
+		m.RedeemState(ctx, fmt.Sprint("old-", i), until, 1<<30)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m.RedeemState(ctx, fmt.Sprint("new-", i), until, 1<<30)
 	}
 }
