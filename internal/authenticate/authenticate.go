@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -74,11 +73,9 @@ type Authenticator struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu        sync.Mutex
-	usedState map[string]time.Time // state nonces already redeemed, until they expire
-	lastSweep time.Time            // when redeemState last dropped expired entries
-
 	refresh refresher // sessions' refreshes with the provider (refresh.go)
+	// replica names this Authenticator as the holder of store leases.
+	replica string
 
 	// crossOrigin refuses state-changing requests a page of another
 	// origin made (signout.go).
@@ -104,7 +101,7 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Authenticator{opts: opts, log: log, now: time.Now, usedState: map[string]time.Time{},
+	return &Authenticator{opts: opts, log: log, now: time.Now, replica: session.NewSessionID(),
 		crossOrigin: http.NewCrossOriginProtection()}, nil
 }
 
@@ -216,8 +213,14 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Already signed in on the authenticate host: no provider round trip.
-	if sess := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); sess != nil {
+	switch sess, err := a.sessionFromCookie(r, a.opts.AuthenticateURL.Host); {
+	case err == nil:
 		a.handOff(w, r, sess, st)
+		return
+	case errors.Is(err, ErrStoreUnavailable):
+		// A sign-in could not be stored either: say so now rather than
+		// after a round trip to the provider.
+		a.storeUnavailable(w, r, "reading the sign-in service's session", err)
 		return
 	}
 	st.CSRF, st.Nonce, st.Verifier = rand.Text(), rand.Text(), oauth2.GenerateVerifier()
@@ -286,8 +289,13 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 			Text: "This sign-in was not started in this browser. Start again from the address of your cluster."})
 		return
 	}
-	switch err := a.redeemState(st.CSRF); {
-	case errors.Is(err, errTooManyPending):
+	// Redeemed in the store, so that a callback replayed against another
+	// replica is refused too; for stateTTL, after which the sealed state
+	// has expired and is refused by itself. Refusing the newest sign-in
+	// past PendingSignIns keeps the store bounded and replay protection
+	// whole.
+	switch err := a.opts.Store.RedeemState(r.Context(), st.CSRF, a.now().Add(stateTTL), a.opts.PendingSignIns); {
+	case errors.Is(err, session.ErrTooManyPending):
 		a.opts.Limited(LimitPendingSignIns, limit.Client(r))
 		a.log.Warn("sign-in refused: too many sign-ins in the last ten minutes; raise LIMIT_PENDING_SIGN_INS if this is not an attack",
 			"limit", a.opts.PendingSignIns)
@@ -295,9 +303,12 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Too many sign-ins",
 			Text: "Portcullis is handling too many sign-ins right now. Try again in a minute from the address of your cluster."})
 		return
-	case err != nil:
+	case errors.Is(err, session.ErrStateUsed):
 		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in already used",
 			Text: "This sign-in was already completed. Start again from the address of your cluster."})
+		return
+	case err != nil:
+		a.storeUnavailable(w, r, "redeeming the sign-in state", err)
 		return
 	}
 	a.clearCookie(w, a.csrfCookie())
@@ -330,9 +341,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		IDPRefreshToken: toks.RefreshToken, IDPIDToken: toks.IDToken, IDPExpiry: toks.Expiry,
 	}
 	if err := a.opts.Store.Put(r.Context(), sess); err != nil {
-		a.log.Error("storing session", "error", err)
-		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Sign-in could not be saved",
-			Text: "Portcullis could not store your session. Try again in a moment."})
+		a.storeUnavailable(w, r, "storing the new session", err)
 		return
 	}
 	a.log.Info("signed in", "email", sess.Email, "session", sess.ID[:8])
@@ -344,43 +353,14 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	a.handOff(w, r, sess, st)
 }
 
-var (
-	errStateUsed      = errors.New("sign-in already completed")
-	errTooManyPending = errors.New("too many sign-ins remembered")
-)
-
-// redeemState records a sign-in as completed. It fails with errStateUsed
-// if it already was (a replayed callback), and with errTooManyPending when
-// PendingSignIns sign-ins are remembered already: refusing the newest is
-// what keeps the memory bounded, and replay protection whole.
-func (a *Authenticator) redeemState(csrf string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	// Sweep now and then, not on every call: a sweep walks every sign-in
-	// of the last stateTTL under the lock, so sweeping per callback let a
-	// flood of callbacks cost quadratic time and stall every sign-in. When
-	// full, a sweep may free room sooner, but at most once a second.
-	since := now.Sub(a.lastSweep)
-	if since >= stateTTL/10 || since >= time.Second && len(a.usedState) >= a.opts.PendingSignIns {
-		for k, exp := range a.usedState {
-			if now.After(exp) {
-				delete(a.usedState, k)
-			}
-		}
-		a.lastSweep = now
-	}
-	// An entry not yet swept but past its time is free again: by then
-	// the state it stands for has expired too (it was sealed for stateTTL
-	// before it was redeemed), so the state check refuses a replay first.
-	if exp, used := a.usedState[csrf]; used && !now.After(exp) {
-		return errStateUsed
-	}
-	if len(a.usedState) >= a.opts.PendingSignIns {
-		return errTooManyPending
-	}
-	a.usedState[csrf] = now.Add(stateTTL)
-	return nil
+// storeUnavailable refuses a sign-in the session store could not record
+// (a shared store's database is down): 503, naming the cause, and the
+// full error in the log. The person has lost nothing but this attempt.
+func (a *Authenticator) storeUnavailable(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	a.log.Error("sign-in refused: the session store failed", "doing", doing, "error", err)
+	w.Header().Set("Retry-After", "10")
+	respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
+		Text: "Portcullis cannot reach its session database, so it cannot complete sign-ins right now. Sessions already signed in keep working. Try again in a moment."})
 }
 
 // allowSignIn takes one sign-in from the request's client, or refuses the
@@ -464,17 +444,14 @@ func (a *Authenticator) sessionIDFromCookie(r *http.Request, host string) (strin
 }
 
 // sessionFromCookie returns the live session named by the cookie for host,
-// refreshed with the provider if it was due.
-func (a *Authenticator) sessionFromCookie(r *http.Request, host string) *session.Session {
+// refreshed with the provider if it was due: ErrSessionEnded if there is
+// none, or ErrStoreUnavailable.
+func (a *Authenticator) sessionFromCookie(r *http.Request, host string) (*session.Session, error) {
 	sid, ok := a.sessionIDFromCookie(r, host)
 	if !ok {
-		return nil
+		return nil, ErrSessionEnded
 	}
-	sess, err := a.liveSession(r.Context(), sid)
-	if err != nil {
-		return nil
-	}
-	return sess
+	return a.liveSession(r.Context(), sid)
 }
 
 // Cookies are Secure unless the service itself is plain http (a
@@ -524,6 +501,12 @@ var ErrCookieNotAccepted = errors.New("a browser's session cookie does not open 
 // was signed out.
 var ErrSessionEnded = errors.New("your session ended (expired or signed out)")
 
+// ErrStoreUnavailable means the session store could not say whether the
+// request's session is live (a shared store's database is down, past the
+// grace its cache covers): the request is refused, but the session is not
+// ended.
+var ErrStoreUnavailable = errors.New("Portcullis cannot reach its session database right now; try again in a moment")
+
 // Credential is what proved who a request is from.
 type Credential uint8
 
@@ -555,6 +538,9 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 		}
 		if c.SessionID != "" {
 			sess, err := a.liveSession(r.Context(), c.SessionID)
+			if errors.Is(err, ErrStoreUnavailable) {
+				return nil, 0, err
+			}
 			if err != nil || sess.Subject != c.Subject {
 				return nil, 0, ErrSessionEnded
 			}
@@ -571,9 +557,9 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 	if accept&Cookie == 0 {
 		return nil, 0, ErrCookieNotAccepted
 	}
-	sess := a.sessionFromCookie(r, audience)
-	if sess == nil {
-		return nil, 0, ErrSessionEnded
+	sess, err := a.sessionFromCookie(r, audience)
+	if err != nil {
+		return nil, 0, err
 	}
 	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Claims: sess.Claims, SessionID: sess.ID, Expiry: sess.ExpiresAt}, Cookie, nil
 }

@@ -201,6 +201,7 @@ func newFixtureWith(t testing.TB, authenticateURL string, secret []byte) *fixtur
 		t.Fatal(err)
 	}
 	f.a.now = f.clock
+	f.store.Now = f.clock
 	f.auth = f.a.AuthenticateHandler()
 	return f
 }
@@ -442,7 +443,11 @@ func browserSignInLocation(location, back string) bool {
 // it (the who-am-I page, a route that is not a Kubernetes route), checking
 // that the credential it names is the one the request carried.
 func (f *fixture) identify(r *http.Request, audience string) (*identity.Identity, error) {
-	id, cred, err := f.a.Identify(r, audience, Token|Cookie)
+	return identifyWith(f.a, r, audience)
+}
+
+func identifyWith(a *Authenticator, r *http.Request, audience string) (*identity.Identity, error) {
+	id, cred, err := a.Identify(r, audience, Token|Cookie)
 	if err == nil {
 		_, hasToken, _ := session.TokenFromRequest(r.Header)
 		if want := map[bool]Credential{true: Token, false: Cookie}[hasToken]; cred != want {

@@ -2,9 +2,12 @@ package authenticate
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -30,10 +33,11 @@ import (
 //     with the identity that is still valid. From the expiry on, a request
 //     waits for the refresh (at most refreshWait while the provider is
 //     slow).
-//   - One refresh per session at a time in this process: every request of
-//     the session that needs it shares it. (Replicas sharing a session
-//     store may each refresh once; a provider that rotates refresh tokens
-//     and treats the reuse of one as theft may then end the session.)
+//   - One refresh per session at a time: in this process every request of
+//     the session that needs it shares it, and replicas sharing a session
+//     store take a lease in it first, so that a provider that rotates
+//     refresh tokens never sees one used twice; the others take the
+//     refreshed session from the store.
 //   - The provider refuses (invalid_grant: the person was removed, or the
 //     refresh token was revoked or expired; or any answer that does not
 //     verify, or is about someone else): the session ends at once, and with
@@ -102,11 +106,17 @@ func (f *flight) finished() bool {
 }
 
 // liveSession returns the live session with this id, renewed with the
-// provider if it is due. Every way a session ends gives ErrSessionEnded.
+// provider if it is due. Every way a session ends gives ErrSessionEnded;
+// a session store that cannot answer gives ErrStoreUnavailable, since the
+// session may well be live.
 func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Session, error) {
 	sess, err := a.opts.Store.Get(ctx, id)
-	if err != nil {
+	switch {
+	case errors.Is(err, session.ErrNoSession):
 		return nil, ErrSessionEnded
+	case err != nil:
+		a.log.Error("the session store could not say whether a session is live; refusing the request", "error", err)
+		return nil, ErrStoreUnavailable
 	}
 	return a.renew(ctx, sess)
 }
@@ -181,6 +191,37 @@ func (a *Authenticator) renew(ctx context.Context, sess *session.Session) (*sess
 		}
 	}
 	return nil, ErrSessionEnded
+}
+
+// awaitOtherRefresh waits, at most refreshWait, for the refresh of session
+// id that another replica holds the lease for, and takes its outcome from
+// the store (whose notifications bring the refreshed session here). If it
+// does not finish in time, the identity in use stands within the grace,
+// as when the provider cannot be reached from here.
+func (a *Authenticator) awaitOtherRefresh(ctx context.Context, id string, cur *session.Session, f *flight) {
+	deadline := time.Now().Add(refreshWait)
+	for {
+		s, err := a.opts.Store.Get(ctx, id)
+		switch {
+		case errors.Is(err, session.ErrNoSession):
+			f.outcome = ended
+			return
+		case err == nil && a.now().Before(renewAt(s)):
+			f.outcome, f.sess = refreshed, s
+			return
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			deadline = time.Now()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if now := a.now(); now.Before(cur.IDPExpiry.Add(refreshGrace)) {
+		f.outcome, f.sess, f.retryAt = unreachable, cur, now.Add(refreshRetry)
+	}
 }
 
 // renewable reports whether sess can be refreshed at all: without a
@@ -290,7 +331,27 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		return
 	}
 	log := a.log.With("email", cur.Email, "session", id[:min(8, len(id))])
-	got, toks, err := a.opts.Provider.Refresh(ctx, cur.IDPRefreshToken)
+	// One refresh per session across replicas too: a provider that
+	// rotates refresh tokens may treat a second use of one as theft and
+	// end the session. The lease outlives the refresh's own timeout, so
+	// that a replica that dies holding it blocks the others only that
+	// long.
+	// (Named by a hash: the store need not hold session ids in clear.)
+	sum := sha256.Sum256([]byte(id))
+	lease := "refresh " + hex.EncodeToString(sum[:16])
+	took, err := a.opts.Store.TryLease(ctx, lease, a.replica, a.now().Add(refreshTimeout+refreshWait))
+	if err != nil {
+		err = fmt.Errorf("%w: the session store: %w", idp.ErrProviderUnavailable, err)
+	} else if !took {
+		a.awaitOtherRefresh(ctx, id, cur, f)
+		return
+	}
+	var got *idp.Identity
+	var toks *idp.Tokens
+	if err == nil {
+		defer a.opts.Store.ReleaseLease(context.WithoutCancel(ctx), lease, a.replica)
+		got, toks, err = a.opts.Provider.Refresh(ctx, cur.IDPRefreshToken)
+	}
 	now := a.now()
 	switch {
 	case errors.Is(err, idp.ErrProviderUnavailable):
@@ -330,13 +391,11 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		next.IDPIDToken = toks.IDToken // the hint for signing out at the provider
 	}
 	// A sign-out while the provider answered must not be undone by
-	// storing the session again. (The store has no compare-and-swap: a
-	// sign-out between this read and the write below would still be
-	// undone, a window of one store round trip.)
-	if _, err := a.opts.Store.Get(ctx, id); err != nil {
+	// storing the session again: Update stores it only if it is live.
+	switch err := a.opts.Store.Update(ctx, &next); {
+	case errors.Is(err, session.ErrNoSession):
 		return
-	}
-	if err := a.opts.Store.Put(ctx, &next); err != nil {
+	case err != nil:
 		// The provider may have rotated the refresh token: the stored old
 		// one will be refused next time, which ends the session then.
 		log.Error("storing the refreshed session", "error", err)

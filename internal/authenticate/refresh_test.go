@@ -40,13 +40,18 @@ func (f *fixture) setRefresh(fn func(ctx context.Context, refreshToken string) (
 // identifyBy asks who a route request with the cookie (token == "") or
 // the token is from.
 func (f *fixture) identifyBy(s signedIn, token bool) (*identity.Identity, error) {
+	return f.identifyAt(f.a, s, token)
+}
+
+// identifyAt is identifyBy on another replica's Authenticator.
+func (f *fixture) identifyAt(a *Authenticator, s signedIn, token bool) (*identity.Identity, error) {
 	r := httptest.NewRequest("GET", routeURL+"/api", nil)
 	if token {
 		r.Header.Set("Authorization", "Bearer Pomerium-"+s.token)
 	} else {
 		r.AddCookie(s.routeCookie)
 	}
-	return f.identify(r, routeHost)
+	return identifyWith(a, r, routeHost)
 }
 
 // wantGroups checks that the cookie and the token of s both identify the
@@ -297,39 +302,53 @@ func TestRefreshProviderUnreachable(t *testing.T) {
 
 // TestRefreshOncePerSession: fifty requests of one session past the
 // provider's expiry, by cookie and by token, share one refresh and all see
-// its result.
+// its result; so do those of two replicas sharing a session store, which
+// take turns by the store's lease.
 func TestRefreshOncePerSession(t *testing.T) {
-	f, s, _ := refreshFixture(t)
-	release := make(chan struct{})
-	var calls atomic.Int32
-	f.setRefresh(func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
-		calls.Add(1)
-		<-release
-		return newIdentity("dev", "oncall"), &idp.Tokens{RefreshToken: "rotated-refresh-SECRET", Expiry: f.clock().Add(time.Hour)}, nil
-	})
-	f.advance(time.Hour + time.Second)
-	var wg sync.WaitGroup
-	errs := make([]error, 50)
-	for i := range errs {
-		wg.Go(func() {
-			id, err := f.identifyBy(s, i%2 == 1)
-			if err == nil && !slices.Equal(id.Groups, []string{"dev", "oncall"}) {
-				err = fmt.Errorf("groups %v, want [dev oncall]", id.Groups)
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprint(replicas, " replicas"), func(t *testing.T) {
+			f, s, _ := refreshFixture(t)
+			auths := []*Authenticator{f.a}
+			for len(auths) < replicas {
+				other, err := New(f.a.opts) // the same store and provider
+				if err != nil {
+					t.Fatal(err)
+				}
+				other.now = f.clock
+				auths = append(auths, other)
 			}
-			errs[i] = err
+			release := make(chan struct{})
+			var calls atomic.Int32
+			f.setRefresh(func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
+				calls.Add(1)
+				<-release
+				return newIdentity("dev", "oncall"), &idp.Tokens{RefreshToken: "rotated-refresh-SECRET", Expiry: f.clock().Add(time.Hour)}, nil
+			})
+			f.advance(time.Hour + time.Second)
+			var wg sync.WaitGroup
+			errs := make([]error, 50)
+			for i := range errs {
+				wg.Go(func() {
+					id, err := f.identifyAt(auths[i%replicas], s, i/replicas%2 == 1)
+					if err == nil && !slices.Equal(id.Groups, []string{"dev", "oncall"}) {
+						err = fmt.Errorf("groups %v, want [dev oncall]", id.Groups)
+					}
+					errs[i] = err
+				})
+			}
+			waitFor(t, "the refresh to start", func() bool { return calls.Load() > 0 })
+			time.Sleep(50 * time.Millisecond) // let the others queue behind it
+			close(release)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("request %d: %v", i, err)
+				}
+			}
+			if n := calls.Load(); n != 1 {
+				t.Errorf("refreshes: got %d, want 1", n)
+			}
 		})
-	}
-	waitFor(t, "the refresh to start", func() bool { return calls.Load() > 0 })
-	time.Sleep(50 * time.Millisecond) // let the others queue behind it
-	close(release)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("request %d: %v", i, err)
-		}
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("refreshes: got %d, want 1", n)
 	}
 }
 
@@ -423,4 +442,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// unavailableStore is a session store whose database is down.
+type unavailableStore struct{ session.Store }
+
+var errDown = fmt.Errorf("%w: dial tcp 127.0.0.1:5432: connection refused", session.ErrUnavailable)
+
+func (unavailableStore) Put(context.Context, *session.Session) error { return errDown }
+func (unavailableStore) Get(context.Context, string) (*session.Session, error) {
+	return nil, errDown
+}
+func (unavailableStore) RedeemState(context.Context, string, time.Time, int) error { return errDown }
+
+// TestStoreUnavailable: with the session store down, a request is refused
+// as unavailable, not as signed out, and a sign-in gets a 503 that says
+// why; nothing is ended.
+func TestStoreUnavailable(t *testing.T) {
+	f, s, _ := refreshFixture(t)
+	f.a.opts.Store = unavailableStore{f.store}
+	if _, err := f.identifyBy(s, true); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Identify: got %v, want ErrStoreUnavailable", err)
+	}
+	res := f.callback(t, f.browserSignIn(t))
+	if res.code != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" || !strings.Contains(res.body, "cannot reach its session database") {
+		t.Errorf("sign-in: got %d %q, want 503 naming the session database", res.code, res.body)
+	}
+	f.a.opts.Store = f.store
+	wantGroups(t, f, s, "sre", "dev")
 }

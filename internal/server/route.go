@@ -121,6 +121,15 @@ func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handl
 			next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 			return
 		}
+		if errors.Is(err, authenticate.ErrStoreUnavailable) {
+			// Not a sign-out: the session may be live, and signing in
+			// again cannot work until the store is back either.
+			respond.RetryAfter(w.Header(), 5*time.Second)
+			respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable,
+				Message: "portcullis: " + err.Error(), Title: "Temporarily unavailable",
+				Text: "Portcullis cannot reach its session database right now. Try again in a moment."})
+			return
+		}
 		if respond.FromBrowser(r) && !kubernetes {
 			s.auth.RedirectToSignIn(w, r)
 			return
