@@ -151,6 +151,40 @@ func configFile(t *testing.T, objs []map[string]any) string {
 	return s
 }
 
+// secretFile is a file of the pod's projected secrets volume: the key of
+// the Secret it comes from, and its path in the volume.
+type secretFile struct {
+	Secret, Key, Path string
+}
+
+// secretFiles lists the files of the Deployment's projected secrets
+// volume, mounted at /etc/portcullis/secrets.
+func secretFiles(t *testing.T, objs []map[string]any) []secretFile {
+	t.Helper()
+	vols, _ := path(object(t, objs, "Deployment"), "spec", "template", "spec", "volumes").([]any)
+	var files []secretFile
+	for _, v := range vols {
+		if path(v.(map[string]any), "name") != "secrets" {
+			continue
+		}
+		sources, _ := path(v.(map[string]any), "projected", "sources").([]any)
+		for _, src := range sources {
+			items, _ := path(src.(map[string]any), "secret", "items").([]any)
+			for _, it := range items {
+				files = append(files, secretFile{
+					Secret: fmt.Sprint(path(src.(map[string]any), "secret", "name")),
+					Key:    fmt.Sprint(path(it.(map[string]any), "key")),
+					Path:   fmt.Sprint(path(it.(map[string]any), "path")),
+				})
+			}
+		}
+	}
+	if len(files) == 0 {
+		t.Fatal("Deployment: no files in the projected volume secrets")
+	}
+	return files
+}
+
 func TestLint(t *testing.T) {
 	h := newHelm(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -181,7 +215,13 @@ func TestRefused(t *testing.T) {
 		{"the cluster's address", "kubernetesRoute:\n  settings:\n    to: https://10.0.0.1", `at '/kubernetesRoute/settings': additional properties 'to' not allowed`},
 		{"unknown route key", "routes:\n  - from: https://a.example.com\n    to: http://a\n    polcy: []", `at '/routes/0': additional properties 'polcy' not allowed`},
 		{"unknown provider", "idp:\n  provider: odic", `at '/idp/provider': value must be one of`},
-		{"two replicas", "replicaCount: 2", "replicaCount: several replicas need a shared session store, which Portcullis does not have yet; set replicaCount: 1"},
+		{"unknown session store", "sessionStore:\n  type: redis", `at '/sessionStore/type': value must be one of`},
+		{"grace not a duration", "sessionStore:\n  type: postgres\n  grace: 5 minutes", `at '/sessionStore/grace': '5 minutes' does not match pattern`},
+		{"two replicas in memory", "replicaCount: 2", "replicaCount: several replicas must share their sessions, and sessionStore.type: memory keeps them in each pod; set sessionStore.type: postgres (see docs/postgres.md), or replicaCount: 1"},
+		{"postgres without a connection string", "replicaCount: 3\nsessionStore:\n  type: postgres",
+			"sessionStore.connectionString.existingSecret: name the Secret that holds the PostgreSQL connection string, which sessionStore.type: postgres needs"},
+		{"a connection string in memory", "sessionStore:\n  connectionString:\n    existingSecret: db", "sessionStore.connectionString.existingSecret: is set, but sessionStore.type is memory"},
+		{"a grace in memory", "sessionStore:\n  grace: 2m", "sessionStore.grace: is set, but sessionStore.type is memory"},
 		{"cert-manager without an issuer", "tls:\n  certManager:\n    enabled: true", "tls.certManager.issuerRef.name: name the cert-manager Issuer or ClusterIssuer that signs the certificate"},
 		{"no certificate", "tls:\n  existingSecret: ''", "tls: set tls.existingSecret to the kubernetes.io/tls Secret with the certificate, or enable tls.certManager"},
 		{"one host for both", "hosts:\n  kubernetes: k8s.example.com\n  authenticate: k8s.example.com", "hosts: the sign-in service needs a host of its own"},
@@ -206,8 +246,8 @@ func TestRefused(t *testing.T) {
 }
 
 // TestRendered checks what the values turn into, beyond what the API
-// server checks: the objects rendered, the route to the cluster, and the
-// probes.
+// server checks: the objects rendered, the route to the cluster, the
+// session store and the replicas, and the probes.
 func TestRendered(t *testing.T) {
 	h := newHelm(t)
 	defaults := objects(t, h.template(t, "portcullis", "default"))
@@ -249,6 +289,55 @@ func TestRendered(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantRoute, cfg.Routes[0]); diff != "" {
 		t.Errorf("default values: the Kubernetes route (-want +got):\n%s", diff)
+	}
+
+	// The session store: memory and one replica by default; the full
+	// values share sessions through PostgreSQL, whose connection string is
+	// a file from its Secret, like every other secret.
+	for _, tc := range []struct {
+		name         string
+		objs         []map[string]any
+		wantReplicas int
+		wantStore    map[string]any
+		wantDBFile   []secretFile
+	}{
+		{"default values", defaults, 1, map[string]any{}, nil},
+		{"full values", full, 3, map[string]any{
+			"databroker_storage_type":                   "postgres",
+			"databroker_storage_connection_string_file": "/etc/portcullis/secrets/database-url",
+			"databroker_storage_grace":                  "2m",
+		}, []secretFile{{Secret: "session-db", Key: "url", Path: "database-url"}}},
+	} {
+		var cfg map[string]any
+		if err := yaml.Unmarshal([]byte(configFile(t, tc.objs)), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		store := map[string]any{}
+		for k, v := range cfg {
+			if strings.HasPrefix(k, "databroker_") {
+				store[k] = v
+			}
+		}
+		if diff := cmp.Diff(tc.wantStore, store); diff != "" {
+			t.Errorf("%s: the session store's settings (-want +got):\n%s", tc.name, diff)
+		}
+		if got := path(object(t, tc.objs, "Deployment"), "spec", "replicas"); got != tc.wantReplicas {
+			t.Errorf("%s: Deployment replicas: got %v, want %d", tc.name, got, tc.wantReplicas)
+		}
+		var db []secretFile
+		for _, f := range secretFiles(t, tc.objs) {
+			if f.Path == "database-url" {
+				db = append(db, f)
+			}
+		}
+		if diff := cmp.Diff(tc.wantDBFile, db); diff != "" {
+			t.Errorf("%s: database-url in the secrets volume (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	// Several pods may be disrupted one at a time: a drain never takes
+	// them all.
+	if got := path(object(t, full, "PodDisruptionBudget"), "spec", "maxUnavailable"); got != 1 {
+		t.Errorf("full values: PodDisruptionBudget maxUnavailable: got %v, want 1", got)
 	}
 
 	// Probes on the main port, over TLS unless insecureServer.
@@ -306,13 +395,23 @@ func TestConfigAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const dbPassword = "pw-not-to-be-printed"
+	const (
+		memory = "sessions:      memory: this process only"
+		// check-config checks the connection string without connecting,
+		// and never prints it.
+		postgres = "sessions:      postgres, shared by replicas (connection string set); cached sessions keep working for "
+	)
 	for _, tc := range []struct {
-		name string
-		args []string
+		name         string
+		args         []string
+		wantSessions string
 	}{
-		{"default values", nil},
-		{"full values", []string{"-f", fullValues}},
-		{"insecureServer", []string{"--set", "insecureServer=true"}},
+		{"default values", nil, memory},
+		{"full values", []string{"-f", fullValues}, postgres + "2m0s while it is down"},
+		{"insecureServer", []string{"--set", "insecureServer=true"}, memory},
+		{"postgres, three replicas", []string{"--set", "replicaCount=3", "--set", "sessionStore.type=postgres",
+			"--set", "sessionStore.connectionString.existingSecret=portcullis-database"}, postgres + "5m0s while it is down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := objects(t, h.template(t, "portcullis", "default", tc.args...))
@@ -333,11 +432,26 @@ func TestConfigAccepted(t *testing.T) {
 				t.Fatal(err)
 			}
 			secret := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+			// What each file of the secrets volume holds, by its path
+			// there; the volume has the files the chart projects into it,
+			// so that a new one cannot go unchecked.
+			contents := map[string]string{
+				"cookie-secret": secret, "shared-secret": secret, "idp-client-secret": "client-secret",
+				"database-url": "postgres://portcullis:" + dbPassword + "@db.example.com:5432/portcullis?sslmode=verify-full",
+			}
+			secrets := map[string]string{}
+			for _, f := range secretFiles(t, objs) {
+				c, ok := contents[f.Path]
+				if !ok {
+					t.Fatalf("the chart projects %s into the secrets volume, and this test does not know what it holds", f.Path)
+				}
+				secrets[f.Path] = c
+			}
 			// The pod's volumes, by where the chart mounts them.
 			volumes := map[string]map[string]string{
 				"/etc/portcullis/config":                        {"portcullis.yaml": cfg},
 				"/etc/portcullis/tls":                           {"tls.crt": string(certPEM), "tls.key": string(keyPEM)},
-				"/etc/portcullis/secrets":                       {"cookie-secret": secret, "shared-secret": secret, "idp-client-secret": "client-secret"},
+				"/etc/portcullis/secrets":                       secrets,
 				"/var/run/secrets/kubernetes.io/serviceaccount": {"ca.crt": string(ca.CertPEM), "token": "a-service-account-token", "namespace": "default"},
 			}
 			spec := testenv.ContainerSpec{
@@ -356,6 +470,12 @@ func TestConfigAccepted(t *testing.T) {
 			// The first route is the Kubernetes one, in the pod's cluster.
 			if want := " → https://10.96.0.1:443\n      kubernetes in-cluster (the pod's cluster; "; !strings.Contains(out, want) {
 				t.Errorf("portcullis --check-config: the Kubernetes route does not reach the pod's cluster (%q):\n%s", want, out)
+			}
+			if !strings.Contains(out, tc.wantSessions) {
+				t.Errorf("portcullis --check-config: got\n%s\nwant a line %q", out, tc.wantSessions)
+			}
+			if strings.Contains(out, dbPassword) {
+				t.Errorf("portcullis --check-config prints the database's password:\n%s", out)
 			}
 			// A warning, such as a host the certificate does not name,
 			// is something the chart should have got right.

@@ -101,6 +101,13 @@ idp_provider_url: {{ . }}
 {{- end }}
 idp_client_id: {{ .Values.idp.clientId | quote }}
 idp_client_secret_file: {{ include "portcullis.secretsDir" . }}/idp-client-secret
+{{- if eq .Values.sessionStore.type "postgres" }}
+databroker_storage_type: postgres
+databroker_storage_connection_string_file: {{ include "portcullis.secretsDir" . }}/database-url
+{{- end }}
+{{- with .Values.sessionStore.grace }}
+databroker_storage_grace: {{ . | quote }}
+{{- end }}
 {{- if .Values.metrics.enabled }}
 metrics_address: ":{{ .Values.metrics.port }}"
 {{- end }}
@@ -127,8 +134,20 @@ Checks across values that the schema cannot express, each failing with what
 to change.
 */}}
 {{- define "portcullis.validate" -}}
+{{- if eq .Values.sessionStore.type "postgres" }}
+{{- if not .Values.sessionStore.connectionString.existingSecret }}
+{{- fail "sessionStore.connectionString.existingSecret: name the Secret that holds the PostgreSQL connection string, which sessionStore.type: postgres needs (see docs/postgres.md)" }}
+{{- end }}
+{{- else }}
 {{- if gt (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount: several replicas need a shared session store, which Portcullis does not have yet; set replicaCount: 1" }}
+{{- fail "replicaCount: several replicas must share their sessions, and sessionStore.type: memory keeps them in each pod; set sessionStore.type: postgres (see docs/postgres.md), or replicaCount: 1" }}
+{{- end }}
+{{- if .Values.sessionStore.connectionString.existingSecret }}
+{{- fail "sessionStore.connectionString.existingSecret: is set, but sessionStore.type is memory; set sessionStore.type: postgres to keep sessions in that database, or remove it" }}
+{{- end }}
+{{- if .Values.sessionStore.grace }}
+{{- fail "sessionStore.grace: is set, but sessionStore.type is memory, which has no database to wait for; set sessionStore.type: postgres, or remove it" }}
+{{- end }}
 {{- end }}
 {{- if eq .Values.hosts.kubernetes .Values.hosts.authenticate }}
 {{- fail "hosts: the sign-in service needs a host of its own; set hosts.authenticate and hosts.kubernetes to different names" }}
