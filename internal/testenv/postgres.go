@@ -156,7 +156,7 @@ func postgresUser() (prefix []string, owner *[2]int, err error) {
 	}
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting postgres as root: PostgreSQL refuses to run as root, and setpriv (util-linux), " +
+		return nil, nil, errors.New("starting postgres as root: PostgreSQL refuses to run as root, and setpriv (util-linux), " +
 			"which runs it as the postgres user, is not on PATH; install util-linux or run the tests as another user")
 	}
 	uid, _ := strconv.Atoi(u.Uid)

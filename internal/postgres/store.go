@@ -1,0 +1,660 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-proxy/portcullis/internal/session"
+)
+
+// Defaults for Options.
+const (
+	// DefaultGrace is how long sessions a replica holds keep working
+	// while the database cannot be reached: a restart or fail-over of
+	// the database goes unnoticed by people signed in already.
+	DefaultGrace = time.Minute
+	// DefaultReconcile is how often a replica asks the database which
+	// sessions changed, in case a notification was lost.
+	DefaultReconcile = 10 * time.Second
+)
+
+const (
+	// channel is the LISTEN/NOTIFY channel on which a write names the
+	// session it changed, so that every replica evicts its copy.
+	channel = "portcullis_sessions"
+	// opTimeout bounds every database operation: a database that does
+	// not answer (a network partition rather than a refused connection)
+	// must turn into ErrUnavailable, not into requests that hang.
+	opTimeout = 5 * time.Second
+	// reconcileMargin is how far before its last reconcile the next one
+	// looks: changed_at is a transaction's start, and a transaction may
+	// commit after a reconcile that started later has read.
+	reconcileMargin = 15 * time.Second
+	// revokedRetention is how long a revoked session's row (emptied of
+	// its data) stays for reconcile to see. A replica that has not
+	// reconciled for that long drops its whole copy instead.
+	revokedRetention = time.Hour
+	// maxBackoff caps the wait between attempts to listen again.
+	maxBackoff = 5 * time.Second
+)
+
+// Options configure a Store.
+type Options struct {
+	// ConnString is the database's URL or key=value connection string
+	// (pgx's, libpq's syntax). Required.
+	ConnString string
+	// Sealer seals each session's row (COOKIE_SECRET), so a database
+	// dump leaks no identity-provider tokens. Every replica must have
+	// the same key. Required.
+	Sealer *session.Sealer
+	// MaxPerPerson caps one subject's live sessions: a new session past
+	// it ends that subject's oldest. Zero or less means
+	// session.DefaultMaxPerPerson.
+	MaxPerPerson int
+	// Grace is how long sessions in this replica's memory keep working
+	// while the database cannot be reached; after it they fail closed.
+	// Zero means DefaultGrace.
+	Grace time.Duration
+	// Reconcile is how often the store asks the database which sessions
+	// changed (in case a notification was lost) and removes expired
+	// rows. Zero means DefaultReconcile.
+	Reconcile time.Duration
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the store's metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// Store is a session.Store in PostgreSQL, shared by replicas. Get answers
+// from this replica's copy of the sessions it has seen; writes go to the
+// database and notify every replica to evict its copy.
+type Store struct {
+	opts    Options
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	metrics *metrics
+
+	mu    sync.RWMutex
+	cache map[string]*session.Session // by session ID
+	ids   map[string]string           // session ID by its hash
+	// epoch counts evictions. A Get that misses notes it before asking
+	// the database and keeps the answer only if no eviction happened
+	// meanwhile: the answer may predate the change that was evicted.
+	epoch atomic.Uint64
+
+	// contact is when (Unix nanoseconds) the database last answered: the
+	// listener or any query.
+	contact atomic.Int64
+	// listening is whether the listener has a connection LISTENing; kick
+	// wakes a listener waiting to connect again, when a query shows the
+	// database is back, so that the window in which notifications are
+	// missed (and held sessions may be stale) is as short as it can be.
+	listening atomic.Bool
+	kick      chan struct{}
+	// self names this store in its notifications, so that its listener
+	// skips its own: it evicted those sessions itself, after the write.
+	self string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	close  sync.Once
+}
+
+var _ session.Store = (*Store)(nil)
+
+// CheckConnString reports whether s is a connection string the store can
+// use, without connecting. Its error never holds the password.
+func CheckConnString(s string) error {
+	_, err := parseConfig(s)
+	return err
+}
+
+func parseConfig(s string) (*pgxpool.Config, error) {
+	if strings.TrimSpace(s) == "" {
+		// pgx would take an empty string to mean "from PG* variables and
+		// defaults": a setting left out must not quietly mean localhost.
+		return nil, errors.New("parsing the database connection string: it is empty")
+	}
+	cfg, err := pgxpool.ParseConfig(s)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the database connection string: %s", parseErrorReason(err))
+	}
+	return cfg, nil
+}
+
+// parseErrorReason is pgx's reason for refusing a connection string, without
+// the string. pgx masks the password in its message on a best-effort basis
+// (its comment says so: a malformed string can hide where it is), and
+// net/url's errors, which it wraps, quote the URL whole or in part; so take
+// pgx's own reason, between the quoted string and the cause, and the cause
+// only if it is not net/url's.
+func parseErrorReason(err error) string {
+	var pce *pgconn.ParseConfigError
+	if !errors.As(err, &pce) {
+		// pgxpool's own settings (pool_max_conns=x): the error quotes
+		// the value, which is not the password.
+		return err.Error()
+	}
+	msg := pce.Error()
+	cause := errors.Unwrap(pce)
+	if cause != nil {
+		msg = strings.TrimSuffix(msg, " ("+cause.Error()+")")
+	}
+	i := strings.LastIndex(msg, "`: ")
+	if i < 0 {
+		return "not a valid URL or key=value string"
+	}
+	msg = msg[i+len("`: "):]
+	var urlErr *url.Error
+	if cause != nil && !errors.As(cause, &urlErr) {
+		msg += ": " + cause.Error()
+	}
+	return msg
+}
+
+// Open connects to the database, brings its schema up to date, and starts
+// listening for other replicas' changes.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	return open(ctx, opts, true)
+}
+
+// open is Open; listen false leaves the listener off, so that a test can
+// see what reconcile alone catches.
+func open(ctx context.Context, opts Options, listen bool) (*Store, error) {
+	if opts.Sealer == nil {
+		return nil, errors.New("opening the session store: no sealer (COOKIE_SECRET)")
+	}
+	cfg, err := parseConfig(opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("opening the session store: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = opTimeout
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "portcullis"
+	}
+	if opts.MaxPerPerson <= 0 {
+		opts.MaxPerPerson = session.DefaultMaxPerPerson
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = DefaultGrace
+	}
+	if opts.Reconcile <= 0 {
+		opts.Reconcile = DefaultReconcile
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Store{
+		opts:  opts,
+		log:   opts.Logger,
+		cache: make(map[string]*session.Session),
+		ids:   make(map[string]string),
+		self:  rand.Text()[:8],
+		kick:  make(chan struct{}, 1),
+	}
+	// The host, not the string: it may hold a password.
+	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the session store at %s: %w", where, err)
+	}
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := migrate(mctx, s.pool, s.log); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("opening the session store at %s: %w", where, err)
+	}
+	var since time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&since); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("opening the session store at %s: %w", where, err)
+	}
+	s.touch()
+	if opts.Registerer != nil {
+		if s.metrics, err = newMetrics(opts.Registerer, s.cacheLen); err != nil {
+			s.pool.Close()
+			return nil, fmt.Errorf("opening the session store: %w", err)
+		}
+	}
+	bg, cancelBG := context.WithCancel(context.Background())
+	s.cancel = cancelBG
+	if listen {
+		// Wait for the first LISTEN, so that a write right after Open on
+		// another replica is not missed.
+		listening := make(chan struct{})
+		s.wg.Go(func() { s.listen(bg, cfg.ConnConfig, listening) })
+		select {
+		case <-listening:
+		case <-ctx.Done():
+			s.Close()
+			return nil, fmt.Errorf("opening the session store at %s: listening for changes: %w", where, ctx.Err())
+		}
+	}
+	s.wg.Go(func() { s.maintain(bg, since) })
+	s.log.Info("session store open", "database", where, "grace", opts.Grace, "reconcile", opts.Reconcile)
+	return s, nil
+}
+
+// Close stops the store's goroutines and closes its connections.
+func (s *Store) Close() {
+	s.close.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.pool.Close()
+		s.metrics.unregister()
+	})
+}
+
+// Ready reports whether the database answered within the grace period:
+// while it has, this replica can serve sessions; after, every request
+// that needs a session fails.
+func (s *Store) Ready() error {
+	if since := s.sinceContact(); since > s.opts.Grace {
+		return fmt.Errorf("the session store's database has not answered for %s: %w", since.Round(time.Second), session.ErrUnavailable)
+	}
+	return nil
+}
+
+// touch records that the database answered.
+func (s *Store) touch() { s.contact.Store(time.Now().UnixNano()) }
+
+func (s *Store) sinceContact() time.Duration {
+	return time.Since(time.Unix(0, s.contact.Load()))
+}
+
+// hashID is how the database knows a session ID, a lease name or a state
+// nonce: the hex SHA-256, so that a dump holds nothing a client could
+// present. These are random (130 bits) or hold a random part, so no salt
+// is needed against guessing.
+func hashID(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
+// short is a hash cut to what a log line may show.
+func short(hash string) string { return hash[:8] }
+
+// Get returns a copy of the live session id: from this replica's memory,
+// or, the first time, from the database.
+func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
+	now := time.Now()
+	s.mu.RLock()
+	c, ok := s.cache[id]
+	var out *session.Session
+	if ok && c.Live(now) {
+		out = clone(c)
+	}
+	s.mu.RUnlock()
+	if ok && out == nil {
+		return nil, session.ErrNoSession
+	}
+	// Without news from the database, this copy may have been revoked
+	// since: trust it only for the grace period, then ask the database,
+	// which fails closed while it cannot be reached.
+	if ok && s.sinceContact() <= s.opts.Grace {
+		return out, nil
+	}
+	return s.load(ctx, id)
+}
+
+// load reads a session this replica does not hold. A session unknown, ended
+// or revoked is not remembered: a session created on another replica a
+// moment ago must be found on the next request.
+func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
+	h := hashID(id)
+	epoch := s.epoch.Load()
+	var (
+		data string
+		live bool
+	)
+	err := s.do(ctx, "get", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT data, revoked_at IS NULL AND expires_at > now() FROM portcullis_sessions WHERE id = $1`, h).
+			Scan(&data, &live)
+	})
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !live {
+		return nil, session.ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading session %s…: %w", short(h), err)
+	}
+	sess, err := s.unseal(h, data)
+	if errors.Is(err, session.ErrSealedExpired) {
+		return nil, session.ErrNoSession
+	}
+	if err != nil {
+		s.opts.Logger.Error("cannot read a session from the database: do all replicas have the same COOKIE_SECRET?", "session", short(h), "error", err)
+		s.metrics.failed("get")
+		return nil, fmt.Errorf("reading session %s…: %w: %w", short(h), session.ErrUnavailable, err)
+	}
+	sess.ID = id
+	s.mu.Lock()
+	if s.epoch.Load() == epoch {
+		s.cache[id] = sess
+		s.ids[h] = id
+	}
+	s.mu.Unlock()
+	return clone(sess), nil
+}
+
+// evict drops the session whose ID hashes to h from memory, if held, and
+// counts an eviction either way: a Get in flight may hold the old row.
+func (s *Store) evict(h string) {
+	s.mu.Lock()
+	if id, ok := s.ids[h]; ok {
+		delete(s.cache, id)
+		delete(s.ids, h)
+	}
+	s.epoch.Add(1)
+	s.mu.Unlock()
+}
+
+// dropAll forgets every session held, when notifications may have been
+// missed. It returns how many there were.
+func (s *Store) dropAll() int {
+	s.mu.Lock()
+	n := len(s.cache)
+	s.cache = make(map[string]*session.Session)
+	s.ids = make(map[string]string)
+	s.epoch.Add(1)
+	s.mu.Unlock()
+	return n
+}
+
+// dropExpired forgets sessions that have ended, so memory holds at most
+// the live sessions this replica has served.
+func (s *Store) dropExpired(now time.Time) {
+	s.mu.Lock()
+	for h, id := range s.ids {
+		if !s.cache[id].Live(now) {
+			delete(s.cache, id)
+			delete(s.ids, h)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *Store) cacheLen() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.cache)
+}
+
+// clone copies s deeply enough that neither the store nor its caller can
+// change the other's groups or claims.
+func clone(s *session.Session) *session.Session {
+	c := *s
+	c.Groups = append([]string(nil), s.Groups...)
+	if s.Claims != nil {
+		c.Claims = make(map[string][]string, len(s.Claims))
+		for k, v := range s.Claims {
+			c.Claims[k] = append([]string(nil), v...)
+		}
+	}
+	return &c
+}
+
+// notifySuffix follows a changed session's hash in a notification: the
+// sender's clock, for the notification-lag metric, and the sender.
+func (s *Store) notifySuffix() string {
+	return " " + strconv.FormatInt(time.Now().UnixNano(), 10) + " " + s.self
+}
+
+// written evicts the sessions a write changed, once it is done: a Get that
+// read the old row while the write was under way must not keep it (evict
+// counts, and load checks). The eviction before the write stops serving
+// the old copy at once; this one stops a stale copy coming back.
+func (s *Store) written(hs ...string) {
+	for _, h := range hs {
+		s.evict(h)
+	}
+}
+
+// Put stores a new session, or replaces one. A new session past its
+// subject's cap ends the subject's oldest sessions, in the same
+// transaction.
+func (s *Store) Put(ctx context.Context, sess *session.Session) error {
+	h := hashID(sess.ID)
+	data, err := s.seal(h, sess)
+	if err != nil {
+		return fmt.Errorf("storing session %s…: %w", short(h), err)
+	}
+	s.evict(h)
+	var ended []string
+	err = s.do(ctx, "put", func(ctx context.Context) error {
+		ended = nil
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// One subject's sign-ins one at a time: two at once must not
+			// both see room under the cap.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, subjectLock(sess.Subject)); err != nil {
+				return err
+			}
+			// Put of an existing ID replaces it, even a revoked one, as
+			// the memory store does.
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO portcullis_sessions (id, subject, created_at, expires_at, changed_at, revoked_at, data)
+				VALUES ($1, $2, $3, $4, now(), NULL, $5)
+				ON CONFLICT (id) DO UPDATE SET subject = EXCLUDED.subject, created_at = EXCLUDED.created_at,
+					expires_at = EXCLUDED.expires_at, changed_at = now(), revoked_at = NULL, data = EXCLUDED.data`,
+				h, sess.Subject, sess.CreatedAt, sess.ExpiresAt, data); err != nil {
+				return err
+			}
+			// Keep the newest MaxPerPerson-1 others, and this one. The
+			// data goes with the revocation: nothing needs it after.
+			rows, err := tx.Query(ctx, `
+				UPDATE portcullis_sessions SET revoked_at = now(), changed_at = now(), data = ''
+				WHERE id IN (
+					SELECT id FROM portcullis_sessions
+					WHERE subject = $1 AND id <> $2 AND revoked_at IS NULL AND expires_at > now()
+					ORDER BY created_at DESC, id DESC
+					OFFSET $3)
+				RETURNING id`, sess.Subject, h, s.opts.MaxPerPerson-1)
+			if err != nil {
+				return err
+			}
+			if ended, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				return err
+			}
+			// Delivered at commit, to every replica listening.
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, x || $3::text) FROM unnest($2::text[]) AS x`,
+				channel, append(ended, h), s.notifySuffix())
+			return err
+		})
+	})
+	s.written(append(ended, h)...)
+	if err != nil {
+		return fmt.Errorf("storing session %s…: %w", short(h), err)
+	}
+	for _, e := range ended {
+		s.log.Info("ended a session past its subject's cap", "session", short(e), "cap", s.opts.MaxPerPerson)
+	}
+	return nil
+}
+
+// subjectLock is the advisory lock key for one subject's sessions.
+func subjectLock(subject string) int64 {
+	h := sha256.Sum256([]byte("portcullis subject " + subject))
+	return int64(binary.BigEndian.Uint64(h[:8]))
+}
+
+// Update replaces the session only if it is still live and not revoked: a
+// compare-and-set in the database, so a refresh that finishes after a
+// sign-out on any replica does not bring the session back.
+func (s *Store) Update(ctx context.Context, sess *session.Session) error {
+	h := hashID(sess.ID)
+	data, err := s.seal(h, sess)
+	if err != nil {
+		return fmt.Errorf("updating session %s…: %w", short(h), err)
+	}
+	s.evict(h)
+	var tag pgconn.CommandTag
+	err = s.do(ctx, "update", func(ctx context.Context) (err error) {
+		tag, err = s.pool.Exec(ctx, `
+			WITH u AS (
+				UPDATE portcullis_sessions SET expires_at = $3, changed_at = now(), data = $4
+				WHERE id = $1 AND subject = $2 AND revoked_at IS NULL AND expires_at > now()
+				RETURNING id)
+			SELECT pg_notify($5, id || $6::text) FROM u`,
+			h, sess.Subject, sess.ExpiresAt, data, channel, s.notifySuffix())
+		return err
+	})
+	s.written(h)
+	if err != nil {
+		return fmt.Errorf("updating session %s…: %w", short(h), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return session.ErrNoSession
+	}
+	return nil
+}
+
+// Delete revokes the session on every replica: this one at once, the others
+// when the notification reaches them (or at their next reconcile).
+func (s *Store) Delete(ctx context.Context, id string) error {
+	h := hashID(id)
+	// Before the database: even if it cannot be reached, this replica
+	// stops serving the session.
+	s.evict(h)
+	err := s.do(ctx, "delete", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `
+			WITH u AS (
+				UPDATE portcullis_sessions SET revoked_at = now(), changed_at = now(), data = ''
+				WHERE id = $1 AND revoked_at IS NULL
+				RETURNING id)
+			SELECT pg_notify($2, id || $3::text) FROM u`,
+			h, channel, s.notifySuffix())
+		return err
+	})
+	s.written(h)
+	if err != nil {
+		return fmt.Errorf("revoking session %s…: %w", short(h), err)
+	}
+	return nil
+}
+
+// RedeemState records the sign-in state nonce as used until until, for every
+// replica: a callback replayed to another replica is refused too.
+func (s *Store) RedeemState(ctx context.Context, nonce string, until time.Time, max int) error {
+	h := hashID(nonce)
+	var outcome error
+	err := s.do(ctx, "redeem_state", func(ctx context.Context) error {
+		outcome = nil
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// A state remembered but past its time is free again, as in
+			// the memory store: by then the state itself has expired.
+			tag, err := tx.Exec(ctx, `
+				INSERT INTO portcullis_sign_in_states (nonce, expires_at) VALUES ($1, $2)
+				ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+				WHERE portcullis_sign_in_states.expires_at <= now()`, h, until)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				outcome = session.ErrStateUsed
+				return outcome // rolls back
+			}
+			// Counted after the insert, which this transaction sees, so
+			// "more than max" is "max before". Concurrent sign-ins do not
+			// see each other and may pass max by a few: the bound is
+			// against floods, not exact. LIMIT keeps the count cheap when
+			// a flood has filled the table.
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM (
+				SELECT 1 FROM portcullis_sign_in_states WHERE expires_at > now() LIMIT $1) AS s`, max+1).Scan(&n); err != nil {
+				return err
+			}
+			if n > max {
+				outcome = session.ErrTooManyPending
+				return outcome
+			}
+			return nil
+		})
+	})
+	if outcome != nil {
+		return outcome
+	}
+	if err != nil {
+		return fmt.Errorf("redeeming a sign-in state: %w", err)
+	}
+	return nil
+}
+
+// TryLease takes the lease name for holder until until, in one statement:
+// a new lease, one holder already has, or one that ran out.
+func (s *Store) TryLease(ctx context.Context, name, holder string, until time.Time) (bool, error) {
+	var took bool
+	err := s.do(ctx, "try_lease", func(ctx context.Context) error {
+		var got string
+		err := s.pool.QueryRow(ctx, `
+			INSERT INTO portcullis_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+			WHERE portcullis_leases.expires_at <= now() OR portcullis_leases.holder = EXCLUDED.holder
+			RETURNING holder`, hashID(name), holder, until).Scan(&got)
+		took = err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("taking a lease: %w", err)
+	}
+	return took, nil
+}
+
+// ReleaseLease gives up holder's lease name, if it still has it.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	err := s.do(ctx, "release_lease", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `DELETE FROM portcullis_leases WHERE name = $1 AND holder = $2`, hashID(name), holder)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("releasing a lease: %w", err)
+	}
+	return nil
+}
+
+// do runs one database operation with opTimeout, times it, and turns a
+// failure into one that wraps session.ErrUnavailable (the database did not
+// give an answer; callers must fail closed) with its cause. pgx.ErrNoRows
+// is an answer, and passes through as it is.
+func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	start := time.Now()
+	err := f(ctx)
+	s.metrics.observe(op, time.Since(start))
+	switch {
+	case err == nil, errors.Is(err, pgx.ErrNoRows),
+		errors.Is(err, session.ErrStateUsed), errors.Is(err, session.ErrTooManyPending):
+		s.touch()
+		if !s.listening.Load() {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+		return err
+	}
+	s.metrics.failed(op)
+	return fmt.Errorf("%w: %w", session.ErrUnavailable, err)
+}
