@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -243,6 +244,42 @@ func TestLostNotifications(t *testing.T) {
 	})
 }
 
+// A quiet database (no writes) is not a lost one: the listener's heartbeat
+// keeps the grace from running out, and the connection is kept.
+func TestQuietDatabase(t *testing.T) {
+	ctx := context.Background()
+	conn := newDatabase(t)
+	const grace = 400 * time.Millisecond // a heartbeat every 100 ms
+	a, logs := replica(t, conn, Options{Grace: grace, Reconcile: time.Hour})
+	b, _ := replica(t, conn, Options{Reconcile: time.Hour})
+	s := sample("kim")
+	if err := b.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Get(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * grace) // nothing happens
+	if err := a.Ready(); err != nil {
+		t.Errorf("Ready after a quiet while: %v", err)
+	}
+	if _, err := a.Get(ctx, s.ID); err != nil {
+		t.Errorf("Get after a quiet while: %v", err)
+	}
+	if strings.Contains(logs.String(), "lost its notifications") {
+		t.Errorf("the listener reconnected in a quiet while; logs:\n%s", logs.String())
+	}
+	if err := b.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "a refuses the session b revoked", func() error {
+		if _, err := a.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+			return fmt.Errorf("a.Get: got %v, want ErrNoSession", err)
+		}
+		return nil
+	})
+}
+
 // Ten replicas starting at once against an empty database migrate it once.
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	conn := newDatabase(t)
@@ -294,7 +331,7 @@ func TestDatabaseDown(t *testing.T) {
 	ctx := context.Background()
 	pg := testenv.NewPostgres(t)
 	const grace = 3 * time.Second
-	st, _ := replica(t, pg.ConnString(), Options{Grace: grace})
+	st, logs := replica(t, pg.ConnString(), Options{Grace: grace})
 	held, notHeld := sample("heidi"), sample("ivan")
 	for _, s := range []*session.Session{held, notHeld} {
 		if err := st.Put(ctx, s); err != nil {
@@ -356,6 +393,14 @@ func TestDatabaseDown(t *testing.T) {
 	if _, err := st.Get(ctx, held.ID); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("Get after Delete: got %v, want ErrNoSession", err)
 	}
+	// The outage was logged, and neither the password nor a session ID
+	// with it.
+	if !strings.Contains(logs.String(), "lost its notifications") {
+		t.Errorf("the outage was not logged:\n%s", logs.String())
+	}
+	u, _ := url.Parse(pg.ConnString())
+	password, _ := u.User.Password()
+	noSecretsIn(t, "the logs", logs.String(), password, held.ID, notHeld.ID)
 }
 
 // A dump of the database (or a look over an operator's shoulder) gives
@@ -451,7 +496,9 @@ func TestMetrics(t *testing.T) {
 		}
 		return got
 	}
-	cached := func() float64 { return gather()["portcullis_store_cache_sessions"].GetMetric()[0].GetGauge().GetValue() }
+	cached := func() float64 {
+		return gather()["portcullis_store_cache_sessions"].GetMetric()[0].GetGauge().GetValue()
+	}
 
 	notifications := func() uint64 {
 		return gather()["portcullis_store_notification_lag_seconds"].GetMetric()[0].GetHistogram().GetSampleCount()
