@@ -17,11 +17,13 @@ import (
 // Secrets have no default: see GenerateMissingSecrets.
 func Defaults() Options {
 	return Options{
-		Address:      ":443",
-		CookieName:   "_pomerium",
-		CookieExpire: 14 * time.Hour,
-		LogLevel:     slog.LevelInfo,
-		LogFormat:    "json",
+		Address:                ":443",
+		CookieName:             "_pomerium",
+		CookieExpire:           14 * time.Hour,
+		DatabrokerStorageType:  "memory",
+		DatabrokerStorageGrace: 5 * time.Minute,
+		LogLevel:               slog.LevelInfo,
+		LogFormat:              "json",
 
 		IDPBuiltinTokenTTL: time.Hour,
 

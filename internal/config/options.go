@@ -33,6 +33,20 @@ type Options struct {
 	// CookieExpire bounds a session's life. COOKIE_EXPIRE; default 14h.
 	CookieExpire time.Duration
 
+	// DatabrokerStorageType is where sessions are kept: "memory" (this
+	// process; one replica) or "postgres" (shared by replicas).
+	// DATABROKER_STORAGE_TYPE; default "memory".
+	DatabrokerStorageType string
+	// DatabrokerStorageConnectionString is PostgreSQL's connection string
+	// (a postgres:// URL or key=value pairs); a secret, since it may hold
+	// a password. DATABROKER_STORAGE_CONNECTION_STRING or its _FILE; no
+	// default.
+	DatabrokerStorageConnectionString string
+	// DatabrokerStorageGrace is how long sessions a replica has already
+	// seen keep working while PostgreSQL cannot be reached.
+	// DATABROKER_STORAGE_GRACE; default 5m.
+	DatabrokerStorageGrace time.Duration
+
 	// SharedSecret is the key material shared by all replicas (token signing
 	// when SigningKey is unset); at least 32 bytes. SHARED_SECRET (base64) or
 	// SHARED_SECRET_FILE; no default.

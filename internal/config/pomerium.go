@@ -42,10 +42,6 @@ const (
 	// It is the zero value, so that most entries of pomeriumKeys need no use.
 	//lint:ignore U1000 the zero value: every pomeriumKeys entry without a use is refused
 	refused pomeriumUse = iota
-	// planned: a later version implements it under the same name. The
-	// entry then goes, and a setting takes its place
-	// (TestPomeriumKeysTable fails while both exist).
-	planned
 	// described: the key labels a route for people and changes nothing a
 	// request meets. Pomerium shows name, description and logo_url only in
 	// its route portal and Enterprise console; a Pomerium file commonly
@@ -86,7 +82,6 @@ const (
 	oneUpstream   = "Portcullis tries the upstreams of to in turn when a connection fails, with no load balancing policy or health checks: remove it"
 	ownTokens     = "Portcullis accepts only its own tokens (Authorization: Bearer Pomerium-…, the session cookie), never the identity provider's: remove it"
 	noDirectory   = "Portcullis takes groups from the identity provider's token (idp_groups_claim), not from a directory sync: remove it"
-	memorySession = "sessions are kept in memory, so run one replica: remove it"
 	noRespHeaders = "Portcullis passes the upstream's response headers unchanged; set them in the upstream, and remove it"
 	samePath      = "Portcullis forwards the request path as sent, after the path of to if it has one (to: https://upstream/base): remove it"
 	sameHost      = "Portcullis sends the host of to, or the client's with preserve_host_header: true: remove it"
@@ -104,9 +99,6 @@ var pomeriumKeys = []pomeriumKey{
 	{name: "cookie_domain", at: global, todo: "a Portcullis cookie belongs to the host that set it and is never shared with other hosts: remove it"},
 
 	// Sessions and identity.
-	{name: "databroker_storage_type", at: global, use: planned, todo: memorySession},
-	{name: "databroker_storage_connection_string", at: global, use: planned, todo: memorySession},
-	{name: "databroker_storage_connection_string_file", at: global, use: planned, todo: memorySession},
 	{name: "idp_service_account", at: global, todo: noDirectory},
 	{name: "idp_refresh_directory_timeout", at: global, todo: noDirectory},
 	{name: "idp_refresh_directory_interval", at: global, todo: noDirectory},
@@ -320,11 +312,7 @@ func (k pomeriumKey) message(spelled string, v any) string {
 			todo = s
 		}
 	}
-	not := "not supported by Portcullis"
-	if k.use == planned {
-		not = "not supported by this version of Portcullis"
-	}
-	return fmt.Sprintf("Pomerium's %q is %s: %s", spelled, not, todo)
+	return fmt.Sprintf("Pomerium's %q is not supported by Portcullis: %s", spelled, todo)
 }
 
 // pomeriumEntry deals with e, a key that is no setting of Portcullis at

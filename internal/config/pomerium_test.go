@@ -10,8 +10,7 @@ import (
 
 // TestPomeriumKeysTable checks the table of Pomerium's keys against the
 // keys Portcullis implements: a key Portcullis implements must not be in
-// it (implementing a planned key removes its entry), and every entry says
-// what to do.
+// it, and every entry says what to do.
 func TestPomeriumKeysTable(t *testing.T) {
 	top, route := topKeys(), routeKeys()
 	for i, k := range pomeriumKeys {
@@ -62,14 +61,6 @@ func TestPomeriumKeys(t *testing.T) {
 			name: "a setting Portcullis always has: cookie_secure is no typo of cookie_secret",
 			file: "cookie_secure: false\n",
 			want: []string{`config.yaml:1: Pomerium's "cookie_secure" is not supported by Portcullis: Portcullis cookies are always Secure (unless authenticate_service_url is plain http, a development setup): remove it`},
-		},
-		{
-			name: "planned: the message says this version, and what to do meanwhile",
-			file: "databroker_storage_type: postgres\ndatabroker_storage_connection_string: postgres://db/pomerium\n",
-			want: []string{
-				`config.yaml:1: Pomerium's "databroker_storage_type" is not supported by this version of Portcullis: sessions are kept in memory, so run one replica: remove it`,
-				`config.yaml:2: Pomerium's "databroker_storage_connection_string" is not supported by this version of Portcullis: sessions are kept in memory, so run one replica: remove it`,
-			},
 		},
 		{
 			name: "access written as a policy, from the value given",
@@ -152,10 +143,10 @@ func TestPomeriumKeys(t *testing.T) {
 		},
 		{
 			name: "in the environment: unset it",
-			env:  env{"COOKIE_SECURE": "false", "DATABROKER_STORAGE_TYPE": "postgres", "HEADERS": "X-Frame-Options:DENY", "PASS_IDENTITY_HEADERS": "false"},
+			env:  env{"COOKIE_SECURE": "false", "IDP_QPS": "1.0", "HEADERS": "X-Frame-Options:DENY", "PASS_IDENTITY_HEADERS": "false"},
 			want: []string{
 				`COOKIE_SECURE: Pomerium's "COOKIE_SECURE" is not supported by Portcullis: Portcullis cookies are always Secure (unless authenticate_service_url is plain http, a development setup): unset it`,
-				`DATABROKER_STORAGE_TYPE: Pomerium's "DATABROKER_STORAGE_TYPE" is not supported by this version of Portcullis: sessions are kept in memory, so run one replica: unset it`,
+				`IDP_QPS: Pomerium's "IDP_QPS" is not supported by Portcullis: Portcullis takes groups from the identity provider's token (idp_groups_claim), not from a directory sync: unset it`,
 				`PASS_IDENTITY_HEADERS: Pomerium's "PASS_IDENTITY_HEADERS" is not supported by Portcullis: false is Portcullis's default, and Portcullis sets pass_identity_headers per route: unset it`,
 				`HEADERS: Pomerium's "HEADERS" is not supported by Portcullis: Portcullis passes the upstream's response headers unchanged; set them in the upstream, and unset it`,
 			},

@@ -144,6 +144,38 @@ func problemCases(tb testing.TB) []problemCase {
 			},
 		},
 		{
+			name: "a shared session store needs a connection string and shared secrets",
+			file: "databroker_storage_type: postgres\n",
+			want: []string{
+				`config.yaml: databroker_storage_connection_string: is not set, and databroker_storage_type is postgres: give the database's connection string, such as postgres://portcullis:PASSWORD@db.example.com:5432/portcullis?sslmode=verify-full`,
+				`config.yaml: cookie_secret: is not set, and databroker_storage_type is postgres: replicas that share sessions must share this secret, so set it to the same value on every replica (generate one with "head -c32 /dev/urandom | base64")`,
+				`config.yaml: shared_secret: is not set, and databroker_storage_type is postgres: replicas that share sessions must share this secret, so set it to the same value on every replica (generate one with "head -c32 /dev/urandom | base64")`,
+			},
+		},
+		{
+			name: "session store settings: a bad type, a bad connection string (its password never shown), a grace that is not positive",
+			env: env{"DATABROKER_STORAGE_TYPE": "Postgres", "DATABROKER_STORAGE_CONNECTION_STRING": "postgres://portcullis:hunter2@db:notaport/portcullis",
+				"DATABROKER_STORAGE_GRACE": "0s", "COOKIE_SECRET": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "SHARED_SECRET": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+			want: []string{
+				`DATABROKER_STORAGE_CONNECTION_STRING: parsing the database connection string: invalid port`,
+				`DATABROKER_STORAGE_GRACE: 0s is not positive: want a duration such as 5m`,
+			},
+		},
+		{
+			name: "an unknown session store",
+			file: "databroker_storage_type: redis\n",
+			want: []string{
+				`config.yaml:1: databroker_storage_type: "redis" is not a session store: want memory (one replica) or postgres (shared by replicas)`,
+			},
+		},
+		{
+			name: "a connection string without a shared store",
+			env:  env{"DATABROKER_STORAGE_CONNECTION_STRING": "postgres://db/portcullis"},
+			want: []string{
+				`DATABROKER_STORAGE_CONNECTION_STRING: is set, but DATABROKER_STORAGE_TYPE is "memory": set it to postgres to keep sessions in that database, or remove this`,
+			},
+		},
+		{
 			name: "unreadable files name the path and the OS error",
 			file: "cookie_secret_file: /nonexistent/cookie\nroutes:\n" + okRoute + "    tls_client_key_file: missing-key.pem\n",
 			env:  env{"CERTIFICATE_FILE": "missing.pem"},

@@ -239,11 +239,7 @@ value counts as not set.
 			}
 			places = strings.Join(p, ", ")
 		}
-		todo := k.todo
-		if k.use == planned {
-			todo = "not supported by this version of Portcullis: " + todo
-		}
-		todo = strings.ToUpper(todo[:1]) + todo[1:]
+		todo := strings.ToUpper(k.todo[:1]) + k.todo[1:]
 		fmt.Fprintf(b, "| %s | %s | %s |\n", name, places, cell(todo))
 	}
 }

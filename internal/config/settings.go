@@ -110,6 +110,43 @@ func topSettings() []setting {
 				o.CookieExpire, ok = l.duration(v)
 				return ok
 			}},
+		{key: "databroker_storage_type", example: "postgres",
+			doc: "Where sessions are kept: `memory`, in the Portcullis process, for one replica (they end when it restarts); " +
+				"or `postgres`, in PostgreSQL, shared by every replica, so that a person signed in through one is signed in " +
+				"through all, and signed out of all at once. `postgres` needs `DATABROKER_STORAGE_CONNECTION_STRING`, and " +
+				"`COOKIE_SECRET` and `SHARED_SECRET` (or `SIGNING_KEY`) set to the same values on every replica: " +
+				"see [running PostgreSQL for Portcullis](postgres.md).",
+			get: func(o *Options) any { return o.DatabrokerStorageType },
+			decode: func(l *loader, v value, o *Options) bool {
+				s, ok := l.str(v)
+				if !ok {
+					return false
+				}
+				if s = strings.ToLower(s); s != "memory" && s != "postgres" {
+					return l.fail(v, "%q is not a session store: want memory (one replica) or postgres (shared by replicas)", s)
+				}
+				o.DatabrokerStorageType = s
+				return true
+			}},
+		{key: "databroker_storage_connection_string", file: textFile, unset: "none",
+			example: "postgres://portcullis:PASSWORD@db.example.com:5432/portcullis?sslmode=verify-full",
+			doc: "How to reach PostgreSQL when `DATABROKER_STORAGE_TYPE` is `postgres`: a `postgres://` URL or " +
+				"`key=value` pairs, as libpq takes them (`sslmode`, `sslrootcert` and the other `PG*` settings included). " +
+				"It may hold a password: prefer the `_FILE` form, from a Secret.",
+			get: func(o *Options) any { return o.DatabrokerStorageConnectionString },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.DatabrokerStorageConnectionString, ok = l.str(v)
+				return ok
+			}},
+		{key: "databroker_storage_grace", example: "2m",
+			doc: "How long, while PostgreSQL cannot be reached, a replica keeps serving the sessions it has already seen; " +
+				"past it, and for any session it has not seen, requests get `503` until the database is back. It is also " +
+				"the longest a sign-out made on another replica can go unnoticed during an outage. `postgres` only.",
+			get: func(o *Options) any { return o.DatabrokerStorageGrace },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.DatabrokerStorageGrace, ok = l.duration(v)
+				return ok
+			}},
 		{key: "shared_secret", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
 			doc: "Key material, at least 32 random bytes, in base64. The tokens Portcullis issues are signed with a key " +
 				"derived from it when `SIGNING_KEY` is not set, and the built-in identity provider derives its own keys from it.",

@@ -58,6 +58,12 @@ func (o *Options) Summary() string {
 	} else {
 		line("signing key", "not set: tokens are signed with the shared secret")
 	}
+	if o.DatabrokerStorageType == "postgres" {
+		line("sessions", "postgres, shared by replicas (connection string %s); cached sessions keep working for %s while it is down",
+			setOrNot(o.DatabrokerStorageConnectionString != ""), o.DatabrokerStorageGrace)
+	} else {
+		line("sessions", "memory: this process only, so run one replica; sessions end when it restarts")
+	}
 	line("log", "%s, %s", strings.ToLower(o.LogLevel.String()), o.LogFormat)
 	lim := o.Limits
 	line("limits", "%d connections, %d per client; per client a minute %d sign-ins, %d logins; %d pending sign-ins; %d sessions per person; sign-in bodies up to %d bytes",

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/postgres"
 )
 
 // where says where a setting's value came from, for Problems.
@@ -187,6 +189,7 @@ func (o *Options) validateInto(v *validator) {
 			}
 		}
 	}
+	v.sessionStore(o)
 	if at, ok := v.top("idp_builtin_token_ttl"); ok && o.IDPBuiltinTokenTTL != 0 && o.IDPBuiltinTokenTTL < time.Second {
 		// JWT times are whole seconds (RFC 7519 section 2).
 		v.add(at, "%s is less than 1s: token times are whole seconds; want a duration such as 1h, or 5s for a test", o.IDPBuiltinTokenTTL)
@@ -471,4 +474,42 @@ func checkExpr(e *PolicyExpr, depth int) string {
 		}
 	}
 	return ""
+}
+
+// sessionStore checks the session store settings. A shared store is only
+// worth having if every replica reads the others' cookies and tokens, so
+// the secrets that would otherwise be generated per process must be set.
+func (v *validator) sessionStore(o *Options) {
+	_, typeOK := v.top("databroker_storage_type")
+	connAt, connOK := v.top("databroker_storage_connection_string")
+	if !typeOK || !connOK {
+		return
+	}
+	if o.DatabrokerStorageType != "postgres" {
+		if o.DatabrokerStorageConnectionString != "" {
+			v.add(connAt, "is set, but %s is %q: set it to postgres to keep sessions in that database, or remove this", connAt.name("databroker_storage_type"), o.DatabrokerStorageType)
+		}
+		return
+	}
+	if o.DatabrokerStorageConnectionString == "" {
+		v.add(connAt, "is not set, and databroker_storage_type is postgres: give the database's connection string, "+
+			"such as postgres://portcullis:PASSWORD@db.example.com:5432/portcullis?sslmode=verify-full")
+	} else if err := postgres.CheckConnString(o.DatabrokerStorageConnectionString); err != nil {
+		v.add(connAt, "%v", err)
+	}
+	for _, secret := range []struct {
+		key string
+		set bool
+	}{
+		{"cookie_secret", len(o.CookieSecret) != 0},
+		{"shared_secret", len(o.SharedSecret) != 0 || len(o.SigningKey) != 0},
+	} {
+		if at, ok := v.top(secret.key); ok && !secret.set {
+			v.add(at, "is not set, and databroker_storage_type is postgres: replicas that share sessions must share this secret, "+
+				"so set it to the same value on every replica (%s)", secretHint)
+		}
+	}
+	if at, ok := v.top("databroker_storage_grace"); ok && o.DatabrokerStorageGrace <= 0 {
+		v.add(at, "%s is not positive: want a duration such as 5m", o.DatabrokerStorageGrace)
+	}
 }
