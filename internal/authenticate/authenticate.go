@@ -353,6 +353,17 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	a.handOff(w, r, sess, st)
 }
 
+// RefuseStoreUnavailable answers a request whose session the store could
+// not look up (ErrStoreUnavailable): 503 with Retry-After. Not a 401: the
+// session may be live, and kubectl must not send the person to sign in
+// again, which could not work until the store is back either.
+func RefuseStoreUnavailable(w http.ResponseWriter, r *http.Request) {
+	respond.RetryAfter(w.Header(), 5*time.Second)
+	respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable,
+		Message: "portcullis: " + ErrStoreUnavailable.Error(), Title: "Temporarily unavailable",
+		Text: "Portcullis cannot reach its session database right now. Try again in a moment."})
+}
+
 // storeUnavailable refuses a sign-in the session store could not record
 // (a shared store's database is down): 503, naming the cause, and the
 // full error in the log. The person has lost nothing but this attempt.

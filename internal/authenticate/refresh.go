@@ -124,29 +124,36 @@ func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Se
 // sessionToEnd returns the live session a sign-out request names, by its
 // token or its cookie, as Identify finds it but without a refresh: a
 // sign-out must neither wait for the identity provider nor ask it about a
-// session that is about to end.
-func (a *Authenticator) sessionToEnd(r *http.Request, audience string) (*session.Session, bool) {
+// session that is about to end. It returns nil if there is none, and
+// ErrStoreUnavailable if the store cannot say.
+func (a *Authenticator) sessionToEnd(r *http.Request, audience string) (*session.Session, error) {
 	var sid string
 	token, ok, err := session.TokenFromRequest(r.Header)
 	switch {
 	case err != nil:
-		return nil, false
+		return nil, nil
 	case ok:
 		c, err := a.opts.Verify(token, audience, a.now())
 		if err != nil {
-			return nil, false
+			return nil, nil
 		}
 		sid = c.SessionID
 	default:
 		if sid, ok = a.sessionIDFromCookie(r, audience); !ok {
-			return nil, false
+			return nil, nil
 		}
 	}
 	if sid == "" {
-		return nil, false
+		return nil, nil
 	}
 	sess, err := a.opts.Store.Get(r.Context(), sid)
-	return sess, err == nil
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		return nil, nil
+	case err != nil:
+		return nil, ErrStoreUnavailable
+	}
+	return sess, nil
 }
 
 // renew refreshes sess with the provider if it is due (see the rules at

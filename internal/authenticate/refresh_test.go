@@ -454,6 +454,7 @@ func (unavailableStore) Get(context.Context, string) (*session.Session, error) {
 	return nil, errDown
 }
 func (unavailableStore) RedeemState(context.Context, string, time.Time, int) error { return errDown }
+func (unavailableStore) Delete(context.Context, string) error                      { return errDown }
 
 // TestStoreUnavailable: with the session store down, a request is refused
 // as unavailable, not as signed out, and a sign-in gets a 503 that says
@@ -467,6 +468,11 @@ func TestStoreUnavailable(t *testing.T) {
 	res := f.callback(t, f.browserSignIn(t))
 	if res.code != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" || !strings.Contains(res.body, "cannot reach its session database") {
 		t.Errorf("sign-in: got %d %q, want 503 naming the session database", res.code, res.body)
+	}
+	// A sign-out cannot be recorded: it says so, and does not pretend.
+	res = f.post(t, routeURL+"/.pomerium/sign_out", req{cookies: []*http.Cookie{s.routeCookie}})
+	if res.code != http.StatusServiceUnavailable || strings.Contains(res.header.Get("Set-Cookie"), cookieName+"=;") {
+		t.Errorf("sign-out: got %d, Set-Cookie %q; want 503 and the cookie kept", res.code, res.header.Get("Set-Cookie"))
 	}
 	f.a.opts.Store = f.store
 	wantGroups(t, f, s, "sre", "dev")

@@ -3,6 +3,7 @@ package authenticate
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -138,6 +139,10 @@ func (a *Authenticator) boundToBrowser(r *http.Request, audience, bind, tok stri
 // whoAmI shows the signed-in person: HTML for people, JSON for scripts.
 func (a *Authenticator) whoAmI(w http.ResponseWriter, r *http.Request, audience string) {
 	id, _, err := a.Identify(r, audience, Token|Cookie)
+	if errors.Is(err, ErrStoreUnavailable) {
+		RefuseStoreUnavailable(w, r)
+		return
+	}
 	if err != nil {
 		if respond.FromBrowser(r) {
 			a.RedirectToSignIn(w, r)

@@ -46,8 +46,16 @@ func (a *Authenticator) routeSignOut(w http.ResponseWriter, r *http.Request, aud
 // working at once, and the sign-in service forgets it too.
 func (a *Authenticator) endRouteSession(w http.ResponseWriter, r *http.Request, audience string) {
 	var ended string
-	if sess, ok := a.sessionToEnd(r, audience); ok {
-		a.opts.Store.Delete(r.Context(), sess.ID)
+	sess, err := a.sessionToEnd(r, audience)
+	if err == nil && sess != nil {
+		err = a.opts.Store.Delete(r.Context(), sess.ID)
+	}
+	if err != nil {
+		a.log.Error("sign-out refused: the session store failed", "error", err)
+		RefuseStoreUnavailable(w, r)
+		return
+	}
+	if sess != nil {
 		a.log.Info("signed out", "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
 		ended = sess.ID
 	}
@@ -108,18 +116,25 @@ func (a *Authenticator) signOutAuthenticate(w http.ResponseWriter, r *http.Reque
 // hint it no longer has (OpenID Connect RP-Initiated Logout 1.0, section 2,
 // makes the hint optional).
 func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Request) {
-	a.clearCookie(w, a.opts.CookieName)
-	if sid, ok := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host); ok {
-		var hint string
+	sid, signedIn := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host)
+	var hint string
+	if signedIn {
 		if sess, err := a.opts.Store.Get(r.Context(), sid); err == nil {
 			hint = sess.IDPIDToken
 		}
-		a.opts.Store.Delete(r.Context(), sid)
-		if a.SignInConfigured() {
-			if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
-				http.Redirect(w, r, u, http.StatusSeeOther)
-				return
-			}
+		// A sign-out that did not happen must not say it did (nor clear
+		// the cookie): the session would come back with the store.
+		if err := a.opts.Store.Delete(r.Context(), sid); err != nil {
+			a.log.Error("sign-out refused: the session store failed", "error", err)
+			RefuseStoreUnavailable(w, r)
+			return
+		}
+	}
+	a.clearCookie(w, a.opts.CookieName)
+	if signedIn && a.SignInConfigured() {
+		if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
+			http.Redirect(w, r, u, http.StatusSeeOther)
+			return
 		}
 	}
 	respond.Page(w, http.StatusOK, "Signed out", "You are signed out of Portcullis.")

@@ -66,6 +66,15 @@ func (s *Server) readinessChecks() []readinessCheck {
 			}
 			return nil
 		},
+		func(context.Context) error {
+			// A replica that cannot reach the shared session store
+			// cannot sign anyone in: let the load balancer prefer
+			// another.
+			if s.storeReady != nil {
+				return s.storeReady()
+			}
+			return nil
+		},
 	}
 }
 

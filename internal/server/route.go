@@ -122,12 +122,7 @@ func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handl
 			return
 		}
 		if errors.Is(err, authenticate.ErrStoreUnavailable) {
-			// Not a sign-out: the session may be live, and signing in
-			// again cannot work until the store is back either.
-			respond.RetryAfter(w.Header(), 5*time.Second)
-			respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable,
-				Message: "portcullis: " + err.Error(), Title: "Temporarily unavailable",
-				Text: "Portcullis cannot reach its session database right now. Try again in a moment."})
+			authenticate.RefuseStoreUnavailable(w, r)
 			return
 		}
 		if respond.FromBrowser(r) && !kubernetes {
@@ -306,8 +301,11 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 			return nil, err
 		}
 	}
-	store := session.NewMemoryStore()
-	store.MaxPerPerson = opts.Limits.SessionsPerPerson
+	store, closeStore, err := s.newSessionStore(sealer)
+	if err != nil {
+		return nil, err
+	}
+	s.closeStore = closeStore
 	return authenticate.New(authenticate.Options{
 		AuthenticateURL: opts.AuthenticateServiceURL,
 		CookieName:      opts.CookieName,

@@ -61,6 +61,11 @@ type Server struct {
 	// verifyToken (route.go).
 	tokens *session.VerifyCache
 	auth   *authenticate.Authenticator // sign-in and identification
+	// closeStore ends the session store's connections and goroutines,
+	// after shutdown; storeReady, if set, says whether a shared store's
+	// database answers (readiness).
+	closeStore func()
+	storeReady func() error
 	// builtinIDP serves the built-in provider (IDP_PROVIDER=builtin) on the
 	// authenticate host; nil otherwise.
 	builtinIDP http.Handler
@@ -295,6 +300,9 @@ func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*htt
 	}
 	for _, p := range s.proxies {
 		p.Close() // idle upstream connections
+	}
+	if s.closeStore != nil {
+		s.closeStore() // after every request that could use it
 	}
 	s.logger.Info("stopped")
 }
