@@ -83,6 +83,13 @@ func (p *Process) Stop(grace time.Duration) {
 	}
 }
 
+// Kill ends the process group at once with SIGKILL, as a crash or an
+// evicted pod would, and waits for it.
+func (p *Process) Kill() {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // LogTail returns the last lines of the process's log, for error messages.
 func (p *Process) LogTail(n int) string {
 	b, err := os.ReadFile(p.LogPath)
