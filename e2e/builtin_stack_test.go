@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
@@ -31,15 +30,7 @@ type builtinStack struct {
 func startBuiltinStack(t *testing.T, ctx context.Context, usersFile string, extraEnv ...string) *builtinStack {
 	t.Helper()
 	s := &builtinStack{cluster: testenv.NewCluster(t)}
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := s.cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := s.cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saToken := installPortcullisRBAC(t, ctx, s.cluster)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)

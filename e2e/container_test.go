@@ -36,11 +36,7 @@ func TestContainerImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("testenv: starting kwok: %v", err)
 	}
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := c.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	installPortcullisRBAC(t, ctx, c)
 	apiserver, err := url.Parse(c.URL)
 	if err != nil {
 		t.Fatal(err)

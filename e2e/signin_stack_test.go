@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
@@ -52,15 +51,7 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 func startSigninStackWithPolicy(t *testing.T, ctx context.Context, policyYAML string, extraEnv ...string) *signinStack {
 	t.Helper()
 	s := &signinStack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := s.cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := s.cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saToken := installPortcullisRBAC(t, ctx, s.cluster)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)

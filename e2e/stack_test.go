@@ -84,15 +84,7 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 			t.Fatalf("testenv: starting a fake node: %v", err)
 		}
 	}
-	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
-		if _, _, err := s.cluster.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	saToken, err := s.cluster.CreateToken(ctx, "default", "portcullis", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saToken := installPortcullisRBAC(t, ctx, s.cluster)
 	s.tokenFile = filepath.Join(s.dir, "sa-token")
 	if err := os.WriteFile(s.tokenFile, []byte(saToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -139,6 +131,24 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 	}
 	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, s.env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
+}
+
+// installPortcullisRBAC applies deploy/kubernetes's service account, with
+// its impersonation role, and the binding that makes signinEmail
+// cluster-admin, as the guide has an operator do; and returns a token of
+// the service account for an hour, from the TokenRequest API.
+func installPortcullisRBAC(t *testing.T, ctx context.Context, c *testenv.Cluster) string {
+	t.Helper()
+	for _, f := range []string{"../deploy/kubernetes/service-account.yaml", "../deploy/kubernetes/user-binding.yaml"} {
+		if _, _, err := c.Kubectl(ctx, nil, "apply", "-f", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saToken, err := c.CreateToken(ctx, "default", "portcullis", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return saToken
 }
 
 // token mints a Portcullis token for the route, the way the sign-in
