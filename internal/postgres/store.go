@@ -248,6 +248,11 @@ func open(ctx context.Context, opts Options, listen bool) (*Store, error) {
 		case <-ctx.Done():
 			s.Close()
 			return nil, fmt.Errorf("opening the session store at %s: listening for changes: %w", where, ctx.Err())
+		case <-time.After(6 * opTimeout):
+			// The database answered a moment ago: give it a few
+			// attempts, not forever.
+			s.Close()
+			return nil, fmt.Errorf("opening the session store at %s: listening for changes: no connection after %s", where, 6*opTimeout)
 		}
 	}
 	s.wg.Go(func() { s.maintain(bg, since) })
