@@ -324,6 +324,47 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
+	t.Run("a session refresh happens once across replicas when several race", func(t *testing.T) {
+		// The provider's ID tokens now last 20 s: Portcullis renews a
+		// session a quarter of that before it ends, 15 s after sign-in.
+		s.idp.SetTokenLifetime(20 * time.Second)
+		defer s.idp.SetTokenLifetime(0)
+		tok := programmaticLogin(t, ctx, testenv.NewBrowser(s.ca.ClientTLS()), s.routeURL, s.authURL, signinOutsiderEmail, signinPassword)
+		auth := http.Header{"Authorization": {"Bearer Pomerium-" + tok}}
+		before := s.idp.Refreshes()
+		time.Sleep(16 * time.Second)
+		// Requests of the session on every replica at once: each replica
+		// finds the session due.
+		var wg sync.WaitGroup
+		codes := make([]int, 30)
+		for i := range codes {
+			wg.Go(func() {
+				codes[i] = do(t, s.client(s.replicas[i%len(s.replicas)], nil), "GET", s.routeURL+"/.pomerium/", auth, "").code
+			})
+		}
+		wg.Wait()
+		for i, code := range codes {
+			if code != http.StatusOK {
+				t.Errorf("request %d on %s: got %d, want 200", i, s.replicas[i%len(s.replicas)].name, code)
+			}
+		}
+		waitFor(t, ctx, 30*time.Second, "the session is refreshed", func() error {
+			if s.idp.Refreshes() == before {
+				return errors.New("no refresh yet")
+			}
+			return nil
+		})
+		time.Sleep(2 * time.Second) // room for a second refresh, were there one
+		if n := s.idp.Refreshes() - before; n != 1 {
+			t.Errorf("refreshes at the provider: got %d, want 1 for the three replicas", n)
+		}
+		for _, r := range s.replicas {
+			if got := do(t, s.client(r, nil), "GET", s.routeURL+"/.pomerium/", auth, ""); got.code != http.StatusOK {
+				t.Errorf("after the refresh, %s: got %d", r.name, got.code)
+			}
+		}
+	})
+
 	t.Run("a replica dying ends only its own streams", func(t *testing.T) {
 		// Another person's session, which must not notice.
 		other := programmaticLogin(t, ctx, testenv.NewBrowser(s.ca.ClientTLS()), s.routeURL, s.authURL, signinOutsiderEmail, signinPassword)

@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 )
 
@@ -43,7 +46,56 @@ type OIDCProvider struct {
 
 	srv *http.Server
 	wg  sync.WaitGroup
+
+	// tokenLifetime, if set, is the ID tokens' lifetime (nanoseconds);
+	// refreshes counts refresh_token grants.
+	tokenLifetime atomic.Int64
+	refreshes     atomic.Int64
 }
+
+// SetTokenLifetime makes the ID tokens the provider issues from now on
+// expire d after they are issued (the example provider's own lifetime is an
+// hour), as a provider configured for short tokens does: the relying party
+// then renews its session that soon. Zero restores the hour.
+func (p *OIDCProvider) SetTokenLifetime(d time.Duration) { p.tokenLifetime.Store(int64(d)) }
+
+// Refreshes counts the refresh_token grants the provider has answered.
+func (p *OIDCProvider) Refreshes() int { return int(p.refreshes.Load()) }
+
+// countRefreshes wraps the provider's handler to count refresh grants at
+// its token endpoint.
+func (p *OIDCProvider) countRefreshes(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/token") {
+			if err := r.ParseForm(); err == nil && r.PostForm.Get("grant_type") == "refresh_token" {
+				p.refreshes.Add(1)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// lifetimeStorage is the example provider's storage with the client's ID
+// token lifetime from SetTokenLifetime.
+type lifetimeStorage struct {
+	*storage.Storage
+	p *OIDCProvider
+}
+
+func (s lifetimeStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if life := time.Duration(s.p.tokenLifetime.Load()); err == nil && life != 0 {
+		return lifetimeClient{c, life}, nil
+	}
+	return c, err
+}
+
+type lifetimeClient struct {
+	op.Client
+	life time.Duration
+}
+
+func (c lifetimeClient) IDTokenLifetime() time.Duration { return c.life }
 
 // StartOIDCProvider serves a provider on 127.0.0.1 with the given users and
 // one confidential client allowed to redirect to redirectURIs.
@@ -77,8 +129,8 @@ func StartOIDCProvider(logger *slog.Logger, redirectURIs []string, users []OIDCU
 	clients := map[string]*storage.Client{
 		p.ClientID: storage.WebClient(p.ClientID, p.ClientSecret, redirectURIs...),
 	}
-	router := exampleop.SetupServer(p.Issuer, storage.NewStorageWithClients(store, clients), logger, false)
-	p.srv = &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+	router := exampleop.SetupServer(p.Issuer, lifetimeStorage{storage.NewStorageWithClients(store, clients), p}, logger, false)
+	p.srv = &http.Server{Handler: p.countRefreshes(router), ReadHeaderTimeout: 10 * time.Second}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
