@@ -307,7 +307,7 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 	c, ok := s.cache[id]
 	var out *session.Session
 	if ok && c.Live(now) {
-		out = clone(c)
+		out = c.Clone()
 	}
 	s.mu.RUnlock()
 	if ok && out == nil {
@@ -358,7 +358,7 @@ func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
 		s.ids[h] = id
 	}
 	s.mu.Unlock()
-	return clone(sess), nil
+	return sess.Clone(), nil
 }
 
 // evict drops the session whose ID hashes to h from memory, if held, and
@@ -402,20 +402,6 @@ func (s *Store) cacheLen() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.cache)
-}
-
-// clone copies s deeply enough that neither the store nor its caller can
-// change the other's groups or claims.
-func clone(s *session.Session) *session.Session {
-	c := *s
-	c.Groups = append([]string(nil), s.Groups...)
-	if s.Claims != nil {
-		c.Claims = make(map[string][]string, len(s.Claims))
-		for k, v := range s.Claims {
-			c.Claims[k] = append([]string(nil), v...)
-		}
-	}
-	return &c
 }
 
 // notifySuffix follows a changed session's hash in a notification: the

@@ -135,7 +135,7 @@ func NewMemoryStore() *MemoryStore {
 // subject's oldest sessions; putting an existing session again (a
 // refresh) replaces it and ends nothing.
 func (m *MemoryStore) Put(_ context.Context, s *Session) error {
-	c := copySession(s)
+	c := s.Clone()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.sessions[s.ID]; ok && old.Subject != s.Subject {
@@ -201,12 +201,12 @@ func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
 	if !ok || !s.Live(m.now()) {
 		return nil, ErrNoSession
 	}
-	return copySession(s), nil
+	return s.Clone(), nil
 }
 
-// copySession copies s deeply enough that neither the store nor its
-// caller can change the other's groups or claims.
-func copySession(s *Session) *Session {
+// Clone copies s deeply enough that neither a store nor its caller can
+// change the other's groups or claims.
+func (s *Session) Clone() *Session {
 	c := *s
 	c.Groups = append([]string(nil), s.Groups...)
 	if s.Claims != nil {
@@ -226,7 +226,7 @@ func (m *MemoryStore) Update(_ context.Context, s *Session) error {
 	if !ok || !old.Live(m.now()) || old.Subject != s.Subject {
 		return ErrNoSession
 	}
-	m.sessions[s.ID] = copySession(s)
+	m.sessions[s.ID] = s.Clone()
 	return nil
 }
 
