@@ -242,7 +242,7 @@ func TestReplicas(t *testing.T) {
 		}
 		tok := u.cachedToken(s.routeURL)
 		if got := do(t, s.client(a, nil), "GET", s.routeURL+"/api", http.Header{"Authorization": {"Bearer Pomerium-" + tok}}, ""); got.code != http.StatusServiceUnavailable ||
-			!strings.Contains(got.body, "cannot reach its session database") {
+			!strings.Contains(got.body, "cannot reach the session database") {
 			t.Errorf("a request past the grace: got %d %q, want 503 naming the session database", got.code, got.body)
 		}
 		if _, errOut := u.whoami(ctx); u.browserRuns() != 1 {

@@ -516,7 +516,7 @@ var ErrSessionEnded = errors.New("your session ended (expired or signed out)")
 // request's session is live (a shared store's database is down, past the
 // grace its cache covers): the request is refused, but the session is not
 // ended.
-var ErrStoreUnavailable = errors.New("Portcullis cannot reach its session database right now; try again in a moment")
+var ErrStoreUnavailable = errors.New("cannot reach the session database right now; try again in a moment")
 
 // Credential is what proved who a request is from.
 type Credential uint8
