@@ -1,6 +1,7 @@
 // Package contender starts the proxies the benchmark compares, each in
 // front of the same upstream with the same TLS on both sides: direct (no
-// proxy), Portcullis, nginx and oauth2-proxy. It knows how to configure and
+// proxy), Portcullis (with its sessions in memory, and in PostgreSQL),
+// nginx and oauth2-proxy. It knows how to configure and
 // start each one and how a client authenticates to it; it does not measure.
 package contender
 
@@ -18,10 +19,13 @@ import (
 
 // Names of the contenders, in the order the results list them.
 const (
-	Direct      = "direct"
-	Portcullis  = "portcullis"
-	Nginx       = "nginx"
-	OAuth2Proxy = "oauth2-proxy"
+	Direct     = "direct"
+	Portcullis = "portcullis"
+	// PortcullisPostgres is the same binary and configuration as
+	// Portcullis with its sessions in PostgreSQL.
+	PortcullisPostgres = "portcullis-postgres"
+	Nginx              = "nginx"
+	OAuth2Proxy        = "oauth2-proxy"
 )
 
 // ReadyPath is the request that proves a contender serves: a GET of one
@@ -54,7 +58,15 @@ type Env struct {
 	Groups []string
 	// Issuer mints the JWTs oauth2-proxy validates (nil for the others).
 	Issuer *Issuer
-	Log    io.Writer // progress messages; may be nil
+	// Session makes Portcullis's client token name a live session: the
+	// contender signs User in through its built-in identity provider, so
+	// that every request looks its session up in the store, as a signed-in
+	// person's requests do. Without it the token is minted with the shared
+	// secret and names no session (the startup scenario: the built-in
+	// provider's key generation is start-up work a deployment with an
+	// external provider does not do).
+	Session bool
+	Log     io.Writer // progress messages; may be nil
 }
 
 // An Instance is one running contender.

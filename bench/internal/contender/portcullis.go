@@ -4,17 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
@@ -22,10 +26,20 @@ import (
 // PortcullisContender is the real portcullis binary, built from this
 // checkout the way `make build` builds it, with one Kubernetes route the way
 // docs/kubernetes.md configures it: a service-account token, impersonation
-// and a policy that every request is evaluated against.
+// and a policy that every request is evaluated against. With Env.Session,
+// the client's token comes from signing in through the built-in identity
+// provider, so each request looks up its session in the store.
 type PortcullisContender struct {
 	// Bin is the built binary; Prepare sets it.
 	Bin string
+	// Postgres keeps the sessions in a PostgreSQL server of the
+	// contender's own (DATABROKER_STORAGE_TYPE=postgres, docs/postgres.md)
+	// instead of in memory; nothing else changes.
+	Postgres bool
+	// BinaryOf, if set, is the contender whose binary this one runs
+	// (Prepare builds it if it has not been): the PostgreSQL contender
+	// runs the very build the memory one does.
+	BinaryOf *PortcullisContender
 	// Profiling builds the binary with -tags pprof, which serves Go's
 	// runtime profiles on a loopback port (Instance.Pprof).
 	Profiling bool
@@ -34,11 +48,25 @@ type PortcullisContender struct {
 	BinDir string
 }
 
-func (*PortcullisContender) Name() string { return Portcullis }
+func (c *PortcullisContender) Name() string {
+	if c.Postgres {
+		return PortcullisPostgres
+	}
+	return Portcullis
+}
 
 // Prepare builds cmd/portcullis from the repository this harness lives in,
 // stripped and trimmed like a release, so the binary size is the real one.
 func (c *PortcullisContender) Prepare(ctx context.Context, progress io.Writer) error {
+	if b := c.BinaryOf; b != nil {
+		if b.Bin == "" {
+			if err := b.Prepare(ctx, progress); err != nil {
+				return err
+			}
+		}
+		c.Bin, c.Profiling = b.Bin, b.Profiling
+		return nil
+	}
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -79,8 +107,9 @@ func RepoRoot() (string, error) {
 }
 
 func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, error) {
+	name := c.Name()
 	if c.Bin == "" {
-		return nil, errors.New("starting portcullis: not prepared")
+		return nil, fmt.Errorf("starting %s: not prepared", name)
 	}
 	ports, err := testenv.FreePorts(3)
 	if err != nil {
@@ -97,13 +126,16 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 	if err != nil {
 		return nil, err
 	}
-	// The token a signed-in person's exec-credential plugin would hold.
+	// The token a signed-in person's exec-credential plugin would hold,
+	// minted with the shared secret; it names no session. With
+	// env.Session it proves only that the proxy serves, and the token of
+	// a real sign-in replaces it below.
 	jwt, err := keys.Issue(session.Claims{
 		Subject: "sub-" + env.User, Email: env.User, Groups: env.Groups,
 		Audience: addr, Expiry: time.Now().Add(24 * time.Hour),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting portcullis: minting a token: %w", err)
+		return nil, fmt.Errorf("starting %s: minting a token: %w", name, err)
 	}
 	policy := fmt.Sprintf(`- from: %s
   to: %s
@@ -128,10 +160,27 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 	if c.Profiling {
 		environ = append(environ, "PORTCULLIS_PPROF_ADDRESS=127.0.0.1:"+strconv.Itoa(ports[2]))
 	}
+	password := rand.Text()
+	if env.Session {
+		users, err := usersFile(env, password)
+		if err != nil {
+			return nil, fmt.Errorf("starting %s: %w", name, err)
+		}
+		// The built-in provider's tokens outlive any run, so that no
+		// session is renewed with the provider while it is measured.
+		environ = append(environ, "IDP_PROVIDER=builtin", "IDP_USERS_FILE="+users, "IDP_BUILTIN_TOKEN_TTL=12h")
+	}
+	var db *testenv.Postgres
+	if c.Postgres {
+		if db, err = testenv.StartPostgres(ctx, env.Dir); err != nil {
+			return nil, fmt.Errorf("starting %s: %w", name, err)
+		}
+		environ = append(environ, "DATABROKER_STORAGE_TYPE=postgres", "DATABROKER_STORAGE_CONNECTION_STRING="+db.ConnString())
+	}
 	h := http.Header{}
 	h.Set("Authorization", "Bearer Pomerium-"+jwt)
 	inst := &Instance{
-		Name:    Portcullis,
+		Name:    name,
 		URL:     routeURL,
 		Header:  h,
 		Binary:  c.Bin,
@@ -141,7 +190,97 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 		inst.Pprof = "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/debug/pprof"
 	}
 	if err := startProcess(ctx, inst, env, nil, environ); err != nil {
+		if db != nil {
+			db.Close()
+		}
 		return nil, err
 	}
+	if db != nil {
+		stopProxy := inst.stop
+		inst.stop = func() { stopProxy(); db.Close() }
+	}
+	if env.Session {
+		tok, err := signIn(ctx, env, routeURL, password)
+		if err != nil {
+			inst.Stop()
+			return nil, fmt.Errorf("starting %s: %w\nits log %s ends:\n%s", name, err, inst.Process.LogPath, inst.Process.LogTail(30))
+		}
+		inst.Header.Set("Authorization", "Bearer Pomerium-"+tok)
+		if err := WaitServed(ctx, inst, 10*time.Second); err != nil {
+			inst.Stop()
+			return nil, fmt.Errorf("starting %s: the signed-in token: %w", name, err)
+		}
+	}
 	return inst, nil
+}
+
+// usersFile writes the built-in provider's users file: env.User with
+// env.Groups and password.
+func usersFile(env Env, password string) (string, error) {
+	hash, err := builtin.HashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	groups, _ := json.Marshal(env.Groups)
+	path := filepath.Join(env.Dir, "users.yaml")
+	body := fmt.Sprintf("- email: %q\n  groups: %s\n  password_hash: %q\n", env.User, groups, hash)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		return "", fmt.Errorf("writing the users file: %w", err)
+	}
+	return path, nil
+}
+
+// signIn signs env.User in the way portcullis-cli does: it asks the
+// route's login API for the sign-in URL, signs in through the built-in
+// provider's login form, and takes the token delivered to the loopback
+// redirect. The token must name a session ("sid"), or the store would
+// never be asked about it.
+func signIn(ctx context.Context, env Env, routeURL, password string) (string, error) {
+	const callback = "http://127.0.0.1:1/portcullis-cli"
+	browser := testenv.NewBrowser(env.CA.ClientTLS())
+	defer browser.Client.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		routeURL+"/.pomerium/api/v1/login?pomerium_redirect_uri="+url.QueryEscape(callback), nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := browser.Client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("signing in: the login API: %w", err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("signing in: the login API: %s: %s", resp.Status, body)
+	}
+	final, _, err := browser.SignIn(ctx, strings.TrimSpace(string(body)), env.User, password, callback)
+	if err != nil {
+		return "", fmt.Errorf("signing in: %w", err)
+	}
+	tok := final.Query().Get("pomerium_jwt")
+	if tok == "" {
+		return "", fmt.Errorf("signing in: redirected to %s without pomerium_jwt", final.Redacted())
+	}
+	if sid, err := sessionID(tok); err != nil || sid == "" {
+		return "", fmt.Errorf("signing in: the token names no session (sid %q, %v)", sid, err)
+	}
+	return tok, nil
+}
+
+// sessionID reads the "sid" claim of a JWT without verifying it: the
+// proxy verifies; this only checks what the harness is about to send.
+func sessionID(jwt string) (string, error) {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return "", errors.New("not a JWS in compact form")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", err
+	}
+	var c session.Claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", err
+	}
+	return c.SessionID, nil
 }

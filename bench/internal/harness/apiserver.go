@@ -21,7 +21,7 @@ func (r *run) apiServerScenarios(ctx context.Context, insts map[string]*contende
 func (r *run) apiGet(ctx context.Context, insts map[string]*contender.Instance) {
 	get := getCase{GetC16APIServer, contender.ReadyPath, 16, r.sz.apiGet, r.sz.apiWarmup}
 	rounds := r.measureGets(ctx, get, insts, false)
-	for _, name := range Contenders {
+	for _, name := range contendersOf(GetC16APIServer) {
 		row := r.getRow(get, name, rounds[name])
 		delete(row.Extra, "new_upstream_conns_per_1000") // the stub counts those, not kube-apiserver
 		r.add(row)
@@ -31,7 +31,7 @@ func (r *run) apiGet(ctx context.Context, insts map[string]*contender.Instance) 
 func (r *run) apiList(ctx context.Context, insts map[string]*contender.Instance) {
 	list := getCase{List1000, "/api/v1/namespaces/" + listNamespace + "/configmaps", 1, int64(r.sz.listGets), 1}
 	rounds := r.measureGets(ctx, list, insts, false)
-	for _, name := range Contenders {
+	for _, name := range contendersOf(List1000) {
 		row := r.getRow(list, name, rounds[name])
 		delete(row.Extra, "new_upstream_conns_per_1000")
 		row.Extra["objects"] = r.sz.listObjects

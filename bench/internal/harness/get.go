@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/bench/internal/contender"
@@ -32,6 +33,24 @@ type round struct {
 	upCPU    time.Duration
 	newConns int64
 	badAuth  int64
+	// storeGets counts the session store's database reads during the
+	// measured phase (portcullis_store_operation_seconds, operation
+	// "get": a session the replica did not hold), and storeOps all its
+	// database operations, the periodic ones included; storeOK is false
+	// for a contender without a database.
+	storeGets, storeOps int64
+	storeOK             bool
+}
+
+// storeCounts reads the database operations of inst's session store so
+// far: reads of sessions, and all operations.
+func storeCounts(client *http.Client, inst *contender.Instance) (gets, all int64, ok bool) {
+	const series = "portcullis_store_operation_seconds_count"
+	g, gok := procstat.Metric(client, inst.Metrics, series, `operation="get"`)
+	a, aok := procstat.Metric(client, inst.Metrics, series, "")
+	// No read yet means no "get" sample: zero, as long as the store
+	// reports some operation (it migrates and sweeps at start).
+	return int64(g), int64(a), aok || gok
 }
 
 // getScenarios runs the small GETs on the stub at concurrency 1, 16 and
@@ -47,7 +66,7 @@ func (r *run) getScenarios(ctx context.Context, insts map[string]*contender.Inst
 	conns := map[string]map[string]float64{} // contender → scenario → new upstream conns per 1,000
 	for _, gc := range cases {
 		rounds := r.measureGets(ctx, gc, insts, true)
-		for _, name := range Contenders {
+		for _, name := range contendersOf(gc.scenario) {
 			row := r.getRow(gc, name, rounds[name])
 			if conns[name] == nil {
 				conns[name] = map[string]float64{}
@@ -58,7 +77,7 @@ func (r *run) getScenarios(ctx context.Context, insts map[string]*contender.Inst
 	}
 	// conns-per-1000 is the steady state of the busiest case, c64, where
 	// a proxy that does not pool enough connections has to open more.
-	for _, name := range Contenders {
+	for _, name := range contendersOf(ConnsPer1000) {
 		row := Row{Scenario: ConnsPer1000, Contender: name, Extra: map[string]any{
 			"per_1000_at_c1":  conns[name][GetC1Stub],
 			"per_1000_at_c16": conns[name][GetC16Stub],
@@ -73,12 +92,18 @@ func (r *run) getScenarios(ctx context.Context, insts map[string]*contender.Inst
 func (r *run) measureGets(ctx context.Context, gc getCase, insts map[string]*contender.Instance, stubUp bool) map[string][]round {
 	out := map[string][]round{}
 	for i := range r.sz.rounds {
-		for _, name := range order(i) {
+		for _, name := range order(gc.scenario, i) {
 			inst := insts[name]
 			r.logf("%s %s round %d/%d", gc.scenario, name, i+1, r.sz.rounds)
 			var stopProfile func()
 			if i == 0 && inst.Pprof != "" && r.opts.Profile != "" {
-				stopProfile = r.profile(ctx, inst, gc.scenario)
+				// get-c16-stub-cpu.pb.gz for Portcullis, and
+				// get-c16-stub-postgres-cpu.pb.gz on PostgreSQL.
+				stem := gc.scenario
+				if name != contender.Portcullis {
+					stem += "-" + strings.TrimPrefix(name, contender.Portcullis+"-")
+				}
+				stopProfile = r.profile(ctx, inst, stem)
 			}
 			out[name] = append(out[name], r.measureGet(ctx, gc, inst, stubUp))
 			if stopProfile != nil {
@@ -106,9 +131,18 @@ func (r *run) measureGet(ctx context.Context, gc getCase, inst *contender.Instan
 	if stubUp {
 		before = r.stubStats()
 	}
+	metrics := &http.Client{Timeout: 10 * time.Second}
+	var g0, o0 int64
+	if inst.Name == contender.PortcullisPostgres {
+		g0, o0, _ = storeCounts(metrics, inst)
+	}
 	p0, u0 := proxy.CPU(), up.CPU()
 	res := load.Run(ctx, client, t, gc.concurrency, gc.total)
 	rd := round{res: res, proxyCPU: proxy.CPU() - p0, upCPU: up.CPU() - u0}
+	if inst.Name == contender.PortcullisPostgres {
+		g1, o1, ok := storeCounts(metrics, inst)
+		rd.storeGets, rd.storeOps, rd.storeOK = g1-g0, o1-o0, ok
+	}
 	if stubUp {
 		after = r.stubStats()
 		rd.newConns = after.NewConns - before.NewConns
@@ -128,7 +162,9 @@ func (r *run) stubStats() stub.Stats {
 // getRow summarizes the rounds of one contender: the median of each figure.
 func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 	row := Row{Scenario: gc.scenario, Contender: name, Extra: map[string]any{}}
-	var rps, p50, p99, genCPU, proxyCPU, upCPU, conns []float64
+	var rps, p50, p99, genCPU, proxyCPU, upCPU, conns, storeGets []float64
+	var storeOps []int64
+	storeOK := len(rounds) > 0
 	var errs int64
 	var firstErr string
 	var bytes, reqs int64
@@ -141,6 +177,9 @@ func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 		proxyCPU = append(proxyCPU, pct(rd.proxyCPU.Seconds(), sec))
 		upCPU = append(upCPU, pct(rd.upCPU.Seconds(), sec))
 		conns = append(conns, per1000(rd.newConns, rd.res.Requests))
+		storeGets = append(storeGets, per1000(rd.storeGets, rd.res.Requests))
+		storeOps = append(storeOps, rd.storeOps)
+		storeOK = storeOK && rd.storeOK
 		errs += rd.res.Errors
 		if firstErr == "" {
 			firstErr = rd.res.FirstError
@@ -163,6 +202,13 @@ func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 		row.Extra["upstream_cpu_pct"] = median(upCPU)
 	}
 	row.Extra["new_upstream_conns_per_1000"] = median(conns)
+	if name == contender.PortcullisPostgres {
+		if !storeOK {
+			r.fail(&row, "its metrics show no portcullis_store_operation_seconds: the sessions are not in PostgreSQL")
+		}
+		row.Extra["store_db_reads_per_1000"] = slices.Max(storeGets)
+		row.Extra["store_db_ops_per_round"] = storeOps
+	}
 	if reqs > 0 {
 		row.Extra["bytes_per_response"] = bytes / reqs
 	}

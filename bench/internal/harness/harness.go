@@ -40,7 +40,23 @@ const (
 var Scenarios = []string{GetC1Stub, GetC16Stub, GetC64Stub, GetC16APIServer, List1000, Watch10k, ExecMBps, PortForwardMBps, ConnsPer1000, Startup}
 
 // Contenders lists every contender in report order.
-var Contenders = []string{contender.Direct, contender.Portcullis, contender.Nginx, contender.OAuth2Proxy}
+var Contenders = []string{contender.Direct, contender.Portcullis, contender.PortcullisPostgres, contender.Nginx, contender.OAuth2Proxy}
+
+// storeScenarios are the scenarios Portcullis on PostgreSQL runs in: the
+// requests that each look their session up, where a store that went to
+// the database would show. Watches and streams look it up once per
+// stream, and startup would time PostgreSQL's own start; those are left
+// to the memory store, which saves the run minutes.
+var storeScenarios = []string{GetC1Stub, GetC16Stub, GetC64Stub, ConnsPer1000, GetC16APIServer, List1000}
+
+// contendersOf lists the contenders scenario sc runs against, in report
+// order.
+func contendersOf(sc string) []string {
+	if slices.Contains(storeScenarios, sc) {
+		return Contenders
+	}
+	return slices.DeleteFunc(slices.Clone(Contenders), func(name string) bool { return name == contender.PortcullisPostgres })
+}
 
 // The person every request is made as.
 const (
@@ -145,11 +161,13 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 	}
 	defer os.RemoveAll(dir)
 	r := &run{opts: opts, sz: sizesFor(opts.Short), dir: dir, log: opts.Log}
+	pc := &contender.PortcullisContender{Profiling: opts.Profile != "", BinDir: dir}
 	r.contenders = map[string]contender.Contender{
-		contender.Direct:      contender.DirectContender{},
-		contender.Portcullis:  &contender.PortcullisContender{Profiling: opts.Profile != "", BinDir: dir},
-		contender.Nginx:       &contender.NginxContender{},
-		contender.OAuth2Proxy: &contender.OAuth2ProxyContender{},
+		contender.Direct:             contender.DirectContender{},
+		contender.Portcullis:         pc,
+		contender.PortcullisPostgres: &contender.PortcullisContender{Postgres: true, BinaryOf: pc},
+		contender.Nginx:              &contender.NginxContender{},
+		contender.OAuth2Proxy:        &contender.OAuth2ProxyContender{},
 	}
 	for _, name := range Contenders {
 		r.logf("preparing %s", name)
@@ -171,7 +189,7 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 			return nil, err
 		}
 		defer r.stub.stop()
-		stubInsts, err := r.startAll(ctx, "stub", r.stub.upstream)
+		stubInsts, err := r.startAll(ctx, "stub", r.stub.upstream, GetC1Stub, GetC16Stub, GetC64Stub, ConnsPer1000, Watch10k)
 		defer stopAll(stubInsts)
 		if err != nil {
 			return nil, err
@@ -194,7 +212,7 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 			return r.sorted(), errors.Join(append(r.problems, err)...)
 		}
 		defer r.cluster.stop()
-		apiInsts, err := r.startAll(ctx, "apiserver", r.cluster.upstream)
+		apiInsts, err := r.startAll(ctx, "apiserver", r.cluster.upstream, GetC16APIServer, List1000, ExecMBps, PortForwardMBps)
 		defer stopAll(apiInsts)
 		if err != nil {
 			return r.sorted(), errors.Join(append(r.problems, err)...)
@@ -269,14 +287,20 @@ func (r *run) env(name, upName string, up contender.Upstream) (contender.Env, er
 	}, nil
 }
 
-// startAll starts every contender in front of up.
-func (r *run) startAll(ctx context.Context, upName string, up contender.Upstream) (map[string]*contender.Instance, error) {
+// startAll starts, in front of up, every contender that one of the
+// scenarios of this run among scenarios runs against. Their clients'
+// tokens name live sessions (contender.Env.Session).
+func (r *run) startAll(ctx context.Context, upName string, up contender.Upstream, scenarios ...string) (map[string]*contender.Instance, error) {
 	insts := map[string]*contender.Instance{}
 	for _, name := range Contenders {
+		if !slices.ContainsFunc(scenarios, func(sc string) bool { return r.want(sc) && slices.Contains(contendersOf(sc), name) }) {
+			continue
+		}
 		env, err := r.env(name, upName, up)
 		if err != nil {
 			return insts, err
 		}
+		env.Session = true
 		inst, err := r.contenders[name].Start(ctx, env)
 		if err != nil {
 			return insts, fmt.Errorf("starting %s in front of the %s: %w", name, upName, err)
@@ -293,13 +317,14 @@ func stopAll(insts map[string]*contender.Instance) {
 	}
 }
 
-// order is the contenders' order in round i: rotated each round, so no
-// contender always runs first (on a cold cache) or last.
-func order(i int) []string {
-	n := len(Contenders)
+// order is the order of scenario sc's contenders in round i: rotated each
+// round, so no contender always runs first (on a cold cache) or last.
+func order(sc string, i int) []string {
+	names := contendersOf(sc)
+	n := len(names)
 	out := make([]string, n)
 	for j := range n {
-		out[j] = Contenders[(i+j)%n]
+		out[j] = names[(i+j)%n]
 	}
 	return out
 }

@@ -47,7 +47,7 @@ func (r *run) streamScenarios(ctx context.Context, insts map[string]*contender.I
 		cpu := map[string][]float64{}
 		errs := map[string]error{}
 		for i := range r.sz.rounds {
-			for _, name := range order(i) {
+			for _, name := range order(sc.name, i) {
 				r.logf("%s %s round %d/%d", sc.name, name, i+1, r.sz.rounds)
 				proxy := procstat.Group{Leader: insts[name].PID()}
 				c0 := proxy.CPU()
@@ -62,7 +62,7 @@ func (r *run) streamScenarios(ctx context.Context, insts map[string]*contender.I
 				cpu[name] = append(cpu[name], pct((proxy.CPU()-c0).Seconds(), d.Seconds()))
 			}
 		}
-		for _, name := range Contenders {
+		for _, name := range contendersOf(sc.name) {
 			row := Row{Scenario: sc.name, Contender: name, Extra: map[string]any{
 				"bytes": r.sz.streamBytes, "rounds_mb_per_s": res[name], "transport": "websocket (kubectl default)",
 			}}
@@ -239,7 +239,7 @@ func (r *run) startupScenario(ctx context.Context) {
 	bins := map[string]int64{}
 	errs := map[string]error{}
 	for i := range r.sz.startupRounds {
-		for _, name := range order(i) {
+		for _, name := range order(Startup, i) {
 			if name == contender.Direct {
 				continue
 			}
@@ -262,7 +262,7 @@ func (r *run) startupScenario(ctx context.Context) {
 			inst.Stop()
 		}
 	}
-	for _, name := range Contenders {
+	for _, name := range contendersOf(Startup) {
 		row := Row{Scenario: Startup, Contender: name, Extra: map[string]any{}}
 		if name == contender.Direct {
 			row.Extra["note"] = "no proxy to start"

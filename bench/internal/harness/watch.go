@@ -23,7 +23,7 @@ const watchPath = "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion
 // One contender at a time: thousands of streams through two proxies at
 // once would measure neither.
 func (r *run) watchScenario(ctx context.Context, insts map[string]*contender.Instance) {
-	for _, name := range order(0) {
+	for _, name := range order(Watch10k, 0) {
 		r.logf("%s %s: %d streams held %v", Watch10k, name, r.sz.watchStreams, r.sz.watchHold)
 		r.add(r.watchOne(ctx, insts[name]))
 	}

@@ -110,22 +110,44 @@ func pss(pid int) int64 {
 // Goroutines reads go_goroutines from a Prometheus endpoint; -1 if there
 // is none or it cannot be read.
 func Goroutines(client *http.Client, metricsURL string) int64 {
-	if metricsURL == "" {
+	v, ok := Metric(client, metricsURL, "go_goroutines", "")
+	if !ok {
 		return -1
+	}
+	return int64(v)
+}
+
+// Metric reads a Prometheus endpoint (the text format) and returns the sum
+// of the samples of the series name whose labels contain label (such as
+// `operation="get"`; "" for all). It reports false if the endpoint cannot
+// be read or has no such sample.
+func Metric(client *http.Client, metricsURL, name, label string) (float64, bool) {
+	if metricsURL == "" {
+		return 0, false
 	}
 	resp, err := client.Get(metricsURL)
 	if err != nil {
-		return -1
+		return 0, false
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	var sum float64
+	found := false
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int64(n)
-			}
+		// The value is the last field: a label's value may hold spaces.
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value := line[:sp], line[sp+1:]
+		n, labels, _ := strings.Cut(series, "{")
+		if n != name || !strings.Contains(labels, label) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			sum += v
+			found = true
 		}
 	}
-	return -1
+	return sum, found
 }

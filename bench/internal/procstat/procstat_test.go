@@ -45,3 +45,32 @@ func TestGoroutines(t *testing.T) {
 		t.Errorf("no endpoint: got %d, want -1", got)
 	}
 }
+
+func TestMetric(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`# HELP portcullis_store_operation_seconds Time the session store's database took.
+# TYPE portcullis_store_operation_seconds histogram
+portcullis_store_operation_seconds_bucket{operation="get",le="0.001"} 2
+portcullis_store_operation_seconds_count{operation="get"} 3
+portcullis_store_operation_seconds_count{operation="reconcile"} 5
+portcullis_store_operation_seconds_count_total{operation="get"} 100
+other{note="a b"} 7
+`))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name, series, label string
+		want                float64
+		wantOK              bool
+	}{
+		{"one label", "portcullis_store_operation_seconds_count", `operation="get"`, 3, true},
+		{"all labels summed", "portcullis_store_operation_seconds_count", "", 8, true},
+		{"space in a label value", "other", "", 7, true},
+		{"absent", "portcullis_store_errors_total", "", 0, false},
+	} {
+		got, ok := Metric(srv.Client(), srv.URL, tc.series, tc.label)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("%s: got %v, %v, want %v, %v", tc.name, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
