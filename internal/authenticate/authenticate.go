@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -74,6 +75,8 @@ type Authenticator struct {
 	now  func() time.Time
 
 	refresh refresher // sessions' refreshes with the provider (refresh.go)
+	// refreshing counts the refreshes running (WaitForRefreshes).
+	refreshing sync.WaitGroup
 	// replica names this Authenticator as the holder of store leases.
 	replica string
 
@@ -294,7 +297,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	// has expired and is refused by itself. Refusing the newest sign-in
 	// past PendingSignIns keeps the store bounded and replay protection
 	// whole.
-	switch err := a.opts.Store.RedeemState(r.Context(), st.CSRF, a.now().Add(stateTTL), a.opts.PendingSignIns); {
+	switch err := a.opts.Store.RedeemState(r.Context(), st.CSRF, stateTTL, a.opts.PendingSignIns); {
 	case errors.Is(err, session.ErrTooManyPending):
 		a.opts.Limited(LimitPendingSignIns, limit.Client(r))
 		a.log.Warn("sign-in refused: too many sign-ins in the last ten minutes; raise LIMIT_PENDING_SIGN_INS if this is not an attack",
@@ -369,7 +372,7 @@ func RefuseStoreUnavailable(w http.ResponseWriter, r *http.Request) {
 // full error in the log. The person has lost nothing but this attempt.
 func (a *Authenticator) storeUnavailable(w http.ResponseWriter, r *http.Request, doing string, err error) {
 	a.log.Error("sign-in refused: the session store failed", "doing", doing, "error", err)
-	w.Header().Set("Retry-After", "10")
+	respond.RetryAfter(w.Header(), 5*time.Second)
 	respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Sign-in unavailable",
 		Text: "Portcullis cannot reach its session database, so it cannot complete sign-ins right now. Sessions already signed in keep working. Try again in a moment."})
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -94,6 +93,7 @@ const (
 	refreshed   refreshOutcome = iota // the session is fresh (by this refresh or an earlier one)
 	ended                             // the session was refused, signed out, or past its grace
 	unreachable                       // the provider could not be reached; within the grace
+	storeDown                         // the session store failed: the session is not ended, the request refused
 )
 
 func (f *flight) finished() bool {
@@ -196,8 +196,32 @@ func (a *Authenticator) renew(ctx context.Context, sess *session.Session) (*sess
 		if a.now().Before(graceEnds) {
 			return sess, nil
 		}
+	case storeDown:
+		return nil, ErrStoreUnavailable
 	}
 	return nil, ErrSessionEnded
+}
+
+// storeFailed ends a refresh the session store could not take part in:
+// the session is neither refreshed nor ended (a store that is down is no
+// reason to sign anyone out), and the request waiting for it is refused
+// as unavailable. The next request tries again.
+func (a *Authenticator) storeFailed(f *flight, doing string, err error) {
+	a.log.Error("could not refresh a session: the session store failed", "doing", doing, "error", err)
+	f.outcome = storeDown
+}
+
+// WaitForRefreshes waits, until ctx is done, for the refreshes running
+// beside requests to store their results: at shutdown, before the session
+// store closes, so that an answer the provider gave (perhaps a rotated
+// refresh token) is not lost.
+func (a *Authenticator) WaitForRefreshes(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { a.refreshing.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // awaitOtherRefresh waits, at most refreshWait, for the refresh of session
@@ -213,7 +237,10 @@ func (a *Authenticator) awaitOtherRefresh(ctx context.Context, id string, cur *s
 		case errors.Is(err, session.ErrNoSession):
 			f.outcome = ended
 			return
-		case err == nil && a.now().Before(renewAt(s)):
+		case err != nil:
+			a.storeFailed(f, "reading the session", err)
+			return
+		case a.now().Before(renewAt(s)):
 			f.outcome, f.sess = refreshed, s
 			return
 		}
@@ -307,7 +334,7 @@ func (a *Authenticator) startRefresh(ctx context.Context, sess *session.Session,
 	// Not bound to this request: others of the session wait for the same
 	// refresh, and the provider's answer must be stored even if the
 	// request that started it is gone.
-	go a.runRefresh(context.WithoutCancel(ctx), sess.ID, f)
+	a.refreshing.Go(func() { a.runRefresh(context.WithoutCancel(ctx), sess.ID, f) })
 	return f
 }
 
@@ -325,12 +352,36 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		close(f.done)
 	}()
 	f.outcome = ended
-	// Read the session again: an earlier refresh may have stored a new
-	// refresh token since this request read it (the provider may have
-	// rotated the old one out, and may treat its reuse as theft), and a
-	// sign-out may have ended it.
-	cur, err := a.opts.Store.Get(ctx, id)
+	// One refresh per session across replicas too: a provider that
+	// rotates refresh tokens may treat a second use of one as theft and
+	// end the session. The lease outlives the refresh's own timeout, so
+	// that a replica that dies holding it blocks the others only that
+	// long. (Named by a hash: the store need not hold session ids in
+	// clear.)
+	sum := sha256.Sum256([]byte(id))
+	lease := "refresh " + hex.EncodeToString(sum[:16])
+	took, err := a.opts.Store.TryLease(ctx, lease, a.replica, refreshTimeout+refreshWait)
+	switch {
+	case err != nil:
+		a.storeFailed(f, "taking the refresh lease", err)
+		return
+	case !took:
+		cur, err := a.opts.Store.Get(ctx, id)
+		if err != nil {
+			a.storeFailed(f, "reading the session", err)
+			return
+		}
+		a.awaitOtherRefresh(ctx, id, cur, f)
+		return
+	}
+	defer a.opts.Store.ReleaseLease(context.WithoutCancel(ctx), lease, a.replica)
+	// Read the session again, from the store itself and under the lease:
+	// another replica may have refreshed it a moment ago and stored a new
+	// refresh token (this replica's copy may not have heard yet, and the
+	// old token may be rotated out), and a sign-out may have ended it.
+	cur, err := a.opts.Store.Refetch(ctx, id)
 	if err != nil {
+		a.storeFailed(f, "reading the session", err)
 		return
 	}
 	if !a.renewable(cur) || a.now().Before(renewAt(cur)) {
@@ -338,27 +389,7 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		return
 	}
 	log := a.log.With("email", cur.Email, "session", id[:min(8, len(id))])
-	// One refresh per session across replicas too: a provider that
-	// rotates refresh tokens may treat a second use of one as theft and
-	// end the session. The lease outlives the refresh's own timeout, so
-	// that a replica that dies holding it blocks the others only that
-	// long.
-	// (Named by a hash: the store need not hold session ids in clear.)
-	sum := sha256.Sum256([]byte(id))
-	lease := "refresh " + hex.EncodeToString(sum[:16])
-	took, err := a.opts.Store.TryLease(ctx, lease, a.replica, a.now().Add(refreshTimeout+refreshWait))
-	if err != nil {
-		err = fmt.Errorf("%w: the session store: %w", idp.ErrProviderUnavailable, err)
-	} else if !took {
-		a.awaitOtherRefresh(ctx, id, cur, f)
-		return
-	}
-	var got *idp.Identity
-	var toks *idp.Tokens
-	if err == nil {
-		defer a.opts.Store.ReleaseLease(context.WithoutCancel(ctx), lease, a.replica)
-		got, toks, err = a.opts.Provider.Refresh(ctx, cur.IDPRefreshToken)
-	}
+	got, toks, err := a.opts.Provider.Refresh(ctx, cur.IDPRefreshToken)
 	now := a.now()
 	switch {
 	case errors.Is(err, idp.ErrProviderUnavailable):
@@ -398,13 +429,19 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		next.IDPIDToken = toks.IDToken // the hint for signing out at the provider
 	}
 	// A sign-out while the provider answered must not be undone by
-	// storing the session again: Update stores it only if it is live.
-	switch err := a.opts.Store.Update(ctx, &next); {
+	// storing the session again: Update stores it only if it is live. It
+	// gets time of its own: a provider that answered late must not cost
+	// the answer (it may have rotated the refresh token).
+	uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer ucancel()
+	switch err := a.opts.Store.Update(uctx, &next); {
 	case errors.Is(err, session.ErrNoSession):
 		return
 	case err != nil:
-		// The provider may have rotated the refresh token: the stored old
-		// one will be refused next time, which ends the session then.
+		// The store keeps the old refresh token, which the provider may
+		// have rotated out: the next refresh may fail and end the
+		// session then. Serving the new identity here meanwhile is
+		// still right.
 		log.Error("storing the refreshed session", "error", err)
 	}
 	log.Info("refreshed the session with the identity provider",

@@ -453,8 +453,10 @@ func (unavailableStore) Put(context.Context, *session.Session) error { return er
 func (unavailableStore) Get(context.Context, string) (*session.Session, error) {
 	return nil, errDown
 }
-func (unavailableStore) RedeemState(context.Context, string, time.Time, int) error { return errDown }
-func (unavailableStore) Delete(context.Context, string) error                      { return errDown }
+func (unavailableStore) RedeemState(context.Context, string, time.Duration, int) error {
+	return errDown
+}
+func (unavailableStore) Delete(context.Context, string) error { return errDown }
 
 // TestStoreUnavailable: with the session store down, a request is refused
 // as unavailable, not as signed out, and a sign-in gets a 503 that says
@@ -476,4 +478,30 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	f.a.opts.Store = f.store
 	wantGroups(t, f, s, "sre", "dev")
+}
+
+// leaseDownStore is a session store that answers reads but cannot take a
+// lease: a database blip in the middle of a refresh.
+type leaseDownStore struct{ session.Store }
+
+func (leaseDownStore) TryLease(context.Context, string, string, time.Duration) (bool, error) {
+	return false, errDown
+}
+
+// TestRefreshStoreFailureEndsNothing: a refresh the session store cannot
+// take part in refuses the request as unavailable (503), and signs nobody
+// out, even long past the provider's expiry; the next request, with the
+// store back, refreshes.
+func TestRefreshStoreFailureEndsNothing(t *testing.T) {
+	f, s, _ := refreshFixture(t)
+	f.setRefresh(func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
+		return newIdentity("dev"), &idp.Tokens{RefreshToken: "rotated-refresh-SECRET", Expiry: f.clock().Add(time.Hour)}, nil
+	})
+	f.advance(time.Hour + refreshGrace + time.Minute)
+	f.a.opts.Store = leaseDownStore{f.store}
+	if _, err := f.identifyBy(s, true); !errors.Is(err, ErrStoreUnavailable) {
+		t.Errorf("Identify with the store failing: got %v, want ErrStoreUnavailable", err)
+	}
+	f.a.opts.Store = f.store
+	wantGroups(t, f, s, "dev")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
+	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
 // RouteEndpoints serves the /.pomerium/ endpoints of a route host whose
@@ -107,13 +108,19 @@ func (a *Authenticator) routeCallback(w http.ResponseWriter, r *http.Request, au
 			Text: "This sign-in was not started in this browser, or took too long. Open the address of your cluster again to sign in. (If this keeps happening, your browser may be refusing cookies from this site.)"})
 		return
 	}
-	a.clearCookieAt(w, a.bindCookie(), callbackPath)
 	sess, err := a.opts.Store.Get(r.Context(), c.SessionID)
-	if err != nil {
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		a.clearCookieAt(w, a.bindCookie(), callbackPath)
 		respond.Error(w, r, respond.Problem{Code: http.StatusUnauthorized, Title: "Session ended",
 			Text: "That session has ended. Open the address of your cluster to sign in again."})
 		return
+	case err != nil:
+		// The hand-off can be tried again once the store answers.
+		RefuseStoreUnavailable(w, r)
+		return
 	}
+	a.clearCookieAt(w, a.bindCookie(), callbackPath)
 	a.setCookie(w, a.opts.CookieName, a.opts.Sealer.Seal(a.sessionPurpose(audience), []byte(sess.ID), sess.ExpiresAt), sess.ExpiresAt)
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }

@@ -95,6 +95,9 @@ type Store struct {
 	mu    sync.RWMutex
 	cache map[string]*session.Session // by session ID
 	ids   map[string]string           // session ID by its hash
+	// missing holds session IDs the database said are gone, until when
+	// to believe it (see missingTTL).
+	missing map[string]time.Time
 	// epoch counts evictions. A Get that misses notes it before asking
 	// the database and keeps the answer only if no eviction happened
 	// meanwhile: the answer may predate the change that was evicted.
@@ -205,12 +208,13 @@ func open(ctx context.Context, opts Options, listen bool) (*Store, error) {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Store{
-		opts:  opts,
-		log:   opts.Logger,
-		cache: make(map[string]*session.Session),
-		ids:   make(map[string]string),
-		self:  rand.Text()[:8],
-		kick:  make(chan struct{}, 1),
+		opts:    opts,
+		log:     opts.Logger,
+		cache:   make(map[string]*session.Session),
+		ids:     make(map[string]string),
+		missing: make(map[string]time.Time),
+		self:    rand.Text()[:8],
+		kick:    make(chan struct{}, 1),
 	}
 	// The host, not the string: it may hold a password.
 	where := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
@@ -319,14 +323,38 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 	if ok && now.Sub(time.Unix(0, s.contact.Load())) <= s.opts.Grace {
 		return out, nil
 	}
-	return s.load(ctx, id)
+	if !ok {
+		s.mu.RLock()
+		until, gone := s.missing[id]
+		s.mu.RUnlock()
+		if gone && now.Before(until) {
+			return nil, session.ErrNoSession
+		}
+	}
+	return s.load(ctx, hashID(id), id)
 }
 
-// load reads a session this replica does not hold. A session unknown, ended
-// or revoked is not remembered: a session created on another replica a
-// moment ago must be found on the next request.
-func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
-	h := hashID(id)
+// Refetch reads session id from the database, whatever this replica holds.
+func (s *Store) Refetch(ctx context.Context, id string) (*session.Session, error) {
+	return s.load(ctx, hashID(id), id)
+}
+
+// missingTTL is how long a session the database does not have (revoked,
+// expired, swept) is remembered as missing, so that a signed-out token
+// sent again and again costs no database round trip each time. Session
+// IDs are random and never reused, and a session is stored before its ID
+// is handed out, and a session that has ended never comes back (Update
+// and Put refuse to revive it), so remembering an ID as missing can never
+// hide a live session.
+const missingTTL = time.Minute
+
+// maxMissing bounds the IDs remembered as missing; past it they are all
+// forgotten at once (they are an optimisation, not a protection).
+const maxMissing = 10_000
+
+// load reads a session from the database, and keeps what it learns: the
+// session, or that there is none.
+func (s *Store) load(ctx context.Context, h, id string) (*session.Session, error) {
 	epoch := s.epoch.Load()
 	var (
 		data string
@@ -337,6 +365,7 @@ func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
 			Scan(&data, &live)
 	})
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && !live {
+		s.forget(h, id)
 		return nil, session.ErrNoSession
 	}
 	if err != nil {
@@ -344,6 +373,7 @@ func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
 	}
 	sess, err := s.unseal(h, data)
 	if errors.Is(err, session.ErrSealedExpired) {
+		s.forget(h, id)
 		return nil, session.ErrNoSession
 	}
 	if err != nil {
@@ -356,9 +386,29 @@ func (s *Store) load(ctx context.Context, id string) (*session.Session, error) {
 	if s.epoch.Load() == epoch {
 		s.cache[id] = sess
 		s.ids[h] = id
+	} else {
+		// An eviction happened while the row was read: it may be older
+		// than the change evicted. Hold nothing, not even an older copy,
+		// so that the next Get reads again.
+		delete(s.cache, id)
+		delete(s.ids, h)
 	}
 	s.mu.Unlock()
 	return sess.Clone(), nil
+}
+
+// forget drops session id from memory and remembers it as missing: the
+// database has said it is gone, and a copy held from before must not be
+// served again.
+func (s *Store) forget(h, id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	delete(s.ids, h)
+	if len(s.missing) >= maxMissing {
+		clear(s.missing)
+	}
+	s.missing[id] = time.Now().Add(missingTTL)
+	s.mu.Unlock()
 }
 
 // evict drops the session whose ID hashes to h from memory, if held, and
@@ -393,6 +443,11 @@ func (s *Store) dropExpired(now time.Time) {
 		if !s.cache[id].Live(now) {
 			delete(s.cache, id)
 			delete(s.ids, h)
+		}
+	}
+	for id, until := range s.missing {
+		if !now.Before(until) {
+			delete(s.missing, id)
 		}
 	}
 	s.mu.Unlock()
@@ -445,7 +500,8 @@ func (s *Store) Put(ctx context.Context, sess *session.Session) error {
 				INSERT INTO portcullis_sessions (id, subject, created_at, expires_at, changed_at, revoked_at, data)
 				VALUES ($1, $2, $3, $4, now(), NULL, $5)
 				ON CONFLICT (id) DO UPDATE SET subject = EXCLUDED.subject, created_at = EXCLUDED.created_at,
-					expires_at = EXCLUDED.expires_at, changed_at = now(), revoked_at = NULL, data = EXCLUDED.data`,
+					expires_at = EXCLUDED.expires_at, changed_at = now(), data = EXCLUDED.data
+				WHERE portcullis_sessions.revoked_at IS NULL`,
 				h, sess.Subject, sess.CreatedAt, sess.ExpiresAt, data); err != nil {
 				return err
 			}
@@ -542,9 +598,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// RedeemState records the sign-in state nonce as used until until, for every
-// replica: a callback replayed to another replica is refused too.
-func (s *Store) RedeemState(ctx context.Context, nonce string, until time.Time, max int) error {
+// RedeemState records the sign-in state nonce as used for ttl, for every
+// replica: a callback replayed to another replica is refused too. The
+// expiry is the database's now() plus ttl, so that replicas whose clocks
+// differ agree on it.
+func (s *Store) RedeemState(ctx context.Context, nonce string, ttl time.Duration, max int) error {
 	h := hashID(nonce)
 	var outcome error
 	err := s.do(ctx, "redeem_state", func(ctx context.Context) error {
@@ -553,9 +611,9 @@ func (s *Store) RedeemState(ctx context.Context, nonce string, until time.Time, 
 			// A state remembered but past its time is free again, as in
 			// the memory store: by then the state itself has expired.
 			tag, err := tx.Exec(ctx, `
-				INSERT INTO portcullis_sign_in_states (nonce, expires_at) VALUES ($1, $2)
+				INSERT INTO portcullis_sign_in_states (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
 				ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-				WHERE portcullis_sign_in_states.expires_at <= now()`, h, until)
+				WHERE portcullis_sign_in_states.expires_at <= now()`, h, ttl.Seconds())
 			if err != nil {
 				return err
 			}
@@ -589,17 +647,19 @@ func (s *Store) RedeemState(ctx context.Context, nonce string, until time.Time, 
 	return nil
 }
 
-// TryLease takes the lease name for holder until until, in one statement:
-// a new lease, one holder already has, or one that ran out.
-func (s *Store) TryLease(ctx context.Context, name, holder string, until time.Time) (bool, error) {
+// TryLease takes the lease name for holder for ttl, in one statement: a
+// new lease, one holder already has, or one that ran out. Its expiry is
+// the database's now() plus ttl, so that replicas whose clocks differ
+// still exclude one another.
+func (s *Store) TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	var took bool
 	err := s.do(ctx, "try_lease", func(ctx context.Context) error {
 		var got string
 		err := s.pool.QueryRow(ctx, `
-			INSERT INTO portcullis_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+			INSERT INTO portcullis_leases (name, holder, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
 			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
 			WHERE portcullis_leases.expires_at <= now() OR portcullis_leases.holder = EXCLUDED.holder
-			RETURNING holder`, hashID(name), holder, until).Scan(&got)
+			RETURNING holder`, hashID(name), holder, ttl.Seconds()).Scan(&got)
 		took = err == nil
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil

@@ -102,7 +102,7 @@ func TestReplicasShare(t *testing.T) {
 		}
 	})
 	t.Run("a sign-in state is redeemed once across replicas", func(t *testing.T) {
-		until := time.Now().Add(10 * time.Minute)
+		const until = 10 * time.Minute
 		if err := a.RedeemState(ctx, "nonce-1", until, 100); err != nil {
 			t.Fatal(err)
 		}
@@ -112,26 +112,26 @@ func TestReplicasShare(t *testing.T) {
 	})
 	t.Run("a lease has one holder across replicas, and is taken over when it runs out", func(t *testing.T) {
 		name := "refresh " + session.NewSessionID()
-		if ok, err := a.TryLease(ctx, name, "replica-a", time.Now().Add(300*time.Millisecond)); err != nil || !ok {
+		if ok, err := a.TryLease(ctx, name, "replica-a", 300*time.Millisecond); err != nil || !ok {
 			t.Fatalf("a.TryLease: got %v, %v; want true", ok, err)
 		}
-		if ok, err := b.TryLease(ctx, name, "replica-b", time.Now().Add(time.Minute)); err != nil || ok {
+		if ok, err := b.TryLease(ctx, name, "replica-b", time.Minute); err != nil || ok {
 			t.Fatalf("b.TryLease while a holds it: got %v, %v; want false", ok, err)
 		}
 		eventually(t, 5*time.Second, "b takes the lease a let run out", func() error {
-			ok, err := b.TryLease(ctx, name, "replica-b", time.Now().Add(time.Minute))
+			ok, err := b.TryLease(ctx, name, "replica-b", time.Minute)
 			if err != nil || !ok {
 				return fmt.Errorf("b.TryLease: got %v, %v", ok, err)
 			}
 			return nil
 		})
-		if ok, err := a.TryLease(ctx, name, "replica-a", time.Now().Add(time.Minute)); err != nil || ok {
+		if ok, err := a.TryLease(ctx, name, "replica-a", time.Minute); err != nil || ok {
 			t.Errorf("a.TryLease once b has it: got %v, %v; want false", ok, err)
 		}
 		if err := a.ReleaseLease(ctx, name, "replica-a"); err != nil { // not a's: nothing
 			t.Fatal(err)
 		}
-		if ok, err := a.TryLease(ctx, name, "replica-a", time.Now().Add(time.Minute)); err != nil || ok {
+		if ok, err := a.TryLease(ctx, name, "replica-a", time.Minute); err != nil || ok {
 			t.Errorf("a.TryLease after releasing what it did not hold: got %v, %v; want false", ok, err)
 		}
 	})
@@ -360,8 +360,8 @@ func TestDatabaseDown(t *testing.T) {
 	unavailable("Put", st.Put(ctx, sample("judy")))
 	unavailable("Update", st.Update(ctx, notHeld))
 	unavailable("Delete", st.Delete(ctx, session.NewSessionID()))
-	unavailable("RedeemState", st.RedeemState(ctx, "nonce", time.Now().Add(time.Minute), 100))
-	_, err = st.TryLease(ctx, "lease", "me", time.Now().Add(time.Minute))
+	unavailable("RedeemState", st.RedeemState(ctx, "nonce", time.Minute, 100))
+	_, err = st.TryLease(ctx, "lease", "me", time.Minute)
 	unavailable("TryLease", err)
 	unavailable("ReleaseLease", st.ReleaseLease(ctx, "lease", "me"))
 
@@ -413,10 +413,10 @@ func TestRowsHoldNoSecrets(t *testing.T) {
 	if err := st.Put(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.RedeemState(ctx, "state-nonce-SECRET", time.Now().Add(time.Minute), 10); err != nil {
+	if err := st.RedeemState(ctx, "state-nonce-SECRET", time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.TryLease(ctx, "refresh "+s.ID, "replica", time.Now().Add(time.Minute)); err != nil {
+	if _, err := st.TryLease(ctx, "refresh "+s.ID, "replica", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	dump := strings.Join(query[string](t, conn, `
@@ -678,4 +678,77 @@ func BenchmarkGet(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestRevokedStaysRevokedAfterOutage: a replica whose grace ran out while it
+// missed a sign-out asks the database, which says the session is gone; the
+// copy it held must not be served again once the database answers.
+func TestRevokedStaysRevokedAfterOutage(t *testing.T) {
+	conn := newDatabase(t)
+	a, _ := replicaListening(t, conn, Options{Reconcile: time.Hour}, false)
+	b, _ := replicaListening(t, conn, Options{Reconcile: time.Hour, Grace: time.Second}, false)
+	ctx := context.Background()
+	s := sample("alice")
+	if err := a.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, s.ID); err != nil { // now held by b
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, s.ID); err != nil { // b does not listen: it misses this
+		t.Fatal(err)
+	}
+	b.contact.Store(time.Now().Add(-time.Hour).UnixNano()) // as after an outage
+	for i := range 3 {
+		if got, err := b.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Get %d after the outage: got %v, %v; want ErrNoSession", i, got, err)
+		}
+	}
+}
+
+// TestMissingSessionIsRemembered: a signed-out token sent again and again
+// costs one database read, not one per request.
+func TestMissingSessionIsRemembered(t *testing.T) {
+	conn := newDatabase(t)
+	reg := prometheus.NewRegistry()
+	st, _ := replicaListening(t, conn, Options{Reconcile: time.Hour, Registerer: reg}, true)
+	ctx := context.Background()
+	s := sample("bob")
+	if err := st.Put(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := operations(t, reg, "get")
+	for range 20 {
+		if _, err := st.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+			t.Fatalf("Get: got %v, want ErrNoSession", err)
+		}
+	}
+	if n := operations(t, reg, "get") - before; n > 1 {
+		t.Errorf("database reads for 20 requests of a signed-out session: got %d, want at most 1", n)
+	}
+}
+
+// operations counts the store's database round trips of one operation.
+func operations(t *testing.T, reg *prometheus.Registry, op string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "portcullis_store_operation_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "operation" && l.GetValue() == op {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -302,7 +302,10 @@ func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*htt
 		p.Close() // idle upstream connections
 	}
 	if s.closeStore != nil {
-		s.closeStore() // after every request that could use it
+		// After every request that could use it, and the refreshes they
+		// started, whose answers must be stored.
+		s.auth.WaitForRefreshes(sctx)
+		s.closeStore()
 	}
 	s.logger.Info("stopped")
 }

@@ -67,6 +67,10 @@ type Store interface {
 	// Get returns a copy of the live session id, ErrNoSession if there is
 	// none, or an error wrapping ErrUnavailable.
 	Get(ctx context.Context, id string) (*Session, error)
+	// Refetch is Get from the store itself, never from a replica's copy:
+	// for a decision that must see every other replica's writes, such as
+	// a refresh under its lease, which must use the newest refresh token.
+	Refetch(ctx context.Context, id string) (*Session, error)
 	// Update replaces a session only if it is still live: a refresh that
 	// finishes after a sign-out must not bring the session back. It
 	// returns ErrNoSession if the session has ended.
@@ -74,16 +78,18 @@ type Store interface {
 	// Delete revokes a session, on every replica.
 	Delete(ctx context.Context, id string) error
 
-	// RedeemState records the sign-in state nonce as used until until.
-	// It returns ErrStateUsed if it already was, and ErrTooManyPending
-	// if max states are remembered (a flood of sign-ins).
-	RedeemState(ctx context.Context, nonce string, until time.Time, max int) error
+	// RedeemState records the sign-in state nonce as used for ttl. It
+	// returns ErrStateUsed if it already was, and ErrTooManyPending if max
+	// states are remembered (a flood of sign-ins). Times are the store's
+	// own (a shared store's database clock), durations the caller's, so
+	// that replicas whose clocks differ still agree.
+	RedeemState(ctx context.Context, nonce string, ttl time.Duration, max int) error
 
-	// TryLease takes the lease name for holder until until, unless
-	// another holder has it and it has not run out: so that one replica
-	// at a time refreshes a session with the identity provider. It
-	// reports whether holder has the lease.
-	TryLease(ctx context.Context, name, holder string, until time.Time) (bool, error)
+	// TryLease takes the lease name for holder for ttl, unless another
+	// holder has it and it has not run out: so that one replica at a
+	// time refreshes a session with the identity provider. It reports
+	// whether holder has the lease.
+	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	// ReleaseLease gives up holder's lease name, if it still has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
@@ -218,6 +224,11 @@ func (s *Session) Clone() *Session {
 	return &c
 }
 
+// Refetch is Get: this store is the only copy.
+func (m *MemoryStore) Refetch(ctx context.Context, id string) (*Session, error) {
+	return m.Get(ctx, id)
+}
+
 // Update replaces the session s.ID if it is still live.
 func (m *MemoryStore) Update(_ context.Context, s *Session) error {
 	m.mu.Lock()
@@ -241,10 +252,11 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 }
 
 // RedeemState records a sign-in state as used until until.
-func (m *MemoryStore) RedeemState(_ context.Context, nonce string, until time.Time, max int) error {
+func (m *MemoryStore) RedeemState(_ context.Context, nonce string, ttl time.Duration, max int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	until := now.Add(ttl)
 	// Sweep now and then, not on every call: a sweep walks every state
 	// remembered, so sweeping per call would let a flood of callbacks
 	// cost quadratic time and stall every sign-in. When full, a sweep
@@ -271,12 +283,13 @@ func (m *MemoryStore) RedeemState(_ context.Context, nonce string, until time.Ti
 	return nil
 }
 
-// TryLease takes the lease name for holder until until, unless another
-// holder has it unexpired.
-func (m *MemoryStore) TryLease(_ context.Context, name, holder string, until time.Time) (bool, error) {
+// TryLease takes the lease name for holder for ttl, unless another holder
+// has it unexpired.
+func (m *MemoryStore) TryLease(_ context.Context, name, holder string, ttl time.Duration) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	until := now.Add(ttl)
 	if l, ok := m.leases[name]; ok && l.holder != holder && now.Before(l.until) {
 		return false, nil
 	}

@@ -31,6 +31,9 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 			!slices.Equal(got.Claims["department"], s.Claims["department"]) || !got.ExpiresAt.Equal(s.ExpiresAt) || !got.IDPExpiry.Equal(s.IDPExpiry) {
 			t.Errorf("got %+v, want %+v", got, s)
 		}
+		if fresh, err := st.Refetch(ctx, s.ID); err != nil || fresh.Email != s.Email {
+			t.Errorf("Refetch: got %+v, %v", fresh, err)
+		}
 		// Neither the caller's nor the store's copy changes the other.
 		got.Groups[0], got.Claims["department"][0] = "changed", "changed"
 		s.Groups[0] = "changed too"
@@ -59,6 +62,9 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		must(t, st.Delete(ctx, s.ID))
 		if _, err := st.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
 			t.Errorf("after delete: got %v, want ErrNoSession", err)
+		}
+		if _, err := st.Refetch(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Refetch after delete: got %v, want ErrNoSession", err)
 		}
 		if _, err := st.Get(ctx, other.ID); err != nil {
 			t.Errorf("the person's other session: %v, want it live", err)
@@ -121,29 +127,29 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 	})
 	t.Run("a sign-in state is redeemed once", func(t *testing.T) {
 		st := newStore(t)
-		until := time.Now().Add(10 * time.Minute)
-		must(t, st.RedeemState(ctx, "state-1", until, 3))
-		if err := st.RedeemState(ctx, "state-1", until, 3); !errors.Is(err, session.ErrStateUsed) {
+		const ttl = 10 * time.Minute
+		must(t, st.RedeemState(ctx, "state-1", ttl, 3))
+		if err := st.RedeemState(ctx, "state-1", ttl, 3); !errors.Is(err, session.ErrStateUsed) {
 			t.Errorf("replayed: got %v, want ErrStateUsed", err)
 		}
-		must(t, st.RedeemState(ctx, "state-2", until, 3))
-		must(t, st.RedeemState(ctx, "state-3", until, 3))
-		if err := st.RedeemState(ctx, "state-4", until, 3); !errors.Is(err, session.ErrTooManyPending) {
+		must(t, st.RedeemState(ctx, "state-2", ttl, 3))
+		must(t, st.RedeemState(ctx, "state-3", ttl, 3))
+		if err := st.RedeemState(ctx, "state-4", ttl, 3); !errors.Is(err, session.ErrTooManyPending) {
 			t.Errorf("past the maximum: got %v, want ErrTooManyPending", err)
 		}
 	})
 	t.Run("a lease has one holder at a time", func(t *testing.T) {
 		st := newStore(t)
 		name := "refresh " + session.NewSessionID()
-		took := func(holder string, until time.Time) bool {
+		took := func(holder string, ttl time.Duration) bool {
 			t.Helper()
-			ok, err := st.TryLease(ctx, name, holder, until)
+			ok, err := st.TryLease(ctx, name, holder, ttl)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return ok
 		}
-		soon := time.Now().Add(time.Minute)
+		const soon = time.Minute
 		if !took("a", soon) || took("b", soon) || !took("a", soon) {
 			t.Errorf("want a to take and keep the lease, b refused")
 		}
@@ -152,7 +158,7 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("b took a's lease after releasing one it did not hold")
 		}
 		must(t, st.ReleaseLease(ctx, name, "a"))
-		if !took("b", time.Now().Add(300*time.Millisecond)) {
+		if !took("b", 300*time.Millisecond) {
 			t.Errorf("b could not take the released lease")
 		}
 		// A holder that vanished loses the lease when it runs out.
