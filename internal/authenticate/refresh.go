@@ -115,7 +115,9 @@ func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Se
 	case errors.Is(err, session.ErrNoSession):
 		return nil, ErrSessionEnded
 	case err != nil:
-		a.log.Error("the session store could not say whether a session is live; refusing the request", "error", err)
+		if ctx.Err() == nil { // not just a client that went away
+			a.log.Error("the session store could not say whether a session is live; refusing the request", "error", err)
+		}
 		return nil, ErrStoreUnavailable
 	}
 	return a.renew(ctx, sess)

@@ -145,10 +145,13 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	rt, err := newRouter(opts.Routes, forRoute, http.HandlerFunc(s.serveHealthz))
-	if err != nil {
-		return nil, fmt.Errorf("creating server: %w", err)
+	if err == nil {
+		err = rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.authenticateHost())
 	}
-	if err := rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.authenticateHost()); err != nil {
+	if err != nil {
+		if s.closeStore != nil {
+			s.closeStore() // opened by newAuthenticator, and of no use now
+		}
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	s.router = rt
