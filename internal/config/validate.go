@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/internal/postgres"
+	"github.com/portcullis-proxy/portcullis/internal/postgres/connstring"
 )
 
 // where says where a setting's value came from, for Problems.
@@ -494,7 +494,7 @@ func (v *validator) sessionStore(o *Options) {
 	if o.DatabrokerStorageConnectionString == "" {
 		v.add(connAt, "is not set, and databroker_storage_type is postgres: give the database's connection string, "+
 			"such as postgres://portcullis:PASSWORD@db.example.com:5432/portcullis?sslmode=verify-full")
-	} else if err := postgres.CheckConnString(o.DatabrokerStorageConnectionString); err != nil {
+	} else if err := connstring.Check(o.DatabrokerStorageConnectionString); err != nil {
 		v.add(connAt, "%v", err)
 	}
 	for _, secret := range []struct {

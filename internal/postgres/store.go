@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis-proxy/portcullis/internal/postgres/connstring"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
@@ -123,56 +122,6 @@ type Store struct {
 
 var _ session.Store = (*Store)(nil)
 
-// CheckConnString reports whether s is a connection string the store can
-// use, without connecting. Its error never holds the password.
-func CheckConnString(s string) error {
-	_, err := parseConfig(s)
-	return err
-}
-
-func parseConfig(s string) (*pgxpool.Config, error) {
-	if strings.TrimSpace(s) == "" {
-		// pgx would take an empty string to mean "from PG* variables and
-		// defaults": a setting left out must not quietly mean localhost.
-		return nil, errors.New("parsing the database connection string: it is empty")
-	}
-	cfg, err := pgxpool.ParseConfig(s)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the database connection string: %s", parseErrorReason(err))
-	}
-	return cfg, nil
-}
-
-// parseErrorReason is pgx's reason for refusing a connection string, without
-// the string. pgx masks the password in its message on a best-effort basis
-// (its comment says so: a malformed string can hide where it is), and
-// net/url's errors, which it wraps, quote the URL whole or in part; so take
-// pgx's own reason, between the quoted string and the cause, and the cause
-// only if it is not net/url's.
-func parseErrorReason(err error) string {
-	var pce *pgconn.ParseConfigError
-	if !errors.As(err, &pce) {
-		// pgxpool's own settings (pool_max_conns=x): the error quotes
-		// the value, which is not the password.
-		return err.Error()
-	}
-	msg := pce.Error()
-	cause := errors.Unwrap(pce)
-	if cause != nil {
-		msg = strings.TrimSuffix(msg, " ("+cause.Error()+")")
-	}
-	i := strings.LastIndex(msg, "`: ")
-	if i < 0 {
-		return "not a valid URL or key=value string"
-	}
-	msg = msg[i+len("`: "):]
-	var urlErr *url.Error
-	if cause != nil && !errors.As(cause, &urlErr) {
-		msg += ": " + cause.Error()
-	}
-	return msg
-}
-
 // Open connects to the database, brings its schema up to date, and starts
 // listening for other replicas' changes.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -185,7 +134,7 @@ func open(ctx context.Context, opts Options, listen bool) (*Store, error) {
 	if opts.Sealer == nil {
 		return nil, errors.New("opening the session store: no sealer (COOKIE_SECRET)")
 	}
-	cfg, err := parseConfig(opts.ConnString)
+	cfg, err := connstring.Parse(opts.ConnString)
 	if err != nil {
 		return nil, fmt.Errorf("opening the session store: %w", err)
 	}
