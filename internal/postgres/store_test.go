@@ -57,12 +57,7 @@ func TestReplicasShare(t *testing.T) {
 		if err := a.Delete(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Second, "b refuses the session a revoked", func() error {
-			if _, err := b.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
-				return fmt.Errorf("b.Get: got %v, want ErrNoSession", err)
-			}
-			return nil
-		})
+		refusedWithin(t, b, s.ID, time.Second, "b refuses the session a revoked")
 	})
 	t.Run("an update on one is seen by the other within 1 s", func(t *testing.T) {
 		s := sample("carol")
@@ -152,12 +147,7 @@ func TestReplicasShare(t *testing.T) {
 		if err := b.Put(ctx, third); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Second, "a refuses the oldest session, ended by b's sign-in", func() error {
-			if _, err := a.Get(ctx, first.ID); !errors.Is(err, session.ErrNoSession) {
-				return fmt.Errorf("a.Get(first): got %v, want ErrNoSession", err)
-			}
-			return nil
-		})
+		refusedWithin(t, a, first.ID, time.Second, "a refuses the oldest session, ended by b's sign-in")
 		for _, s := range []*session.Session{second, third} {
 			if _, err := a.Get(ctx, s.ID); err != nil {
 				t.Errorf("a.Get of a newer session: %v", err)
@@ -189,12 +179,7 @@ func TestLostNotifications(t *testing.T) {
 		}
 		// The interval, and the reconcile query's own time on a loaded
 		// machine.
-		eventually(t, every+250*time.Millisecond, "a replica that does not listen refuses the revoked session", func() error {
-			if _, err := deaf.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
-				return fmt.Errorf("Get: got %v, want ErrNoSession", err)
-			}
-			return nil
-		})
+		refusedWithin(t, deaf, s.ID, every+250*time.Millisecond, "a replica that does not listen refuses the revoked session")
 	})
 	t.Run("the listening connection is cut", func(t *testing.T) {
 		b, logs := replica(t, conn, Options{Reconcile: time.Hour})
@@ -212,12 +197,7 @@ func TestLostNotifications(t *testing.T) {
 		if err := a.Delete(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "b refuses the session revoked while it was not listening", func() error {
-			if _, err := b.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
-				return fmt.Errorf("b.Get: got %v, want ErrNoSession", err)
-			}
-			return nil
-		})
+		refusedWithin(t, b, s.ID, 5*time.Second, "b refuses the session revoked while it was not listening")
 		// Listening again: a later sign-out reaches b within 1 s.
 		eventually(t, 5*time.Second, "b listens again", func() error {
 			if !strings.Contains(logs.String(), "listens to the database again") {
@@ -235,12 +215,7 @@ func TestLostNotifications(t *testing.T) {
 		if err := a.Delete(ctx, s2.ID); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Second, "b refuses a session revoked after it listens again", func() error {
-			if _, err := b.Get(ctx, s2.ID); !errors.Is(err, session.ErrNoSession) {
-				return fmt.Errorf("b.Get: got %v, want ErrNoSession", err)
-			}
-			return nil
-		})
+		refusedWithin(t, b, s2.ID, time.Second, "b refuses a session revoked after it listens again")
 	})
 }
 
@@ -272,12 +247,7 @@ func TestQuietDatabase(t *testing.T) {
 	if err := b.Delete(ctx, s.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "a refuses the session b revoked", func() error {
-		if _, err := a.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
-			return fmt.Errorf("a.Get: got %v, want ErrNoSession", err)
-		}
-		return nil
-	})
+	refusedWithin(t, a, s.ID, time.Second, "a refuses the session b revoked")
 }
 
 // Ten replicas starting at once against an empty database migrate it once.
