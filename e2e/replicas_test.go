@@ -113,17 +113,27 @@ func startReplicaStack(t *testing.T, ctx context.Context, n int) *replicaStack {
 // is ready.
 func (s *replicaStack) startReplica(t *testing.T, ctx context.Context, name, connString string) *replica {
 	t.Helper()
-	ports, err := testenv.FreePorts(2)
+	r, env, err := s.newReplica(name, connString)
 	if err != nil {
 		t.Fatal(err)
+	}
+	r.proc = testenv.StartServer(t, name, s.bin, s.dir, nil, env, r.readyURL(), nil)
+	return r
+}
+
+// newReplica picks a replica's ports and returns its environment, for
+// a database at connString.
+func (s *replicaStack) newReplica(name, connString string) (*replica, []string, error) {
+	ports, err := testenv.FreePorts(2)
+	if err != nil {
+		return nil, nil, err
 	}
 	r := &replica{name: name, port: ports[0], metricsPort: ports[1]}
 	env := append(s.env[:len(s.env):len(s.env)],
 		"ADDRESS=127.0.0.1:"+strconv.Itoa(r.port),
 		"METRICS_ADDRESS=127.0.0.1:"+strconv.Itoa(r.metricsPort),
 		"DATABROKER_STORAGE_CONNECTION_STRING="+connString)
-	r.proc = testenv.StartServer(t, name, s.bin, s.dir, nil, env, r.readyURL(), nil)
-	return r
+	return r, env, nil
 }
 
 func (r *replica) readyURL() string {
@@ -447,16 +457,11 @@ func TestReplicas(t *testing.T) {
 		errs := make([]error, 10)
 		for i := range errs {
 			wg.Go(func() {
-				ports, err := testenv.FreePorts(2)
+				r, env, err := s.newReplica(fmt.Sprintf("fresh-%d", i), db)
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				r := &replica{name: fmt.Sprintf("fresh-%d", i), port: ports[0], metricsPort: ports[1]}
-				env := append(s.env[:len(s.env):len(s.env)],
-					"ADDRESS=127.0.0.1:"+strconv.Itoa(r.port),
-					"METRICS_ADDRESS=127.0.0.1:"+strconv.Itoa(r.metricsPort),
-					"DATABROKER_STORAGE_CONNECTION_STRING="+db)
 				p, err := testenv.StartServerProcess(ctx, r.name, s.bin, s.dir, nil, env, r.readyURL(), nil)
 				if err != nil {
 					errs[i] = err
