@@ -167,6 +167,23 @@ routes:
 		}
 	})
 
+	t.Run("the pod's service account is nobody's to use", func(t *testing.T) {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS()}, Timeout: 30 * time.Second}
+		defer client.CloseIdleConnections()
+		// No Portcullis token: refused, never sent on under the pod's
+		// service account.
+		if got := selfSubjectReview(t, client, routeURL, http.Header{}); got.code != http.StatusUnauthorized {
+			t.Errorf("no credential: got %d (user %q), want 401", got.code, got.user)
+		}
+		// The person's token with impersonation headers of their own:
+		// the apiserver still sees the person.
+		h := http.Header{"Authorization": {"Bearer Pomerium-" + u.cachedToken(routeURL)},
+			"Impersonate-User": {"system:serviceaccount:default:portcullis"}, "Impersonate-Group": {"system:masters"}}
+		if got := selfSubjectReview(t, client, routeURL, h); got.code != http.StatusCreated || got.user != signinEmail || contains(got.groups, "system:masters") {
+			t.Errorf("impersonation headers sent by the person: got %d as %q in %v, want the person", got.code, got.user, got.groups)
+		}
+	})
+
 	t.Run("a rotated token is used without a restart", func(t *testing.T) {
 		if err := saVolume.Update(saFiles(token2)); err != nil {
 			t.Fatal(err)
