@@ -59,6 +59,8 @@ func (l *loader) resolveInCluster(r *Route, loc *routeLoc) {
 	}
 	caFile := filepath.Join(InClusterDir, "ca.crt")
 	ca, err := os.ReadFile(caFile)
+	// The cluster's CA can rotate (kube-root-ca.crt): watch it as well.
+	l.files = append(l.files, caFile)
 	switch {
 	case err != nil:
 		l.problem(at, checkInClusterFile(caFile, "CA certificate"))

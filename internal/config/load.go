@@ -109,6 +109,8 @@ type loader struct {
 	lookupEnv func(string) (string, bool)
 	readFile  func(string) ([]byte, error)
 	checks    []Check // run after validation (see Load)
+	// files are the paths read, in order (Options.Files).
+	files []string
 
 	// top holds the config file's top-level keys by name.
 	top   map[string]entry
@@ -148,12 +150,17 @@ func newLoader(lookupEnv func(string) (string, bool), readFile func(string) ([]b
 	if readFile == nil {
 		readFile = readBounded
 	}
-	return &loader{
+	l := &loader{
 		lookupEnv: lookupEnv,
-		readFile:  readFile,
 		top:       map[string]entry{},
 		loc:       locations{top: map[string]where{}, failed: map[string]bool{}},
 	}
+	// Every file read is recorded, for Options.Files.
+	l.readFile = func(path string) ([]byte, error) {
+		l.files = append(l.files, path)
+		return readFile(path)
+	}
+	return l
 }
 
 func (l *loader) problem(at where, msg string) {
@@ -198,6 +205,8 @@ func (l *loader) finish() (*Options, error) {
 	l.found = append(l.found, found...)
 	if len(l.found) == 0 {
 		o.loc, o.warnings = &l.loc, warnings
+		slices.Sort(l.files)
+		o.files = slices.Compact(l.files)
 		return &o, nil
 	}
 	return nil, joinSorted(l.found)

@@ -100,6 +100,10 @@ type Options struct {
 	// MetricsAddress serves Prometheus metrics when set. METRICS_ADDRESS;
 	// default "" (off).
 	MetricsAddress string
+	// AdminToken is the bearer token of the admin API on the metrics
+	// listener; a secret. ADMIN_TOKEN or ADMIN_TOKEN_FILE; default ""
+	// (no admin API).
+	AdminToken string
 	// LogLevel is debug, info, warn or error. LOG_LEVEL; default info.
 	LogLevel slog.Level
 	// LogFormat is "json" or "text". LOG_FORMAT; default "json".
@@ -117,6 +121,8 @@ type Options struct {
 	loc *locations
 	// warnings are what the last Load or Check warned about.
 	warnings []*Problem
+	// files are the files Load read the settings from (see Files).
+	files []string
 }
 
 // Limits bound what clients can make Portcullis hold or do, so that one

@@ -139,6 +139,11 @@ func writeTopSettings(b *strings.Builder, anchor func(string) string) {
 			fill(b, "- ", fmt.Sprintf("As a file: `%s_FILE`, or `%s_file` in the file: the path of a file holding the value", env, s.key))
 		}
 		fill(b, "- ", "Default: "+dflt(s))
+		if s.restart {
+			fill(b, "- ", "Changing it needs a restart: a reload keeps the running value and logs that it did")
+		} else {
+			fill(b, "- ", "Changes take effect on reload, without a restart")
+		}
 		fill(b, "- ", fmt.Sprintf("Example: `%s=%s`", env, s.example))
 	}
 }

@@ -36,6 +36,11 @@ type setting struct {
 	// unset says what holds when the setting is not given, for a setting
 	// whose field Defaults() leaves empty; "" for the others.
 	unset string
+	// restart marks a setting a running server cannot change: what it
+	// sets up exists once per process (a listener, the session store, the
+	// keys every issued cookie and token depends on). A reload that
+	// changes it keeps the running value and says so (RestartRequired).
+	restart bool
 }
 
 const secretHint = `generate one with "head -c32 /dev/urandom | base64"`
@@ -52,7 +57,7 @@ func pemHint(at where, key, example string) string {
 // through the loader.)
 func topSettings() []setting {
 	return []setting{
-		{key: "address", example: ":8443",
+		{key: "address", restart: true, example: ":8443",
 			doc: "Where the main listener listens, as `[host]:port`. Every route and the sign-in service are served there, " +
 				"over TLS unless `INSECURE_SERVER` is true.",
 			get: func(o *Options) any { return o.Address },
@@ -60,7 +65,7 @@ func topSettings() []setting {
 				o.Address, ok = l.str(v)
 				return ok
 			}},
-		{key: "authenticate_service_url", example: "https://authenticate.example.com", unset: "none",
+		{key: "authenticate_service_url", restart: true, example: "https://authenticate.example.com", unset: "none",
 			doc: "The public URL of the sign-in service: scheme, host and optional port, no path. " +
 				"Register it with `/oauth2/callback` appended as the redirect URL of the client at your identity provider. " +
 				"Its host must be its own, not any route's `from`. Needed when `IDP_PROVIDER` is set.",
@@ -86,14 +91,14 @@ func topSettings() []setting {
 				o.CertificateKey, ok = l.bytes(v, pemFile, pemHint(v.at, "certificate_key", "key.pem"))
 				return ok
 			}},
-		{key: "cookie_secret", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
+		{key: "cookie_secret", restart: true, file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
 			doc: "The key that seals session cookies and the state of a sign-in in progress: exactly 32 random bytes, in base64.",
 			get: func(o *Options) any { return o.CookieSecret },
 			decode: func(l *loader, v value, o *Options) (ok bool) {
 				o.CookieSecret, ok = l.bytes(v, textFile, secretHint)
 				return ok
 			}},
-		{key: "cookie_name", example: "_portcullis",
+		{key: "cookie_name", restart: true, example: "_portcullis",
 			doc: "The name of the session cookie: letters, digits, `-` and `_`. " +
 				"A cookie of this name is never passed on to an upstream.",
 			get: func(o *Options) any { return o.CookieName },
@@ -101,7 +106,7 @@ func topSettings() []setting {
 				o.CookieName, ok = l.str(v)
 				return ok
 			}},
-		{key: "cookie_expire", example: "8h",
+		{key: "cookie_expire", restart: true, example: "8h",
 			doc: "How long a session lasts after signing in, as a positive duration; then the person signs in again. " +
 				"While it lasts, the identity provider is asked again when its own token expires, and can end it sooner: " +
 				"see [sessions and refresh](identity-providers.md#sessions-and-refresh).",
@@ -110,7 +115,7 @@ func topSettings() []setting {
 				o.CookieExpire, ok = l.duration(v)
 				return ok
 			}},
-		{key: "databroker_storage_type", example: "postgres",
+		{key: "databroker_storage_type", restart: true, example: "postgres",
 			doc: "Where sessions are kept: `memory`, in the Portcullis process, for one replica (they end when it restarts); " +
 				"or `postgres`, in PostgreSQL, shared by every replica, so that a person signed in through one is signed in " +
 				"through all, and signed out of all at once. `postgres` needs `DATABROKER_STORAGE_CONNECTION_STRING`, and " +
@@ -128,7 +133,7 @@ func topSettings() []setting {
 				o.DatabrokerStorageType = s
 				return true
 			}},
-		{key: "databroker_storage_connection_string", file: textFile, unset: "none",
+		{key: "databroker_storage_connection_string", restart: true, file: textFile, unset: "none",
 			example: "postgres://portcullis:PASSWORD@db.example.com:5432/portcullis?sslmode=verify-full",
 			doc: "How to reach PostgreSQL when `DATABROKER_STORAGE_TYPE` is `postgres`: a `postgres://` URL or " +
 				"`key=value` pairs, as libpq takes them (`sslmode`, `sslrootcert` and the other `PG*` settings included). " +
@@ -138,7 +143,7 @@ func topSettings() []setting {
 				o.DatabrokerStorageConnectionString, ok = l.str(v)
 				return ok
 			}},
-		{key: "databroker_storage_grace", example: "2m",
+		{key: "databroker_storage_grace", restart: true, example: "2m",
 			doc: "How long, while PostgreSQL cannot be reached, a replica keeps serving the sessions it has already seen; " +
 				"past it, and for any session it has not seen, requests get `503` until the database is back. It is also " +
 				"the longest a sign-out made on another replica can go unnoticed during an outage. `postgres` only.",
@@ -147,7 +152,7 @@ func topSettings() []setting {
 				o.DatabrokerStorageGrace, ok = l.duration(v)
 				return ok
 			}},
-		{key: "shared_secret", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
+		{key: "shared_secret", restart: true, file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
 			doc: "Key material, at least 32 random bytes, in base64. The tokens Portcullis issues are signed with a key " +
 				"derived from it when `SIGNING_KEY` is not set, and the built-in identity provider derives its own keys from it.",
 			get: func(o *Options) any { return o.SharedSecret },
@@ -155,7 +160,7 @@ func topSettings() []setting {
 				o.SharedSecret, ok = l.bytes(v, textFile, secretHint)
 				return ok
 			}},
-		{key: "signing_key", file: pemFile, example: "$(base64 -w0 signing-key.pem)",
+		{key: "signing_key", restart: true, file: pemFile, example: "$(base64 -w0 signing-key.pem)",
 			unset: "none: the key is derived from `SHARED_SECRET`",
 			doc: "The private key that signs the tokens Portcullis issues (kubectl's credentials, and the identity assertion " +
 				"of `pass_identity_headers`), as the base64 of a PEM file holding an EC or RSA private key. " +
@@ -249,20 +254,29 @@ func topSettings() []setting {
 				o.IDPBuiltinTokenTTL, ok = l.duration(v)
 				return ok
 			}},
-		{key: "insecure_server", example: "true",
+		{key: "insecure_server", restart: true, example: "true",
 			doc: "Serve plain HTTP on `ADDRESS`, with no certificate, behind a load balancer or ingress that terminates TLS.",
 			get: func(o *Options) any { return o.InsecureServer },
 			decode: func(l *loader, v value, o *Options) (ok bool) {
 				o.InsecureServer, ok = l.boolean(v)
 				return ok
 			}},
-		{key: "metrics_address", example: ":9090", unset: "none: no metrics listener",
+		{key: "metrics_address", restart: true, example: ":9090", unset: "none: no metrics listener",
 			doc: "Where to serve Prometheus metrics at `/metrics`, and `/ping`, `/healthz` and `/readyz` for probes, " +
 				"as `[host]:port`: plain HTTP with no sign-in, so keep it where only your monitoring reaches it. " +
 				"It needs a port of its own, not `ADDRESS`'s.",
 			get: func(o *Options) any { return o.MetricsAddress },
 			decode: func(l *loader, v value, o *Options) (ok bool) {
 				o.MetricsAddress, ok = l.str(v)
+				return ok
+			}},
+		{key: "admin_token", file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: "none: no admin API",
+			doc: "The bearer token of the admin API on `METRICS_ADDRESS` (`/admin/v1/`: list open streams, end a person's " +
+				"sessions and streams): at least 32 characters, sent as `Authorization: Bearer TOKEN`. " +
+				"Without it the admin API answers nothing. Needs `METRICS_ADDRESS`.",
+			get: func(o *Options) any { return o.AdminToken },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.AdminToken, ok = l.str(v)
 				return ok
 			}},
 		{key: "log_level", example: "debug",
@@ -280,7 +294,7 @@ func topSettings() []setting {
 				o.LogLevel = lvl
 				return true
 			}},
-		{key: "log_format", example: "text",
+		{key: "log_format", restart: true, example: "text",
 			doc: "How logs are written to standard error: `json`, one JSON object a line, or `text`, key=value pairs.",
 			get: func(o *Options) any { return o.LogFormat },
 			decode: func(l *loader, v value, o *Options) (ok bool) {
@@ -338,7 +352,7 @@ const maxLimit = 1 << 30
 // Zero is refused rather than read as "no limit": a limit is taken away
 // by raising it, on purpose. doc and example are the setting's.
 func limitSetting(key, example, doc string, field func(*Options) *int) setting {
-	return setting{key: key, example: example,
+	return setting{key: key, example: example, restart: true,
 		doc: fmt.Sprintf("%s A whole number from 1 to %d.", doc, maxLimit),
 		get: func(o *Options) any { return *field(o) },
 		decode: func(l *loader, v value, o *Options) bool {

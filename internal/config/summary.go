@@ -25,7 +25,11 @@ func (o *Options) Summary() string {
 		line("listen", "%s, TLS with no certificate configured", o.Address)
 	}
 	if o.MetricsAddress != "" {
-		line("metrics", "%s", o.MetricsAddress)
+		admin := "no admin API (admin_token not set)"
+		if o.AdminToken != "" {
+			admin = "admin API at /admin/v1/ (admin_token set)"
+		}
+		line("metrics", "%s, %s", o.MetricsAddress, admin)
 	}
 	if o.AuthenticateServiceURL != nil {
 		line("authenticate", "%s", o.AuthenticateServiceURL)

@@ -142,6 +142,14 @@ func (o *Options) validateInto(v *validator) {
 			v.add(at, "%s", msg)
 		}
 	}
+	if at, ok := v.top("admin_token"); ok && o.AdminToken != "" {
+		switch {
+		case len(o.AdminToken) < minAdminToken:
+			v.add(at, "the admin token is %d characters long: want at least %d, such as the output of \"head -c32 /dev/urandom | base64\"", len(o.AdminToken), minAdminToken)
+		case o.MetricsAddress == "":
+			v.add(at, "the admin API is served on the metrics listener, and %s is not set: set it, on an address only administrators and monitoring reach", at.name("metrics_address"))
+		}
+	}
 	if at, ok := v.top("metrics_address"); ok && o.MetricsAddress != "" {
 		if msg := checkListenAddr(o.MetricsAddress); msg != "" {
 			v.add(at, "%s", msg)
