@@ -24,7 +24,9 @@
 //     dump gives nothing to present to Portcullis;
 //   - store the identity provider's tokens or the person's identity in the
 //     clear: a session's row holds it sealed with COOKIE_SECRET
-//     (session.Sealer), so that a dump leaks no refresh tokens;
+//     (session.Sealer), so that a dump leaks no refresh tokens; the email
+//     is also kept as a prefixed hash (emailHash), only to find one
+//     person's sessions (DeleteUser);
 //   - log a token, a session ID (at most the first 8 characters of its
 //     hash) or the connection string's password;
 //   - decide who may do what, or talk to an identity provider: it keeps

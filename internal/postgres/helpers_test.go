@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -169,16 +168,4 @@ func noSecretsIn(t testing.TB, where, text string, secrets ...string) {
 			t.Errorf("%s holds %q", where, s)
 		}
 	}
-}
-
-// refusedWithin waits until st refuses session id (ErrNoSession), failing
-// the test if it still serves it after within: a sign-out reaching st.
-func refusedWithin(t testing.TB, st *Store, id string, within time.Duration, what string) {
-	t.Helper()
-	eventually(t, within, what, func() error {
-		if _, err := st.Get(context.Background(), id); !errors.Is(err, session.ErrNoSession) {
-			return fmt.Errorf("Get: got %v, want ErrNoSession", err)
-		}
-		return nil
-	})
 }

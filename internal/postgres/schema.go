@@ -51,6 +51,21 @@ CREATE TABLE portcullis_leases (
 );
 CREATE INDEX portcullis_leases_expires ON portcullis_leases (expires_at);
 `,
+	// 2: sessions found by their person's email, for an administrator's
+	// DeleteUser. Replicas of the previous release keep working: they
+	// neither read nor write email_hash, and the rows they write have it
+	// NULL (which DeleteUser does not find). Adding a nullable column
+	// without a default changes the catalogue only; building the index
+	// holds writes (sign-ins, refreshes, sign-outs) back while it reads
+	// the table, 80 ms for 100,000 sessions of 1.5 kB on a test machine.
+	// Not CONCURRENTLY: that cannot run in the migration's transaction.
+	`
+-- Hex SHA-256 of the person's email, its ASCII letters lower-cased, with
+-- a prefix of its own (emailHash); NULL for a session without an email,
+-- or written by a release before this column.
+ALTER TABLE portcullis_sessions ADD COLUMN email_hash text;
+CREATE INDEX portcullis_sessions_email ON portcullis_sessions (email_hash) WHERE revoked_at IS NULL;
+`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations: ten

@@ -249,6 +249,21 @@ func hashID(id string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// emailHash is how the database knows a person's email, for DeleteUser:
+// the hex SHA-256 of session.EmailKey(email), with a prefix so that it is
+// no other hash of the address (such as the plain SHA-256 that Gravatar
+// publishes) that a dump could be joined with. An email can be guessed,
+// so this keeps it from a look at the table, not from someone who tries
+// addresses one by one; the subject beside it is in the clear anyway. An
+// empty email gives "", which is stored as NULL.
+func emailHash(email string) string {
+	if email == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte("portcullis email " + session.EmailKey(email)))
+	return hex.EncodeToString(h[:])
+}
+
 // short is a hash cut to what a log line may show.
 func short(hash string) string { return hash[:8] }
 
@@ -446,12 +461,12 @@ func (s *Store) Put(ctx context.Context, sess *session.Session) error {
 			// Put of an existing ID replaces it, even a revoked one, as
 			// the memory store does.
 			if _, err := tx.Exec(ctx, `
-				INSERT INTO portcullis_sessions (id, subject, created_at, expires_at, changed_at, revoked_at, data)
-				VALUES ($1, $2, $3, $4, now(), NULL, $5)
+				INSERT INTO portcullis_sessions (id, subject, created_at, expires_at, changed_at, revoked_at, data, email_hash)
+				VALUES ($1, $2, $3, $4, now(), NULL, $5, NULLIF($6, ''))
 				ON CONFLICT (id) DO UPDATE SET subject = EXCLUDED.subject, created_at = EXCLUDED.created_at,
-					expires_at = EXCLUDED.expires_at, changed_at = now(), data = EXCLUDED.data
+					expires_at = EXCLUDED.expires_at, changed_at = now(), data = EXCLUDED.data, email_hash = EXCLUDED.email_hash
 				WHERE portcullis_sessions.revoked_at IS NULL`,
-				h, sess.Subject, sess.CreatedAt, sess.ExpiresAt, data); err != nil {
+				h, sess.Subject, sess.CreatedAt, sess.ExpiresAt, data, emailHash(sess.Email)); err != nil {
 				return err
 			}
 			// Keep the newest MaxPerPerson-1 others, and this one. The
@@ -470,10 +485,7 @@ func (s *Store) Put(ctx context.Context, sess *session.Session) error {
 			if ended, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 				return err
 			}
-			// Delivered at commit, to every replica listening.
-			_, err = tx.Exec(ctx, `SELECT pg_notify($1, x || $3::text) FROM unnest($2::text[]) AS x`,
-				channel, append(ended, h), s.notifySuffix())
-			return err
+			return s.notify(ctx, tx, append(ended, h))
 		})
 	})
 	s.written(append(ended, h)...)
@@ -484,6 +496,14 @@ func (s *Store) Put(ctx context.Context, sess *session.Session) error {
 		s.log.Info("ended a session past its subject's cap", "session", short(e), "cap", s.opts.MaxPerPerson)
 	}
 	return nil
+}
+
+// notify names each session hs holds on the channel, as Delete and Update
+// do, for tx's commit to deliver to every replica listening.
+func (s *Store) notify(ctx context.Context, tx pgx.Tx, hs []string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, x || $3::text) FROM unnest($2::text[]) AS x`,
+		channel, hs, s.notifySuffix())
+	return err
 }
 
 // subjectLock is the advisory lock key for one subject's sessions.
@@ -506,11 +526,11 @@ func (s *Store) Update(ctx context.Context, sess *session.Session) error {
 	err = s.do(ctx, "update", func(ctx context.Context) (err error) {
 		tag, err = s.pool.Exec(ctx, `
 			WITH u AS (
-				UPDATE portcullis_sessions SET expires_at = $3, changed_at = now(), data = $4
+				UPDATE portcullis_sessions SET expires_at = $3, changed_at = now(), data = $4, email_hash = NULLIF($7, '')
 				WHERE id = $1 AND subject = $2 AND revoked_at IS NULL AND expires_at > now()
 				RETURNING id)
 			SELECT pg_notify($5, id || $6::text) FROM u`,
-			h, sess.Subject, sess.ExpiresAt, data, channel, s.notifySuffix())
+			h, sess.Subject, sess.ExpiresAt, data, channel, s.notifySuffix(), emailHash(sess.Email))
 		return err
 	})
 	s.written(h)
@@ -545,6 +565,62 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("revoking session %s…: %w", short(h), err)
 	}
 	return nil
+}
+
+// DeleteUser revokes every live session of the person whose email is
+// email, on every replica, as Delete revokes one, and returns how many it
+// ended.
+//
+// It finds sessions by their row's email_hash, which releases before
+// schema version 2 did not write: a session signed in (or last refreshed)
+// before the migration, or through a replica of the previous release
+// during a rolling upgrade, is not found and not counted. Such a session
+// still ends at its expiry (COOKIE_EXPIRE after sign-in), and its sign-out
+// (Delete) works as before.
+func (s *Store) DeleteUser(ctx context.Context, email string) (int, error) {
+	if email == "" {
+		return 0, session.ErrNoEmail
+	}
+	// Before the database, as Delete: even if it cannot be reached, this
+	// replica stops serving the sessions it holds.
+	s.evictEmail(session.EmailKey(email))
+	var ended []string
+	err := s.do(ctx, "delete_user", func(ctx context.Context) error {
+		ended = nil
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `
+				UPDATE portcullis_sessions SET revoked_at = now(), changed_at = now(), data = ''
+				WHERE email_hash = $1 AND revoked_at IS NULL AND expires_at > now()
+				RETURNING id`, emailHash(email))
+			if err != nil {
+				return err
+			}
+			if ended, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+				return err
+			}
+			return s.notify(ctx, tx, ended)
+		})
+	})
+	s.written(ended...)
+	if err != nil {
+		return 0, fmt.Errorf("revoking a person's sessions: %w", err)
+	}
+	s.log.Info("ended every session of one person", "sessions", len(ended))
+	return len(ended), nil
+}
+
+// evictEmail drops from memory every session held whose email has the key
+// key (session.EmailKey).
+func (s *Store) evictEmail(key string) {
+	s.mu.Lock()
+	for h, id := range s.ids {
+		if session.EmailKey(s.cache[id].Email) == key {
+			delete(s.cache, id)
+			delete(s.ids, h)
+		}
+	}
+	s.epoch.Add(1)
+	s.mu.Unlock()
 }
 
 // RedeemState records the sign-in state nonce as used for ttl, for every

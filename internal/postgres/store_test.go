@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"runtime"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -24,6 +26,14 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) session.Store {
 		s, _ := replica(t, newDatabase(t), Options{})
 		return s
+	})
+	storetest.RunShared(t, func(t *testing.T) (session.Store, session.Store) {
+		conn := newDatabase(t)
+		// Reconcile far away: only a notification can explain what the
+		// other replica sees promptly.
+		a, _ := replica(t, conn, Options{Reconcile: time.Hour})
+		b, _ := replica(t, conn, Options{Reconcile: time.Hour})
+		return a, b
 	})
 }
 
@@ -57,7 +67,7 @@ func TestReplicasShare(t *testing.T) {
 		if err := a.Delete(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
-		refusedWithin(t, b, s.ID, time.Second, "b refuses the session a revoked")
+		storetest.RefusedWithin(t, b, s.ID, time.Second, "b refuses the session a revoked")
 	})
 	t.Run("an update on one is seen by the other within 1 s", func(t *testing.T) {
 		s := sample("carol")
@@ -147,7 +157,7 @@ func TestReplicasShare(t *testing.T) {
 		if err := b.Put(ctx, third); err != nil {
 			t.Fatal(err)
 		}
-		refusedWithin(t, a, first.ID, time.Second, "a refuses the oldest session, ended by b's sign-in")
+		storetest.RefusedWithin(t, a, first.ID, time.Second, "a refuses the oldest session, ended by b's sign-in")
 		for _, s := range []*session.Session{second, third} {
 			if _, err := a.Get(ctx, s.ID); err != nil {
 				t.Errorf("a.Get of a newer session: %v", err)
@@ -179,7 +189,7 @@ func TestLostNotifications(t *testing.T) {
 		}
 		// The interval, and the reconcile query's own time on a loaded
 		// machine.
-		refusedWithin(t, deaf, s.ID, every+250*time.Millisecond, "a replica that does not listen refuses the revoked session")
+		storetest.RefusedWithin(t, deaf, s.ID, every+250*time.Millisecond, "a replica that does not listen refuses the revoked session")
 	})
 	t.Run("the listening connection is cut", func(t *testing.T) {
 		b, logs := replica(t, conn, Options{Reconcile: time.Hour})
@@ -197,7 +207,7 @@ func TestLostNotifications(t *testing.T) {
 		if err := a.Delete(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
-		refusedWithin(t, b, s.ID, 5*time.Second, "b refuses the session revoked while it was not listening")
+		storetest.RefusedWithin(t, b, s.ID, 5*time.Second, "b refuses the session revoked while it was not listening")
 		// Listening again: a later sign-out reaches b within 1 s.
 		eventually(t, 5*time.Second, "b listens again", func() error {
 			if !strings.Contains(logs.String(), "listens to the database again") {
@@ -215,7 +225,7 @@ func TestLostNotifications(t *testing.T) {
 		if err := a.Delete(ctx, s2.ID); err != nil {
 			t.Fatal(err)
 		}
-		refusedWithin(t, b, s2.ID, time.Second, "b refuses a session revoked after it listens again")
+		storetest.RefusedWithin(t, b, s2.ID, time.Second, "b refuses a session revoked after it listens again")
 	})
 }
 
@@ -247,7 +257,7 @@ func TestQuietDatabase(t *testing.T) {
 	if err := b.Delete(ctx, s.ID); err != nil {
 		t.Fatal(err)
 	}
-	refusedWithin(t, a, s.ID, time.Second, "a refuses the session b revoked")
+	storetest.RefusedWithin(t, a, s.ID, time.Second, "a refuses the session b revoked")
 }
 
 // Ten replicas starting at once against an empty database migrate it once.
@@ -330,6 +340,8 @@ func TestDatabaseDown(t *testing.T) {
 	unavailable("Put", st.Put(ctx, sample("judy")))
 	unavailable("Update", st.Update(ctx, notHeld))
 	unavailable("Delete", st.Delete(ctx, session.NewSessionID()))
+	_, err = st.DeleteUser(ctx, "nobody@example.com")
+	unavailable("DeleteUser", err)
 	unavailable("RedeemState", st.RedeemState(ctx, "nonce", time.Minute, 100))
 	_, err = st.TryLease(ctx, "lease", "me", time.Minute)
 	unavailable("TryLease", err)
@@ -398,6 +410,12 @@ func TestRowsHoldNoSecrets(t *testing.T) {
 	if !strings.Contains(dump, hashID(s.ID)) {
 		t.Errorf("the session's row is not keyed by its ID's hash: %s", dump)
 	}
+	// The email's hash has a prefix of its own, so it is not the plain
+	// SHA-256 of the address that other services publish (Gravatar's) and
+	// that a dump could be joined with.
+	if !strings.Contains(dump, emailHash(s.Email)) || strings.Contains(dump, hashID(s.Email)) {
+		t.Errorf("the session's row does not hold the email's prefixed hash, or holds its plain one: %s", dump)
+	}
 	// Revoked, its data goes at once, though the row stays for reconcile.
 	if err := st.Delete(ctx, s.ID); err != nil {
 		t.Fatal(err)
@@ -406,6 +424,71 @@ func TestRowsHoldNoSecrets(t *testing.T) {
 		t.Errorf("a revoked session's data: got %q, want one empty row", got)
 	}
 	noSecretsIn(t, "the logs", logs.String(), secrets...)
+}
+
+// A database from the release before schema version 2, with a session in
+// it, is migrated by a replica of this one: the session keeps working, and
+// so do the rows a replica of the previous release writes during the
+// rolling upgrade. DeleteUser cannot find those (they have no email_hash),
+// as its documentation says; their sign-out still works, and a refresh by
+// this release makes them findable.
+func TestUpgradeToEmailHash(t *testing.T) {
+	ctx := context.Background()
+	conn := newDatabase(t)
+	pool, err := pgxpool.New(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	discard := slog.New(slog.DiscardHandler)
+	if done, err := migrateOne(ctx, pool, discard); err != nil || done {
+		t.Fatalf("migrating to version 1: got %v, %v", done, err)
+	}
+	pool.Close()
+	sealer, _ := session.NewSealer(testKey)
+	sealing := &Store{opts: Options{Sealer: sealer}}
+	// As the previous release's Put writes a session, and still may once
+	// the schema is newer.
+	putAsPreviousRelease := func(s *session.Session) {
+		t.Helper()
+		data, err := sealing.seal(hashID(s.ID), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(t, conn, `
+			INSERT INTO portcullis_sessions (id, subject, created_at, expires_at, changed_at, revoked_at, data)
+			VALUES ($1, $2, $3, $4, now(), NULL, $5)`,
+			hashID(s.ID), s.Subject, s.CreatedAt, s.ExpiresAt, data)
+	}
+	before := sample("olga")
+	putAsPreviousRelease(before)
+
+	st, _ := replica(t, conn, Options{})
+	if got := query[int32](t, conn, `SELECT max(version) FROM portcullis_schema_migrations`); !slices.Equal(got, []int32{int32(len(migrations))}) {
+		t.Fatalf("schema version after Open: got %v, want %d", got, len(migrations))
+	}
+	during := sample("olga")
+	putAsPreviousRelease(during)
+	for _, s := range []*session.Session{before, during} {
+		if got, err := st.Get(ctx, s.ID); err != nil || got.Email != s.Email {
+			t.Errorf("Get of a session the previous release wrote: got %+v, %v", got, err)
+		}
+	}
+	if n, err := st.DeleteUser(ctx, before.Email); err != nil || n != 0 {
+		t.Errorf("DeleteUser of rows without email_hash: got %d, %v; want 0", n, err)
+	}
+	if err := st.Delete(ctx, before.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, before.ID); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("Get after Delete: got %v, want ErrNoSession", err)
+	}
+	// A refresh by this release writes the hash.
+	if err := st.Update(ctx, during); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.DeleteUser(ctx, during.Email); err != nil || n != 1 {
+		t.Errorf("DeleteUser after a refresh by this release: got %d, %v; want 1", n, err)
+	}
 }
 
 // A session too big for one seal (many claims, long tokens) is stored in

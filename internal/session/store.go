@@ -52,6 +52,28 @@ var ErrStateUsed = errors.New("sign-in already completed")
 // remembers its maximum of redeemed sign-ins already.
 var ErrTooManyPending = errors.New("too many sign-ins remembered")
 
+// ErrNoEmail is returned by Store.DeleteUser for an empty email: it names
+// no one, and must not end every session whose identity provider gave no
+// email.
+var ErrNoEmail = errors.New("no email given: it names no one")
+
+// EmailKey is how stores compare email addresses: with their ASCII letters
+// lower-cased. Domains compare case-insensitively, and local parts, which
+// RFC 5321 section 2.4 lets a mail server treat as case-sensitive, do in
+// practice: an administrator who types Alice@Example.com must find
+// alice@example.com. A Unicode case fold is not used: it could merge two
+// people's addresses (the Kelvin sign, U+212A, lower-cases to k), and
+// ending the wrong person's sessions is worse than missing one.
+func EmailKey(email string) string {
+	b := []byte(email)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // A Store keeps sessions and everything else about sign-ins that must hold
 // across replicas. Replicas that share one (PostgreSQL) share sign-ins,
 // sign-outs, replay protection and refreshes; the memory store serves one
@@ -77,6 +99,14 @@ type Store interface {
 	Update(ctx context.Context, s *Session) error
 	// Delete revokes a session, on every replica.
 	Delete(ctx context.Context, id string) error
+	// DeleteUser revokes every live session whose Email is email
+	// (compared case-insensitively, as email addresses are: EmailKey),
+	// on every replica, and returns how many it ended: an administrator
+	// ending a person's access ("kick alice@example.com", the name
+	// Kubernetes sees in Impersonate-User). A sign-in after it is not
+	// ended; to keep the person out, the policy must change too. An empty
+	// email is ErrNoEmail.
+	DeleteUser(ctx context.Context, email string) (int, error)
 
 	// RedeemState records the sign-in state nonce as used for ttl. It
 	// returns ErrStateUsed if it already was, and ErrTooManyPending if max
@@ -249,6 +279,32 @@ func (m *MemoryStore) Delete(_ context.Context, id string) error {
 		m.deleteLocked(s)
 	}
 	return nil
+}
+
+// DeleteUser revokes every session whose Email is email, and returns how
+// many of them were live. It looks at every session: ending a person's
+// sessions is an administrator's rare operation, not worth an index by
+// email that every Put would keep.
+func (m *MemoryStore) DeleteUser(_ context.Context, email string) (int, error) {
+	if email == "" {
+		return 0, ErrNoEmail
+	}
+	key := EmailKey(email)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	n := 0
+	for _, s := range m.sessions {
+		if EmailKey(s.Email) != key {
+			continue
+		}
+		if s.Live(now) {
+			n++
+		}
+		// Through deleteLocked, so the subject index forgets it too.
+		m.deleteLocked(s)
+	}
+	return n, nil
 }
 
 // RedeemState records a sign-in state as used until until.

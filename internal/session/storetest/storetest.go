@@ -1,5 +1,6 @@
 // Package storetest is the conformance suite of session.Store: every
-// store (memory, PostgreSQL) runs it, so that they keep one contract.
+// store (memory, PostgreSQL) runs Run, so that they keep one contract, and
+// a store that replicas share (PostgreSQL) runs RunShared too.
 package storetest
 
 import (
@@ -71,6 +72,101 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		}
 		must(t, st.Delete(ctx, s.ID))                   // again: nothing to do
 		must(t, st.Delete(ctx, session.NewSessionID())) // unknown: nothing to do
+	})
+	t.Run("delete user ends one person's sessions, whatever the case of their email", func(t *testing.T) {
+		st := newStore(t)
+		alice, shouting := sample("alice"), sample("alice")
+		shouting.Email = "Alice@Example.COM"
+		expired := sample("alice")
+		expired.ExpiresAt = time.Now().Add(-time.Second)
+		bob := sample("bob")
+		// Addresses that look like alice's and are someone else's, and a
+		// session without an email.
+		lookAlikes := []*session.Session{sample("malice"), sample("alice"), sample("alice"), sample("noemail")}
+		lookAlikes[1].Email = "alice@example.com.evil.example"
+		lookAlikes[2].Email = "alice@example.co"
+		lookAlikes[3].Email = ""
+		for _, s := range append([]*session.Session{alice, shouting, expired, bob}, lookAlikes...) {
+			must(t, st.Put(ctx, s))
+		}
+		n, err := st.DeleteUser(ctx, "aLiCe@example.com")
+		if err != nil || n != 2 {
+			t.Errorf("DeleteUser: got %d, %v; want 2 (the expired session is not counted)", n, err)
+		}
+		for _, s := range []*session.Session{alice, shouting, expired} {
+			if _, err := st.Get(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Get of a session of %q: got %v, want ErrNoSession", s.Email, err)
+			}
+			if _, err := st.Refetch(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+				t.Errorf("Refetch of a session of %q: got %v, want ErrNoSession", s.Email, err)
+			}
+		}
+		for _, s := range append([]*session.Session{bob}, lookAlikes...) {
+			if _, err := st.Get(ctx, s.ID); err != nil {
+				t.Errorf("Get of a session of %q: %v, want it live", s.Email, err)
+			}
+		}
+		if n, err := st.DeleteUser(ctx, alice.Email); err != nil || n != 0 {
+			t.Errorf("DeleteUser again: got %d, %v; want 0", n, err)
+		}
+		// The person signs in again, after the administrator ended their
+		// sessions: that one is theirs, and is found next time.
+		again := sample("alice")
+		must(t, st.Put(ctx, again))
+		if _, err := st.Get(ctx, again.ID); err != nil {
+			t.Errorf("a sign-in after DeleteUser: %v, want it live", err)
+		}
+		if n, err := st.DeleteUser(ctx, alice.Email); err != nil || n != 1 {
+			t.Errorf("DeleteUser after a new sign-in: got %d, %v; want 1", n, err)
+		}
+		// An empty email names no one: not every session without one.
+		if n, err := st.DeleteUser(ctx, ""); !errors.Is(err, session.ErrNoEmail) || n != 0 {
+			t.Errorf("DeleteUser of an empty email: got %d, %v; want 0, ErrNoEmail", n, err)
+		}
+		if _, err := st.Get(ctx, lookAlikes[3].ID); err != nil {
+			t.Errorf("a session without an email after DeleteUser(\"\"): %v, want it live", err)
+		}
+	})
+	t.Run("delete user compares ASCII letters only", func(t *testing.T) {
+		st := newStore(t)
+		// The Kelvin sign lower-cases (and case-folds) to k, but names
+		// another mailbox: kim must not end its owner's sessions.
+		kim, kelvin := sample("kim"), sample("kelvin")
+		kelvin.Email = "\u212aim@example.com"
+		must(t, st.Put(ctx, kim))
+		must(t, st.Put(ctx, kelvin))
+		if n, err := st.DeleteUser(ctx, "KIM@example.com"); err != nil || n != 1 {
+			t.Errorf("DeleteUser: got %d, %v; want 1", n, err)
+		}
+		if _, err := st.Get(ctx, kelvin.ID); err != nil {
+			t.Errorf("the session of %q: %v, want it live", kelvin.Email, err)
+		}
+	})
+	t.Run("delete user, then an update does not bring a session back", func(t *testing.T) {
+		st := newStore(t)
+		s := sample("grace")
+		must(t, st.Put(ctx, s))
+		if n, err := st.DeleteUser(ctx, s.Email); err != nil || n != 1 {
+			t.Fatalf("DeleteUser: got %d, %v; want 1", n, err)
+		}
+		if err := st.Update(ctx, s); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("Update after DeleteUser: got %v, want ErrNoSession", err)
+		}
+	})
+	t.Run("an update that changes the email is what delete user finds", func(t *testing.T) {
+		st := newStore(t)
+		s := sample("heidi")
+		must(t, st.Put(ctx, s))
+		// The identity provider renamed the person; a refresh saw it.
+		oldEmail := s.Email
+		s.Email = "heidi.new@example.com"
+		must(t, st.Update(ctx, s))
+		if n, err := st.DeleteUser(ctx, oldEmail); err != nil || n != 0 {
+			t.Errorf("DeleteUser of the old email: got %d, %v; want 0", n, err)
+		}
+		if n, err := st.DeleteUser(ctx, "Heidi.New@example.com"); err != nil || n != 1 {
+			t.Errorf("DeleteUser of the new email: got %d, %v; want 1", n, err)
+		}
 	})
 	t.Run("put replaces", func(t *testing.T) {
 		st := newStore(t)
@@ -170,6 +266,61 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// prompt is how soon a change on one replica must reach another that
+// shares its store: a notification's time, on a loaded machine.
+const prompt = time.Second
+
+// RunShared checks the contract between replicas that share a store, on
+// pairs made by newReplicas: two stores on one empty database, as two
+// replicas open it. Each must learn the other's changes by notification,
+// within a second, not at a periodic reconcile: newReplicas sets that far
+// away, so that what passes here is prompt in production too.
+func RunShared(t *testing.T, newReplicas func(t *testing.T) (a, b session.Store)) {
+	ctx := context.Background()
+	t.Run("delete user on one replica ends the person's sessions on the other", func(t *testing.T) {
+		a, b := newReplicas(t)
+		onA, onB, bob := sample("alice"), sample("alice"), sample("bob")
+		must(t, a.Put(ctx, onA))
+		must(t, b.Put(ctx, onB))
+		must(t, a.Put(ctx, bob))
+		for _, s := range []*session.Session{onA, onB, bob} {
+			if _, err := b.Get(ctx, s.ID); err != nil { // b holds it now
+				t.Fatal(err)
+			}
+		}
+		if n, err := a.DeleteUser(ctx, "Alice@Example.com"); err != nil || n != 2 {
+			t.Errorf("a.DeleteUser: got %d, %v; want 2, one session signed in through each replica", n, err)
+		}
+		for _, s := range []*session.Session{onA, onB} {
+			RefusedWithin(t, b, s.ID, prompt, "b refuses alice's session a ended")
+		}
+		if _, err := b.Get(ctx, bob.ID); err != nil {
+			t.Errorf("b.Get of bob's session: %v, want it live", err)
+		}
+		if n, err := b.DeleteUser(ctx, onA.Email); err != nil || n != 0 {
+			t.Errorf("b.DeleteUser after a's: got %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// RefusedWithin waits until st refuses session id (ErrNoSession), failing
+// the test if it still serves it after within: a revocation reaching a
+// replica.
+func RefusedWithin(t testing.TB, st session.Store, id string, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		_, err := st.Get(context.Background(), id)
+		if errors.Is(err, session.ErrNoSession) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: Get: got %v, want ErrNoSession", what, within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 var n atomic.Int64
