@@ -109,8 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	}
 
 	// Load validates too, with the server's own checks (the same that
-	// server.New runs), and reports every problem at once.
-	opts, err := config.Load(*configFile, lookupEnv, server.Checks()...)
+	// server.New runs), and reports every problem at once. A reload reads
+	// the same way.
+	load := func() (*config.Options, error) { return config.Load(*configFile, lookupEnv, server.Checks()...) }
+	opts, err := load()
 	if err != nil {
 		return reportProblems(stderr, err)
 	}
@@ -135,7 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	// A missing secret is generated rather than refused, so that one
 	// replica starts with no secrets set up, and said loudly below.
 	generated := opts.GenerateMissingSecrets()
-	logger := newLogger(stderr, opts)
+	level := new(slog.LevelVar) // LOG_LEVEL, which a reload can change
+	level.Set(opts.LogLevel)
+	logger := newLogger(stderr, opts, level)
 	logger.Info("starting portcullis", "version", version)
 	if len(generated) > 0 {
 		logger.Warn("generated random secrets because they were not set; "+
@@ -151,12 +155,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	if err != nil {
 		return err
 	}
+	srv.SetReloader(load, level)
+	// SIGHUP reloads the configuration, as it does for most daemons; the
+	// server also reloads by itself when a file it was read from changes.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP: reloading the configuration")
+				srv.Reload() //nolint:errcheck // Reload logs every problem and counts the failure
+			}
+		}
+	}()
 	return srv.Run(ctx)
 }
 
-// newLogger builds the process's logger from LOG_LEVEL and LOG_FORMAT.
-func newLogger(w io.Writer, opts *config.Options) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: opts.LogLevel}
+// newLogger builds the process's logger from LOG_FORMAT, at level (LOG_LEVEL).
+func newLogger(w io.Writer, opts *config.Options, level slog.Leveler) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(opts.LogFormat, "text") {
 		return slog.New(slog.NewTextHandler(w, hopts))
 	}
@@ -166,31 +187,11 @@ func newLogger(w io.Writer, opts *config.Options) *slog.Logger {
 // reportProblems prints each configuration problem on its own line, then
 // how many there were, and returns an error main will not print again.
 func reportProblems(stderr io.Writer, err error) error {
-	problems := problemList(err)
+	problems := config.Messages(err)
 	for _, p := range problems {
 		// A problem of several lines keeps them together, indented.
 		fmt.Fprintf(stderr, "config: %s\n", strings.ReplaceAll(p, "\n", "\n  "))
 	}
 	fmt.Fprintf(stderr, "%d problem(s) found\n", len(problems))
 	return &exitError{code: exitFailure, reported: true, err: err}
-}
-
-// problemList flattens an errors.Join tree (Load reports every problem
-// at once) into one message per problem.
-func problemList(err error) []string {
-	var list []string
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		if msg := strings.TrimSpace(err.Error()); msg != "" {
-			list = append(list, msg)
-		}
-	}
-	walk(err)
-	return list
 }

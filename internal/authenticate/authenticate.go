@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -75,6 +76,8 @@ type Authenticator struct {
 	now  func() time.Time
 
 	refresh refresher // sessions' refreshes with the provider (refresh.go)
+	// idp is the identity provider (Options.Provider, until SetProvider).
+	idp atomic.Pointer[providerRef]
 	// refreshing counts the refreshes running (WaitForRefreshes).
 	refreshing sync.WaitGroup
 	// replica names this Authenticator as the holder of store leases.
@@ -104,8 +107,10 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Authenticator{opts: opts, log: log, now: time.Now, replica: session.NewSessionID(),
-		crossOrigin: http.NewCrossOriginProtection()}, nil
+	a := &Authenticator{opts: opts, log: log, now: time.Now, replica: session.NewSessionID(),
+		crossOrigin: http.NewCrossOriginProtection()}
+	a.SetProvider(opts.Provider)
+	return a, nil
 }
 
 // loginState travels sealed in the OAuth state parameter.
@@ -153,7 +158,20 @@ func (a *Authenticator) csrfCookie() string                { return a.opts.Cooki
 func (a *Authenticator) bindCookie() string                { return a.opts.CookieName + "_signin" }
 
 // SignInConfigured reports whether people can sign in here.
-func (a *Authenticator) SignInConfigured() bool { return a.opts.Provider != nil }
+func (a *Authenticator) SignInConfigured() bool { return a.provider() != nil }
+
+// providerRef holds the identity provider, which a reload may replace.
+type providerRef struct{ p idp.Provider }
+
+// provider returns the identity provider in use now, or nil if sign-in is
+// off.
+func (a *Authenticator) provider() idp.Provider { return a.idp.Load().p }
+
+// SetProvider replaces the identity provider (a reload changed the IDP_*
+// settings): sign-ins started from now on, and every refresh, use p. A
+// sign-in already at the old provider fails at its callback, and the
+// person signs in again. nil turns sign-in off.
+func (a *Authenticator) SetProvider(p idp.Provider) { a.idp.Store(&providerRef{p}) }
 
 // AuthenticateHandler serves the authenticate host.
 func (a *Authenticator) AuthenticateHandler() http.Handler {
@@ -229,7 +247,7 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 	st.CSRF, st.Nonce, st.Verifier = rand.Text(), rand.Text(), oauth2.GenerateVerifier()
 	raw, _ := json.Marshal(st)
 	state := a.opts.Sealer.Seal(purposeState, raw, a.now().Add(stateTTL))
-	authURL, err := a.opts.Provider.AuthCodeURL(r.Context(), state, st.Nonce, st.Verifier)
+	authURL, err := a.provider().AuthCodeURL(r.Context(), state, st.Nonce, st.Verifier)
 	if err != nil {
 		a.log.Warn("starting sign-in", "error", err)
 		respond.Error(w, r, respond.Problem{Code: http.StatusBadGateway, Title: "Identity provider unavailable",
@@ -320,7 +338,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 			Text: "Your identity provider refused the sign-in: " + e + " " + q.Get("error_description")})
 		return
 	}
-	id, toks, err := a.opts.Provider.Exchange(r.Context(), q.Get("code"), st.Verifier, st.Nonce)
+	id, toks, err := a.provider().Exchange(r.Context(), q.Get("code"), st.Verifier, st.Nonce)
 	if err != nil {
 		a.log.Warn("sign-in callback failed", "error", err)
 		if errors.Is(err, idp.ErrProviderUnavailable) {

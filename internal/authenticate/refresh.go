@@ -110,6 +110,18 @@ func (f *flight) finished() bool {
 // a session store that cannot answer gives ErrStoreUnavailable, since the
 // session may well be live.
 func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Session, error) {
+	sess, err := a.CurrentSession(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return a.renew(ctx, sess)
+}
+
+// CurrentSession returns the live session with this id as the store has
+// it now, without a refresh: for deciding whether a stream opened with it
+// may go on. A session that ended gives ErrSessionEnded; a store that
+// cannot say, ErrStoreUnavailable.
+func (a *Authenticator) CurrentSession(ctx context.Context, id string) (*session.Session, error) {
 	sess, err := a.opts.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNoSession):
@@ -120,7 +132,7 @@ func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Se
 		}
 		return nil, ErrStoreUnavailable
 	}
-	return a.renew(ctx, sess)
+	return sess, nil
 }
 
 // sessionToEnd returns the live session a sign-out request names, by its
@@ -264,7 +276,7 @@ func (a *Authenticator) awaitOtherRefresh(ctx context.Context, id string, cur *s
 // provider, a refresh token or an expiry there is nothing to renew, and
 // the session lasts until COOKIE_EXPIRE.
 func (a *Authenticator) renewable(sess *session.Session) bool {
-	return a.opts.Provider != nil && sess.IDPRefreshToken != "" && !sess.IDPExpiry.IsZero()
+	return a.provider() != nil && sess.IDPRefreshToken != "" && !sess.IDPExpiry.IsZero()
 }
 
 // renewAt is when sess is due for a refresh.
@@ -391,7 +403,14 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		return
 	}
 	log := a.log.With("email", cur.Email, "session", id[:min(8, len(id))])
-	got, toks, err := a.opts.Provider.Refresh(ctx, cur.IDPRefreshToken)
+	provider := a.provider()
+	if provider == nil {
+		// Sign-in was turned off by a reload since renewable said yes:
+		// the session goes on as it is, as it would without a provider.
+		f.outcome, f.sess = refreshed, cur
+		return
+	}
+	got, toks, err := provider.Refresh(ctx, cur.IDPRefreshToken)
 	now := a.now()
 	switch {
 	case errors.Is(err, idp.ErrProviderUnavailable):

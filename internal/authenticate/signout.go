@@ -1,6 +1,8 @@
 package authenticate
 
 import (
+	"context"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -131,8 +133,8 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 		}
 	}
 	a.clearCookie(w, a.opts.CookieName)
-	if signedIn && a.SignInConfigured() {
-		if u := a.opts.Provider.EndSessionURL(r.Context(), hint, ""); u != "" {
+	if p := a.provider(); signedIn && p != nil {
+		if u := p.EndSessionURL(r.Context(), hint, ""); u != "" {
 			http.Redirect(w, r, u, http.StatusSeeOther)
 			return
 		}
@@ -179,3 +181,15 @@ var signOutTemplate = template.Must(template.New("signout").Parse(`<!doctype htm
 <form method="post" action="/.pomerium/sign_out"><button type="submit" id="sign-out">Sign out</button></form>
 </body></html>
 `))
+
+// EndUserSessions signs the person with this email out everywhere: every
+// live session of theirs ends, on every replica. It returns how many
+// ended. An administrator's act (the admin API), never a client's.
+func (a *Authenticator) EndUserSessions(ctx context.Context, email string) (int, error) {
+	n, err := a.opts.Store.DeleteUser(ctx, email)
+	if err != nil {
+		return n, fmt.Errorf("ending the sessions of %s: %w", email, err)
+	}
+	a.log.Info("an administrator ended a person's sessions", "email", email, "sessions", n)
+	return n, nil
+}

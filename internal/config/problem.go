@@ -131,3 +131,26 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Messages flattens err, an errors.Join tree such as Load's, into one
+// message per problem, for printing a line each; other errors are one
+// message.
+func Messages(err error) []string {
+	var list []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if msg := strings.TrimSpace(err.Error()); msg != "" {
+			list = append(list, msg)
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return list
+}

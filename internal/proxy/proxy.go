@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
+	"github.com/portcullis-proxy/portcullis/internal/stream"
 )
 
 // Proxy forwards the requests of one route. It is built once per route and
@@ -330,6 +331,14 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if p.kubernetes {
 		resp.Header.Add("Content-Security-Policy", sandboxCSP)
 	}
+	// A long-lived request's stream (a watch's events, an exec session)
+	// must stop when the person's access does: the stream can end it at
+	// a message boundary with a last word. An error answer is short and
+	// left alone.
+	if st := stream.FromContext(resp.Request.Context()); st != nil &&
+		(resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusSwitchingProtocols) {
+		st.AttachBody(resp)
+	}
 	return nil
 }
 
@@ -391,6 +400,14 @@ func Servable(r *http.Request) error {
 // upstreamError answers a failed round trip with a Status kubectl can show
 // (a page for a browser) and logs the cause with the route.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if st := stream.FromContext(r.Context()); st != nil {
+		if e := st.Ended(); e != nil {
+			// Ended while the upstream was still answering: the person's
+			// access ended, and that is the answer.
+			respond.Error(w, r, respond.Problem{Code: e.Code, Message: e.Message})
+			return
+		}
+	}
 	if errors.Is(err, errNoImpersonation) || errors.Is(err, errUnframed) {
 		p.logger.Error("upstream request refused", "error", err)
 		respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Message: "portcullis: internal error: the request was not forwarded"})

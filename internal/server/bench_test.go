@@ -168,11 +168,7 @@ func BenchmarkPipelineKubernetesGET(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		for _, p := range s.proxies {
-			p.Close()
-		}
-	})
+	b.Cleanup(func() { s.current().close() })
 	req := kubectlRequest(benchToken(b, opts, route))
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()

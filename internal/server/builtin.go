@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
 )
 
@@ -18,13 +19,12 @@ import (
 const builtinIDPPath = "/.portcullis/idp"
 
 // newBuiltinIDP starts the built-in OpenID provider for IDP_PROVIDER=builtin
-// and fills in the provider settings in s.opts (issuer, client) that point
+// and fills in the provider settings in opts (issuer, client) that point
 // sign-in at it, as if the operator had set them. It returns
 // the provider's handler, for the authenticate host, and an HTTP client
 // that reaches that handler in process: the server need not trust its own
 // certificate, nor be listening yet, to talk to its own provider.
-func (s *Server) newBuiltinIDP() (http.Handler, *http.Client, error) {
-	opts := s.opts
+func (s *Server) newBuiltinIDP(opts *config.Options) (http.Handler, *http.Client, error) {
 	// The users file parsed when the configuration was checked
 	// (checkIdentityProvider); it is read again here, as it may have
 	// changed since.
@@ -90,13 +90,13 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // authenticateHost is the handler of the authenticate host: sign-in, and
-// the built-in provider when there is one.
-func (s *Server) authenticateHost() http.Handler {
-	if s.builtinIDP == nil {
+// the built-in provider builtinIDP when there is one (nil otherwise).
+func (s *Server) authenticateHost(builtinIDP http.Handler) http.Handler {
+	if builtinIDP == nil {
 		return s.boundSignInBody(s.auth.AuthenticateHandler())
 	}
 	mux := http.NewServeMux()
-	mux.Handle(builtinIDPPath+"/", s.builtinIDP)
+	mux.Handle(builtinIDPPath+"/", builtinIDP)
 	mux.Handle("/", s.auth.AuthenticateHandler())
 	return s.boundSignInBody(mux)
 }

@@ -50,12 +50,12 @@ func checkCertificate(o *config.Options, r *config.Reporter) {
 			r.Name("certificate", "insecure_server"))
 		return
 	}
-	cfg, err := newTLSConfig(o.Certificate, o.CertificateKey)
+	cert, err := loadCertificate(o.Certificate, o.CertificateKey)
 	if err != nil {
 		// config's own validation has named what is wrong with the pair.
 		return
 	}
-	leaf := cfg.Certificates[0].Leaf
+	leaf := cert.Leaf
 	if leaf == nil {
 		return
 	}

@@ -123,16 +123,18 @@ func allowGetOrHead(w http.ResponseWriter, r *http.Request) bool {
 // metricsHandler serves the metrics listener: Prometheus /metrics, and
 // the health endpoints for probes that should reach neither TLS nor the
 // routes: /ping (liveness), /healthz and /readyz (readiness, as
-// kube-apiserver and Pomerium's health listener name it).
+// kube-apiserver and Pomerium's health listener name it); and the admin
+// API (admin.go).
 func (s *Server) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler(s.logger))
 	mux.HandleFunc(pathPing, servePing)
 	mux.HandleFunc(pathHealthz, s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveHealthz)
+	mux.Handle(adminPrefix, s.adminHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.Problem{Code: http.StatusNotFound,
-			Message: "portcullis: the metrics listener serves GET /metrics, /ping, /healthz and /readyz only"})
+			Message: "portcullis: the metrics listener serves GET /metrics, /ping, /healthz, /readyz and the admin API at /admin/v1/ only"})
 	})
 	return mux
 }

@@ -141,7 +141,7 @@ func TestReadinessChecks(t *testing.T) {
 	}
 
 	storeDown := func(context.Context) error { return errors.New("session store unreachable") }
-	s.router.ready = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.current().router.ready = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveReadiness(w, r, append(s.readinessChecks(), storeDown))
 	})
 	if code, body := probe(pathReadiness); code != http.StatusServiceUnavailable || body != `{"status":"session store unreachable"}`+"\n" {

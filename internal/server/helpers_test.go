@@ -63,11 +63,7 @@ func newUnservedServer(t *testing.T, opts *config.Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, p := range s.proxies {
-			p.Close()
-		}
-	})
+	t.Cleanup(func() { s.current().close() })
 	return s
 }
 

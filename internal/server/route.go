@@ -34,7 +34,7 @@ import (
 //     names the rule that decided it;
 //  4. proxy: credentials out, service-account token and Impersonate-* in,
 //     forward, stream.
-func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
+func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler, error) {
 	pol, err := policy.Compile(route)
 	if err != nil {
 		return nil, err
@@ -43,7 +43,8 @@ func (s *Server) routeHandler(route *config.Route) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.proxies = append(s.proxies, p)
+	g.proxies = append(g.proxies, p)
+	g.addPolicy(route, pol)
 	audience := route.From.Host
 	next := s.authorize(route, pol, p)
 	if !route.AllowPublicUnauthenticatedAccess {
@@ -157,8 +158,9 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	if o.Scheme != "https" && (o.Scheme != "http" || r.TLS != nil) {
 		return false
 	}
-	want, ok := s.router.hosts[config.CanonicalHost(r.Host)]
-	got, ok2 := s.router.hosts[config.CanonicalHost(o.Host)]
+	hosts := s.current().router.hosts
+	want, ok := hosts[config.CanonicalHost(r.Host)]
+	got, ok2 := hosts[config.CanonicalHost(o.Host)]
 	return ok && ok2 && want.label == got.label
 }
 
@@ -224,8 +226,10 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 			req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
 			req.Claims = policyClaims(id)
 		}
+		var info kube.RequestInfo
 		if kubernetes {
-			info, err := kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
+			var err error
+			info, err = kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 			if err != nil {
 				// kube-apiserver serves nothing for such a path either.
 				respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: not a Kubernetes API request: " + err.Error()})
@@ -236,6 +240,13 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		}
 		d := pol.Evaluate(&req)
 		if d.Allow {
+			if kind, ok := streamKind(r, kubernetes, &info); ok {
+				// Followed from here on: when the person's access ends,
+				// so does the stream (streams.go).
+				st, ctx, sw := s.streams.Open(r.Context(), w, s.streamInfo(kind, route, r, &req))
+				defer st.Close()
+				w, r = sw, r.WithContext(ctx)
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -266,40 +277,50 @@ func policyClaims(id *identity.Identity) map[string][]string {
 	return c
 }
 
-// newAuthenticator builds sign-in: the cookie sealer, the session store
-// and, when IDP_PROVIDER is set, the identity provider.
-func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
+// newProvider builds the identity provider IDP_PROVIDER names, or nil
+// when sign-in is off; for the built-in provider also its handler, served
+// on the authenticate host. It fills in the provider settings that the
+// built-in provider implies in opts.
+func (s *Server) newProvider(opts *config.Options) (idp.Provider, http.Handler, error) {
+	if opts.IDPProvider == "" {
+		return nil, nil, nil
+	}
+	// Checks (check.go) made sure of AUTHENTICATE_SERVICE_URL and the
+	// provider's settings.
+	var client *http.Client
+	var builtinIDP http.Handler
+	var err error
+	if opts.IDPProvider == "builtin" {
+		if builtinIDP, client, err = s.newBuiltinIDP(opts); err != nil {
+			return nil, nil, err
+		}
+	}
+	redirect := *opts.AuthenticateServiceURL
+	redirect.Path = strings.TrimSuffix(redirect.Path, "/") + "/oauth2/callback"
+	provider, err := idp.New(idp.Options{
+		Provider:      opts.IDPProvider,
+		ProviderURL:   opts.IDPProviderURL,
+		ClientID:      opts.IDPClientID,
+		ClientSecret:  opts.IDPClientSecret,
+		Scopes:        opts.IDPScopes,
+		RedirectURL:   redirect.String(),
+		GroupsClaim:   opts.IDPGroupsClaim,
+		RequestParams: opts.IDPRequestParams,
+		HTTPClient:    client,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return provider, builtinIDP, nil
+}
+
+// newAuthenticator builds sign-in: the cookie sealer and the session
+// store, with the identity provider of the first generation.
+func (s *Server) newAuthenticator(provider idp.Provider) (*authenticate.Authenticator, error) {
 	opts := s.opts
 	sealer, err := session.NewSealer(opts.CookieSecret)
 	if err != nil {
 		return nil, err
-	}
-	var provider idp.Provider
-	if opts.IDPProvider != "" {
-		// Checks (check.go) made sure of AUTHENTICATE_SERVICE_URL and the
-		// provider's settings.
-		var client *http.Client
-		if opts.IDPProvider == "builtin" {
-			if s.builtinIDP, client, err = s.newBuiltinIDP(); err != nil {
-				return nil, err
-			}
-		}
-		redirect := *opts.AuthenticateServiceURL
-		redirect.Path = strings.TrimSuffix(redirect.Path, "/") + "/oauth2/callback"
-		provider, err = idp.New(idp.Options{
-			Provider:      opts.IDPProvider,
-			ProviderURL:   opts.IDPProviderURL,
-			ClientID:      opts.IDPClientID,
-			ClientSecret:  opts.IDPClientSecret,
-			Scopes:        opts.IDPScopes,
-			RedirectURL:   redirect.String(),
-			GroupsClaim:   opts.IDPGroupsClaim,
-			RequestParams: opts.IDPRequestParams,
-			HTTPClient:    client,
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	store, closeStore, err := s.newSessionStore(sealer)
 	if err != nil {
@@ -315,7 +336,7 @@ func (s *Server) newAuthenticator() (*authenticate.Authenticator, error) {
 		Verify:          s.verifyToken,
 		Store:           store,
 		Provider:        provider,
-		RouteAudience:   func(host string) (string, bool) { return s.router.audience(host) },
+		RouteAudience:   func(host string) (string, bool) { return s.current().router.audience(host) },
 		Logger:          s.logger,
 		SignInRate:      limit.NewRate(opts.Limits.SignInsPerMinute, 0),
 		LoginRate:       limit.NewRate(opts.Limits.LoginsPerMinute, 0),

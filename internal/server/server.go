@@ -14,8 +14,8 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/config"
-	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/stream"
 )
 
 // DefaultShutdownTimeout is how long Run and Serve let in-flight requests
@@ -52,10 +52,23 @@ type Server struct {
 	logger    *slog.Logger
 	tlsConfig *tls.Config // nil: plain HTTP (INSECURE_SERVER)
 	metrics   *metrics
-	handler   http.Handler   // the whole pipeline: see pipeline
-	hijacked  *connTracker   // connections handlers took over (upgrades)
-	keys      *session.Keys  // signs and verifies Portcullis tokens
-	proxies   []*proxy.Proxy // one per route, closed at shutdown
+	handler   http.Handler  // the whole pipeline: see pipeline
+	hijacked  *connTracker  // connections handlers took over (upgrades)
+	keys      *session.Keys // signs and verifies Portcullis tokens
+
+	// live is the configuration in force: routes, policies, proxies, the
+	// identity provider, the certificate (generation.go). A reload swaps
+	// it whole (reload.go).
+	live atomic.Pointer[generation]
+	// forRoute, if set, replaces the route handler (tests).
+	forRoute func(*config.Route) (http.Handler, error)
+	// streams are the long-lived requests open, ended when the access
+	// they were opened with ends (streams.go).
+	streams *stream.Registry
+	// streamCheck asks the stream checker to look now (after a reload).
+	streamCheck chan struct{}
+	// reload is what reloading needs (reload.go).
+	reload reloadState
 
 	// tokens remembers the tokens keys verified, for every route: see
 	// verifyToken (route.go).
@@ -66,10 +79,6 @@ type Server struct {
 	// database answers (readiness).
 	closeStore func()
 	storeReady func() error
-	// builtinIDP serves the built-in provider (IDP_PROVIDER=builtin) on the
-	// authenticate host; nil otherwise.
-	builtinIDP http.Handler
-	router     *router
 
 	// bodyReadTimeout bounds the arrival of a request body (guard.go);
 	// defaultBodyReadTimeout unless a test shortens it.
@@ -122,15 +131,15 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		logger:          logger,
 		metrics:         newMetrics(),
 		hijacked:        newConnTracker(),
+		forRoute:        forRoute,
+		streams:         stream.NewRegistry(),
+		streamCheck:     make(chan struct{}, 1),
 		bodyReadTimeout: defaultBodyReadTimeout,
 		ready:           make(chan struct{}),
 	}
+	s.metrics.registry.MustRegister(streamCollector{s.streams}, s.reload.metrics())
 	if !opts.InsecureServer {
-		cfg, err := newTLSConfig(opts.Certificate, opts.CertificateKey)
-		if err != nil {
-			return nil, fmt.Errorf("creating server: %w", err)
-		}
-		s.tlsConfig = cfg
+		s.tlsConfig = s.newTLSConfig()
 	}
 	keys, err := newKeys(opts)
 	if err != nil {
@@ -138,24 +147,25 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 	}
 	s.keys = keys
 	s.tokens = session.NewVerifyCache(keys, session.DefaultVerifyCacheSize)
-	if forRoute == nil {
-		forRoute = s.routeHandler
-	}
-	if s.auth, err = s.newAuthenticator(); err != nil {
+	// The provider first: it fills in settings of opts (the built-in one's
+	// issuer and client), which the generation then holds.
+	provider, builtinIDP, err := s.newProvider(opts)
+	if err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
-	rt, err := newRouter(opts.Routes, forRoute, http.HandlerFunc(s.serveHealthz))
-	if err == nil {
-		err = rt.addAuthenticateHost(opts.AuthenticateServiceURL, s.authenticateHost())
+	if s.auth, err = s.newAuthenticator(provider); err != nil {
+		return nil, fmt.Errorf("creating server: %w", err)
 	}
+	first := &generation{opts: opts, provider: provider, builtinIDP: builtinIDP}
+	g, err := s.newGeneration(opts, first)
 	if err != nil {
 		if s.closeStore != nil {
 			s.closeStore() // opened by newAuthenticator, and of no use now
 		}
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
-	s.router = rt
-	s.handler = s.pipeline(rt)
+	s.live.Store(g)
+	s.handler = s.pipeline(http.HandlerFunc(s.serveRoutes))
 	return s, nil
 }
 
@@ -251,6 +261,17 @@ func (s *Server) Serve(ctx context.Context, ln, metricsLn net.Listener) error {
 	s.logger.Info("serving", attrs...)
 	close(s.ready)
 
+	// Open streams are checked until the very end: through the drain too.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	go s.watchStreams(bg)
+	s.reload.mu.Lock()
+	reloadable := s.reload.load != nil
+	s.reload.mu.Unlock()
+	if reloadable {
+		go s.watchFiles(ctx)
+	}
+
 	var err error
 	select {
 	case <-ctx.Done():
@@ -301,9 +322,7 @@ func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*htt
 			o.Close()
 		}
 	}
-	for _, p := range s.proxies {
-		p.Close() // idle upstream connections
-	}
+	s.current().close() // idle upstream connections
 	if s.closeStore != nil {
 		// After every request that could use it, and the refreshes they
 		// started, whose answers must be stored.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log"
 	"log/slog"
 	"strings"
@@ -16,31 +15,24 @@ var errNoCertificate = errors.New("no TLS certificate configured: set CERTIFICAT
 	"(base64 of PEM) or CERTIFICATE_FILE and CERTIFICATE_KEY_FILE, " +
 	"or set INSECURE_SERVER=true to serve plain HTTP behind a proxy that terminates TLS")
 
-// newTLSConfig builds the main listener's TLS configuration from a PEM
-// certificate chain and key.
-func newTLSConfig(certPEM, keyPEM []byte) (*tls.Config, error) {
-	switch {
-	case len(certPEM) == 0 && len(keyPEM) == 0:
-		return nil, errNoCertificate
-	case len(certPEM) == 0:
-		return nil, errors.New("loading TLS certificate: CERTIFICATE_KEY is set but CERTIFICATE is not; set both (or both *_FILE)")
-	case len(keyPEM) == 0:
-		return nil, errors.New("loading TLS certificate: CERTIFICATE is set but CERTIFICATE_KEY is not; set both (or both *_FILE)")
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("loading TLS certificate (CERTIFICATE, CERTIFICATE_KEY): %w", err)
-	}
+// newTLSConfig builds the main listener's TLS configuration. The
+// certificate is the current generation's, looked up at each handshake,
+// so a reload (a renewed certificate file, say) reaches the next new
+// connection while the connections open go on with the one they began
+// with.
+func (s *Server) newTLSConfig() *tls.Config {
 	return &tls.Config{
 		// TLS 1.0 and 1.1 are deprecated (RFC 8996); kubectl and every
 		// current browser speak 1.2 and 1.3. Go's default cipher suites
 		// for 1.2 are all AEAD with forward secrecy.
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.current().cert, nil
+		},
 		// h2 first: client-go multiplexes watches over one HTTP/2
 		// connection. SPDY clients offer only http/1.1 and get it.
 		NextProtos: []string{"h2", "http/1.1"},
-	}, nil
+	}
 }
 
 // newErrorLog routes a *log.Logger's output, such as net/http's own error

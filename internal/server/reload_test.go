@@ -1,0 +1,264 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/session"
+)
+
+// reloadStack is a server read from a config file it watches, with a
+// Kubernetes route a.test in front of a fake API server that serves
+// watches: enough to see a reload change routes and policy, and end the
+// streams the new policy denies.
+type reloadStack struct {
+	*testServer
+	path       string // the config file
+	client     *http.Client
+	adminToken string
+}
+
+const reloadAdminToken = "0123456789abcdef0123456789abcdef-admin"
+
+// reloadConfig is the config file: routes under it, after the settings.
+func reloadConfig(routes string) string {
+	return fmt.Sprintf(`address: 127.0.0.1:0
+metrics_address: 127.0.0.1:0
+insecure_server: true
+shared_secret: %s
+cookie_secret: %s
+admin_token: %s
+routes:
+%s`, base64.StdEncoding.EncodeToString(testSecret), base64.StdEncoding.EncodeToString(testSecret), reloadAdminToken, routes)
+}
+
+// kubeRoute is a Kubernetes route from host to upstream, allowing emails.
+func kubeRoute(host, upstream string, emails ...string) string {
+	return fmt.Sprintf(`  - from: http://%s
+    to: %s
+    kubernetes_service_account_token: eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDpwb3J0Y3VsbGlzIn0.c2ln
+    policy:
+      - allow:
+          or:
+            - email:
+                in: [%s]
+`, host, upstream, strings.Join(emails, ", "))
+}
+
+// watchUpstream answers a watch with one ADDED event, then holds the
+// stream open until the client goes; anything else gets 200 {}.
+func watchUpstream(t *testing.T) string {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") == "" {
+			w.Write([]byte("{}"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"first"}}}`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(up.Close)
+	return up.URL
+}
+
+func startReloadStack(t *testing.T, routes string) *reloadStack {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(path, []byte(reloadConfig(routes)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load := func() (*config.Options, error) { return config.Load(path, nil, Checks()...) }
+	opts, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger, _ := testLogger(t)
+	s, err := New(opts, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReloader(load, nil)
+	return &reloadStack{testServer: serve(t, s, true), path: path, client: newClient(t, nil), adminToken: reloadAdminToken}
+}
+
+func (rs *reloadStack) rewrite(t *testing.T, text string) {
+	t.Helper()
+	// As a ConfigMap volume changes: a new file renamed into place.
+	tmp := rs.path + ".new"
+	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, rs.path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get sends a GET for host and path with email's token.
+func (rs *reloadStack) get(t *testing.T, ctx context.Context, host, path, email string) *http.Response {
+	t.Helper()
+	tok, err := rs.keys.Issue(session.Claims{Subject: "sub-" + email, Email: email, Audience: host, Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rs.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Authorization", "Bearer Pomerium-"+tok)
+	resp, err := rs.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// metric returns the value of the unlabelled metric name, scraped now.
+func (rs *reloadStack) metric(t *testing.T, name string) string {
+	t.Helper()
+	resp, err := http.Get(rs.metricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestReloadEndsDeniedStreams changes the config file under a running
+// server: a new route is served, a watch the new policy denies ends with
+// an ERROR event naming why, another person's watch goes on, and a file
+// that does not parse changes nothing but the reload metric.
+func TestReloadEndsDeniedStreams(t *testing.T) {
+	up := watchUpstream(t)
+	rs := startReloadStack(t, kubeRoute("a.test", up, "alice@example.com", "bob@example.com"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	const watchPath = "/api/v1/namespaces/default/configmaps?watch=1"
+	watches := map[string]*bufio.Reader{}
+	for _, email := range []string{"alice@example.com", "bob@example.com"} {
+		resp := rs.get(t, ctx, "a.test", watchPath, email)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s's watch: got %d, want 200", email, resp.StatusCode)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, `"ADDED"`) {
+			t.Fatalf("%s's watch: first event %q, %v", email, line, err)
+		}
+		watches[email] = br
+	}
+	if got := rs.metric(t, `portcullis_streams_open{kind="watch"}`); got != "2" {
+		t.Errorf("portcullis_streams_open{kind=watch}: got %q, want 2", got)
+	}
+
+	// Bob is no longer allowed on a.test; b.test is new.
+	rs.rewrite(t, reloadConfig(kubeRoute("a.test", up, "alice@example.com")+kubeRoute("b.test", up, "bob@example.com")))
+	start := time.Now()
+	line, err := watches["bob@example.com"].ReadString('\n')
+	var ev struct {
+		Type   string `json:"type"`
+		Object struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"object"`
+	}
+	if jerr := json.Unmarshal([]byte(line), &ev); jerr != nil || ev.Type != "ERROR" || ev.Object.Code != http.StatusForbidden ||
+		!strings.Contains(ev.Object.Message, "no longer allowed") || !strings.Contains(ev.Object.Message, "(email-unauthorized)") {
+		t.Fatalf("bob's watch after the reload: got %q (%v), want an ERROR event with a 403 Status naming the rule", line, err)
+	}
+	if _, err := watches["bob@example.com"].ReadString('\n'); err != io.EOF {
+		t.Errorf("bob's watch after the ERROR event: got %v, want EOF", err)
+	}
+	t.Logf("bob's watch ended %s after the file was rewritten", time.Since(start))
+
+	if resp := rs.get(t, ctx, "b.test", "/api/v1/namespaces", "bob@example.com"); resp.StatusCode != http.StatusOK {
+		t.Errorf("the new route b.test: got %d, want 200", resp.StatusCode)
+	}
+	if resp := rs.get(t, ctx, "a.test", "/api/v1/namespaces", "bob@example.com"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob on a.test after the reload: got %d, want 403", resp.StatusCode)
+	}
+	if got := rs.metric(t, "portcullis_config_last_reload_successful"); got != "1" {
+		t.Errorf("portcullis_config_last_reload_successful: got %q, want 1", got)
+	}
+
+	// A file that does not parse: everything stays as it was.
+	rs.rewrite(t, "routes: [\n")
+	waitFor(t, "the failed reload to show in the metrics", func() bool {
+		return rs.metric(t, "portcullis_config_last_reload_successful") == "0"
+	})
+	if resp := rs.get(t, ctx, "b.test", "/api/v1/namespaces", "bob@example.com"); resp.StatusCode != http.StatusOK {
+		t.Errorf("b.test after a failed reload: got %d, want 200", resp.StatusCode)
+	}
+
+	// Alice's watch went on through all of it.
+	if got := rs.metric(t, `portcullis_streams_open{kind="watch"}`); got != "1" {
+		t.Errorf("portcullis_streams_open{kind=watch}: got %q, want 1 (alice's)", got)
+	}
+}
+
+// TestAdminAPI lists open streams and ends a person's, only with the
+// admin token.
+func TestAdminAPI(t *testing.T) {
+	up := watchUpstream(t)
+	rs := startReloadStack(t, kubeRoute("a.test", up, "alice@example.com"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp := rs.get(t, ctx, "a.test", "/api/v1/namespaces/default/configmaps?watch=1", "alice@example.com")
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+
+	admin := func(method, path, token string) (int, string) {
+		req, _ := http.NewRequest(method, rs.metricsURL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, tok := range []string{"", "wrong", reloadAdminToken + "x", reloadAdminToken[:len(reloadAdminToken)-1]} {
+		if code, _ := admin(http.MethodGet, "/admin/v1/streams", tok); code != http.StatusUnauthorized {
+			t.Errorf("streams with token %q: got %d, want 401", tok, code)
+		}
+	}
+	code, body := admin(http.MethodGet, "/admin/v1/streams", reloadAdminToken)
+	if code != http.StatusOK || !strings.Contains(body, `"email":"alice@example.com"`) || !strings.Contains(body, `"kind":"watch"`) {
+		t.Fatalf("streams: got %d %s, want alice's watch", code, body)
+	}
+	code, body = admin(http.MethodPost, "/admin/v1/users/alice@example.com/sign-out", reloadAdminToken)
+	if code != http.StatusOK || !strings.Contains(body, `"streams_ended":1`) {
+		t.Fatalf("sign-out: got %d %s, want one stream ended", code, body)
+	}
+	line, _ := br.ReadString('\n')
+	if !strings.Contains(line, `"ERROR"`) || !strings.Contains(line, "revoked by an administrator") {
+		t.Errorf("alice's watch after the admin sign-out: got %q, want an ERROR event saying why", line)
+	}
+}
