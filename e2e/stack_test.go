@@ -36,6 +36,11 @@ type stack struct {
 	env        []string
 	bin        string
 	portcullis *testenv.Process
+	// A reloadable stack's (stackOptions.reloadable): the config volume,
+	// the certificate files, the metrics listener.
+	config            *testenv.ProjectedVolume
+	certFile, keyFile string
+	metricsURL        string
 }
 
 // startStack brings everything up for one test (and its subtests); a kwok
@@ -64,6 +69,48 @@ type stackOptions struct {
 	// builtinUsers, if set, is the users file of the built-in provider
 	// (IDP_PROVIDER=builtin), so that people can sign in with a browser.
 	builtinUsers string
+	// reloadable puts the routes in a config file (--config) in a
+	// ConfigMap-style volume (stack.config), the serving certificate in
+	// files (stack.certFile, stack.keyFile), and serves metrics and the
+	// admin API (stack.metricsURL, ADMIN_TOKEN adminToken), so that a
+	// test can change them under the running server.
+	reloadable bool
+}
+
+// adminToken is the ADMIN_TOKEN of a reloadable stack.
+const adminToken = "e2e-admin-token-0123456789abcdefghijklmnop"
+
+// routeYAML is the route of a stack, under a config file's `routes:` or
+// base64 in POLICY, with policyYAML as its `policy:` list.
+func (s *stack) routeYAML(policyYAML string) string {
+	return fmt.Sprintf(`- from: %s
+  to: %s
+  tls_custom_ca: %s
+  policy:
+%s  kubernetes_service_account_token_file: %s
+`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, s.tokenFile)
+}
+
+// writeConfig replaces the config file of a reloadable stack, as the
+// kubelet updates a ConfigMap volume: a new version of every file, then
+// one rename of the ..data link. routes are the file's `routes:` list.
+func (s *stack) writeConfig(t *testing.T, routes string) {
+	t.Helper()
+	body := "routes:\n" + indent(routes, "  ")
+	if err := s.config.Update(map[string][]byte{"portcullis.yaml": []byte(body)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// indent puts prefix before every line of text.
+func indent(text, prefix string) string {
+	lines := strings.SplitAfter(text, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // startStackWith brings everything up for one test (and its subtests).
@@ -107,21 +154,33 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 	if s.keys, err = session.NewKeys(nil, secret, s.authURL); err != nil {
 		t.Fatal(err)
 	}
-	policy := fmt.Sprintf(`- from: %s
-  to: %s
-  tls_custom_ca: %s
-  policy:
-%s  kubernetes_service_account_token_file: %s
-`, s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), o.policy, s.tokenFile)
 	s.env = []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
 		"AUTHENTICATE_SERVICE_URL=" + s.authURL,
-		"CERTIFICATE=" + b64(s.certPEM),
-		"CERTIFICATE_KEY=" + b64(s.keyPEM),
 		"COOKIE_SECRET=" + b64(random(32)),
 		"SHARED_SECRET=" + b64(secret),
-		"POLICY=" + b64([]byte(policy)),
 		"LOG_LEVEL=debug",
+	}
+	var args []string
+	if o.reloadable {
+		if s.config, err = testenv.NewProjectedVolume(filepath.Join(s.dir, "config"), nil); err != nil {
+			t.Fatal(err)
+		}
+		s.writeConfig(t, s.routeYAML(o.policy))
+		s.certFile, s.keyFile = filepath.Join(s.dir, "tls.crt"), filepath.Join(s.dir, "tls.key")
+		writeFile(t, s.certFile, string(s.certPEM))
+		writeFile(t, s.keyFile, string(s.keyPEM))
+		mport, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.metricsURL = fmt.Sprintf("http://127.0.0.1:%d", mport)
+		s.env = append(s.env, "CERTIFICATE_FILE="+s.certFile, "CERTIFICATE_KEY_FILE="+s.keyFile,
+			"METRICS_ADDRESS=127.0.0.1:"+strconv.Itoa(mport), "ADMIN_TOKEN="+adminToken)
+		args = []string{"--config", filepath.Join(s.config.Dir, "portcullis.yaml")}
+	} else {
+		s.env = append(s.env, "CERTIFICATE="+b64(s.certPEM), "CERTIFICATE_KEY="+b64(s.keyPEM),
+			"POLICY="+b64([]byte(s.routeYAML(o.policy))))
 	}
 	if o.builtinUsers != "" {
 		s.env = append(s.env, "IDP_PROVIDER=builtin", "IDP_USERS_FILE="+o.builtinUsers)
@@ -129,7 +188,7 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
 		t.Fatal(err)
 	}
-	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, s.env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
+	s.portcullis = testenv.StartServer(t, "portcullis", s.bin, s.dir, args, s.env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
 }
 

@@ -44,3 +44,21 @@ func FromContext(ctx context.Context) *Identity {
 	id, _ := ctx.Value(contextKey{}).(*Identity)
 	return id
 }
+
+// EmailKey is how Portcullis compares email addresses (sessions, the built-in
+// provider's users): with their ASCII letters
+// lower-cased. Domains compare case-insensitively, and local parts, which
+// RFC 5321 section 2.4 lets a mail server treat as case-sensitive, do in
+// practice: an administrator who types Alice@Example.com must find
+// alice@example.com. A Unicode case fold is not used: it could merge two
+// people's addresses (the Kelvin sign, U+212A, lower-cases to k), and
+// ending the wrong person's sessions is worse than missing one.
+func EmailKey(email string) string {
+	b := []byte(email)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

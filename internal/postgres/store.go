@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/postgres/connstring"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
@@ -250,7 +251,7 @@ func hashID(id string) string {
 }
 
 // emailHash is how the database knows a person's email, for DeleteUser:
-// the hex SHA-256 of session.EmailKey(email), with a prefix so that it is
+// the hex SHA-256 of identity.EmailKey(email), with a prefix so that it is
 // no other hash of the address (such as the plain SHA-256 that Gravatar
 // publishes) that a dump could be joined with. An email can be guessed,
 // so this keeps it from a look at the table, not from someone who tries
@@ -260,7 +261,7 @@ func emailHash(email string) string {
 	if email == "" {
 		return ""
 	}
-	h := sha256.Sum256([]byte("portcullis email " + session.EmailKey(email)))
+	h := sha256.Sum256([]byte("portcullis email " + identity.EmailKey(email)))
 	return hex.EncodeToString(h[:])
 }
 
@@ -583,7 +584,7 @@ func (s *Store) DeleteUser(ctx context.Context, email string) (int, error) {
 	}
 	// Before the database, as Delete: even if it cannot be reached, this
 	// replica stops serving the sessions it holds.
-	s.evictEmail(session.EmailKey(email))
+	s.evictEmail(identity.EmailKey(email))
 	var ended []string
 	err := s.do(ctx, "delete_user", func(ctx context.Context) error {
 		ended = nil
@@ -610,11 +611,11 @@ func (s *Store) DeleteUser(ctx context.Context, email string) (int, error) {
 }
 
 // evictEmail drops from memory every session held whose email has the key
-// key (session.EmailKey).
+// key (identity.EmailKey).
 func (s *Store) evictEmail(key string) {
 	s.mu.Lock()
 	for h, id := range s.ids {
-		if session.EmailKey(s.cache[id].Email) == key {
+		if identity.EmailKey(s.cache[id].Email) == key {
 			delete(s.cache, id)
 			delete(s.ids, h)
 		}

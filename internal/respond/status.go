@@ -24,12 +24,12 @@ type status struct {
 	Code       int      `json:"code"`
 }
 
-// statusReason returns the metav1.StatusReason for an HTTP status code, as
+// StatusReason returns the metav1.StatusReason for an HTTP status code, as
 // client-go's errors.NewGenericServerResponse maps them, except that 502 is
 // ServiceUnavailable: for kubectl a bad gateway means the API server cannot
 // be reached, and client-go retries ServiceUnavailable where it would not
 // retry InternalError. A code with no reason gives "" (StatusReasonUnknown).
-func statusReason(code int) string {
+func StatusReason(code int) string {
 	switch code {
 	case http.StatusBadRequest:
 		return "BadRequest"
@@ -68,21 +68,28 @@ func statusReason(code int) string {
 	return ""
 }
 
-// writeStatus answers with a Kubernetes Status (status "Failure") JSON
-// body carrying code, the reason for code and message.
-func writeStatus(w http.ResponseWriter, code int, message string) {
+// Status is a Kubernetes Status (status "Failure") as JSON, carrying code,
+// the reason for code and message: the body of an error response, and
+// what a stream Portcullis ends carries as its last word (package stream).
+func Status(code int, message string) []byte {
 	body, err := json.Marshal(status{
 		Kind:       "Status",
 		APIVersion: "v1",
 		Status:     "Failure",
 		Message:    message,
-		Reason:     statusReason(code),
+		Reason:     StatusReason(code),
 		Code:       code,
 	})
 	if err != nil {
 		panic("respond: marshalling a Status: " + err.Error()) // strings and ints always marshal
 	}
-	body = append(body, '\n')
+	return body
+}
+
+// writeStatus answers with a Kubernetes Status (status "Failure") JSON
+// body carrying code, the reason for code and message.
+func writeStatus(w http.ResponseWriter, code int, message string) {
+	body := append(Status(code, message), '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

@@ -206,8 +206,8 @@ func TestStatusReason(t *testing.T) {
 		{418, metav1.StatusReasonUnknown},
 	}
 	for _, tt := range tests {
-		if got := statusReason(tt.code); got != string(tt.want) {
-			t.Errorf("statusReason(%d) = %q, want %q", tt.code, got, tt.want)
+		if got := StatusReason(tt.code); got != string(tt.want) {
+			t.Errorf("StatusReason(%d) = %q, want %q", tt.code, got, tt.want)
 		}
 	}
 }

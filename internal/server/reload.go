@@ -26,6 +26,10 @@ type reloadState struct {
 	// the logger's level is fixed.
 	level *slog.LevelVar
 
+	// sums are the contents of the configuration's files as the
+	// configuration in force, or the last reload that failed, read them.
+	sums map[string]fileSum
+
 	reloads     *prometheus.CounterVec
 	lastOK      prometheus.Gauge
 	lastSuccess prometheus.Gauge
@@ -102,7 +106,18 @@ func (s *Server) Reload() error {
 	if rs.load == nil {
 		return errNoReloader
 	}
+	// The files' contents as this reload reads them: the watcher compares
+	// with them, whatever started the reload, so that a file changed and
+	// changed back in between is still seen as what the server runs.
+	before := fileSums(s.current().opts.Files())
 	err := s.reloadLocked(rs.load)
+	sums := fileSums(s.current().opts.Files())
+	for name, sum := range before {
+		if _, ok := sums[name]; ok {
+			sums[name] = sum
+		}
+	}
+	rs.sums = sums
 	if err != nil {
 		rs.reloads.WithLabelValues("failure").Inc()
 		rs.lastOK.Set(0)
@@ -173,7 +188,12 @@ const fileSettle = 200 * time.Millisecond
 // symbolic link: a ConfigMap or Secret volume changes by swapping its
 // ..data link, which changes no file's own modification time.
 func (s *Server) watchFiles(ctx context.Context) {
-	sums := fileSums(s.current().opts.Files())
+	rs := &s.reload
+	rs.mu.Lock()
+	if rs.sums == nil {
+		rs.sums = fileSums(s.current().opts.Files())
+	}
+	rs.mu.Unlock()
 	t := time.NewTicker(fileCheckInterval)
 	defer t.Stop()
 	for {
@@ -182,8 +202,11 @@ func (s *Server) watchFiles(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		rs.mu.Lock()
+		read := rs.sums
+		rs.mu.Unlock()
 		now := fileSums(s.current().opts.Files())
-		if sameSums(sums, now) {
+		if sameSums(read, now) {
 			continue
 		}
 		select {
@@ -191,17 +214,8 @@ func (s *Server) watchFiles(ctx context.Context) {
 			return
 		case <-time.After(fileSettle):
 		}
-		// The sums before the reload read the files: a change made while
-		// it runs is seen at the next look.
-		now = fileSums(s.current().opts.Files())
-		s.logger.Info("a configuration file changed; reloading", "files", changedFiles(sums, now))
+		s.logger.Info("a configuration file changed; reloading", "files", changedFiles(read, now))
 		s.Reload() //nolint:errcheck // Reload logs and counts its failures
-		sums = fileSums(s.current().opts.Files())
-		for name, sum := range now {
-			if _, ok := sums[name]; ok {
-				sums[name] = sum
-			}
-		}
 	}
 }
 

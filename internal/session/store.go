@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // Session is a person's sign-in, kept on the server. The browser holds only
@@ -57,23 +59,6 @@ var ErrTooManyPending = errors.New("too many sign-ins remembered")
 // email.
 var ErrNoEmail = errors.New("no email given: it names no one")
 
-// EmailKey is how stores compare email addresses: with their ASCII letters
-// lower-cased. Domains compare case-insensitively, and local parts, which
-// RFC 5321 section 2.4 lets a mail server treat as case-sensitive, do in
-// practice: an administrator who types Alice@Example.com must find
-// alice@example.com. A Unicode case fold is not used: it could merge two
-// people's addresses (the Kelvin sign, U+212A, lower-cases to k), and
-// ending the wrong person's sessions is worse than missing one.
-func EmailKey(email string) string {
-	b := []byte(email)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // A Store keeps sessions and everything else about sign-ins that must hold
 // across replicas. Replicas that share one (PostgreSQL) share sign-ins,
 // sign-outs, replay protection and refreshes; the memory store serves one
@@ -100,7 +85,7 @@ type Store interface {
 	// Delete revokes a session, on every replica.
 	Delete(ctx context.Context, id string) error
 	// DeleteUser revokes every live session whose Email is email
-	// (compared case-insensitively, as email addresses are: EmailKey),
+	// (compared case-insensitively, as email addresses are: identity.EmailKey),
 	// on every replica, and returns how many it ended: an administrator
 	// ending a person's access ("kick alice@example.com", the name
 	// Kubernetes sees in Impersonate-User). A sign-in after it is not
@@ -289,13 +274,13 @@ func (m *MemoryStore) DeleteUser(_ context.Context, email string) (int, error) {
 	if email == "" {
 		return 0, ErrNoEmail
 	}
-	key := EmailKey(email)
+	key := identity.EmailKey(email)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	n := 0
 	for _, s := range m.sessions {
-		if EmailKey(s.Email) != key {
+		if identity.EmailKey(s.Email) != key {
 			continue
 		}
 		if s.Live(now) {

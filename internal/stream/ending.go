@@ -3,7 +3,6 @@ package stream
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // Ending is why a stream is ended, as the person is told: Code is the HTTP status a
@@ -671,61 +672,9 @@ func closeReason(msg string) string {
 	return s[:i]
 }
 
-// wireStatus is the part of metav1.Status (k8s.io/apimachinery/pkg/apis/meta/v1)
-// the final message carries, in the field order kube-apiserver writes. It
-// is written by hand so that the server does not import apimachinery; the
-// tests decode it with the real types.
-type wireStatus struct {
-	Kind       string   `json:"kind"`
-	APIVersion string   `json:"apiVersion"`
-	Metadata   struct{} `json:"metadata"`
-	Status     string   `json:"status"`
-	Message    string   `json:"message"`
-	Reason     string   `json:"reason,omitempty"`
-	Code       int      `json:"code"`
-}
-
-// statusJSON is the Status telling the person why the stream ends.
-func (e Ending) statusJSON() []byte {
-	b, err := json.Marshal(wireStatus{
-		Kind:       "Status",
-		APIVersion: "v1",
-		Status:     "Failure",
-		Message:    e.Message,
-		Reason:     statusReason(e.Code),
-		Code:       e.Code,
-	})
-	if err != nil {
-		panic("stream: marshalling a Status: " + err.Error()) // strings and ints always marshal
-	}
-	return b
-}
-
-// statusReason is the metav1.StatusReason for the codes a stream is ended
-// with, as client-go's errors.NewGenericServerResponse names them, and as
-// package respond names them for the Status of an error response (502 is
-// ServiceUnavailable there too); "" (StatusReasonUnknown) for a code with
-// no reason.
-func statusReason(code int) string {
-	switch code {
-	case http.StatusUnauthorized:
-		return "Unauthorized"
-	case http.StatusForbidden:
-		return "Forbidden"
-	case http.StatusGone:
-		return "Gone"
-	case http.StatusTooManyRequests:
-		return "TooManyRequests"
-	case http.StatusBadGateway, http.StatusServiceUnavailable:
-		return "ServiceUnavailable"
-	case http.StatusGatewayTimeout:
-		return "Timeout"
-	}
-	if code >= 500 {
-		return "InternalError"
-	}
-	return ""
-}
+// statusJSON is the Status telling the person why the stream ends, as an
+// error response would carry it.
+func (e Ending) statusJSON() []byte { return respond.Status(e.Code, e.Message) }
 
 // protobufWatchEvent is one frame of a protobuf watch (a 4-byte big-endian
 // length, then a metav1.WatchEvent) of type ERROR holding the Status, as
@@ -747,7 +696,7 @@ func (e Ending) protobufWatchEvent() []byte {
 	st = appendProtoBytes(st, 1, listMeta)
 	st = appendProtoBytes(st, 2, []byte("Failure"))
 	st = appendProtoBytes(st, 3, []byte(e.Message))
-	st = appendProtoBytes(st, 4, []byte(statusReason(e.Code)))
+	st = appendProtoBytes(st, 4, []byte(respond.StatusReason(e.Code)))
 	st = appendProtoVarint(st, 6, uint64(int64(int32(e.Code)))) // int32: negative values sign-extend
 
 	// runtime.TypeMeta: apiVersion 1, kind 2.

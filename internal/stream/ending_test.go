@@ -33,6 +33,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	restwatch "k8s.io/client-go/rest/watch"
+
+	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // testEnding is the ending of most tests: a person signed out.
@@ -919,29 +921,6 @@ func TestCloseReason(t *testing.T) {
 	}
 }
 
-func TestStatusReason(t *testing.T) {
-	tests := []struct {
-		code int
-		want metav1.StatusReason
-	}{
-		{401, metav1.StatusReasonUnauthorized},
-		{403, metav1.StatusReasonForbidden},
-		{410, metav1.StatusReasonGone},
-		{429, metav1.StatusReasonTooManyRequests},
-		{500, metav1.StatusReasonInternalError},
-		{501, metav1.StatusReasonInternalError},
-		{502, metav1.StatusReasonServiceUnavailable},
-		{503, metav1.StatusReasonServiceUnavailable},
-		{504, metav1.StatusReasonTimeout},
-		{418, metav1.StatusReasonUnknown},
-	}
-	for _, tt := range tests {
-		if got := statusReason(tt.code); got != string(tt.want) {
-			t.Errorf("statusReason(%d) = %q, want %q", tt.code, got, tt.want)
-		}
-	}
-}
-
 // testScheme knows ConfigMaps and Status, as a client's does.
 func testScheme(t *testing.T) *runtime.Scheme {
 	t.Helper()
@@ -963,7 +942,7 @@ func wantProtobufEvent(e Ending) string {
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 		Status:   metav1.StatusFailure,
 		Message:  e.Message,
-		Reason:   metav1.StatusReason(statusReason(e.Code)),
+		Reason:   metav1.StatusReason(respond.StatusReason(e.Code)),
 		Code:     int32(e.Code),
 	}
 	var obj bytes.Buffer
@@ -1035,7 +1014,7 @@ func checkErrorEvent(t *testing.T, typ watch.EventType, obj runtime.Object, e En
 	want := metav1.Status{
 		Status:  metav1.StatusFailure,
 		Message: e.Message,
-		Reason:  metav1.StatusReason(statusReason(e.Code)),
+		Reason:  metav1.StatusReason(respond.StatusReason(e.Code)),
 		Code:    int32(e.Code),
 	}
 	got := *st

@@ -83,6 +83,10 @@ func (p *Process) Stop(grace time.Duration) {
 	}
 }
 
+// Signal sends sig to the process itself (SIGHUP asks Portcullis to
+// reload its configuration).
+func (p *Process) Signal(sig syscall.Signal) error { return syscall.Kill(p.cmd.Process.Pid, sig) }
+
 // Kill ends the process group at once with SIGKILL, as a crash or an
 // evicted pod would, and waits for it.
 func (p *Process) Kill() {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // The limits that keep one client from locking others out or guessing
@@ -65,7 +67,7 @@ func (e *pausedError) Error() string {
 // does not depend on what was typed. Every email is counted, a user's or
 // not, so that a pause does not tell a known email from an unknown one.
 func accountKey(email string) [32]byte {
-	return sha256.Sum256([]byte(lowerASCII(email)))
+	return sha256.Sum256([]byte(identity.EmailKey(email)))
 }
 
 // backoff counts wrong passwords per key (an email, a client address) and

@@ -21,6 +21,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/limit"
 )
 
@@ -338,7 +339,7 @@ func makeAccounts(users []User) ([]*account, error) {
 		for _, pr := range checkUser(u) {
 			problems = append(problems, &usersProblem{source: who, msg: pr.msg})
 		}
-		key := lowerASCII(u.Email)
+		key := identity.EmailKey(u.Email)
 		if first, dup := seen[key]; dup {
 			problems = append(problems, &usersProblem{source: who, msg: fmt.Sprintf("the email is already used by user %d", first)})
 		}
@@ -359,7 +360,7 @@ func makeAccounts(users []User) ([]*account, error) {
 // restarts and case changes, opaque, and without ':' (op joins a token id
 // and the subject with one).
 func subjectOf(email string) string {
-	sum := sha256.Sum256([]byte("portcullis builtin idp subject\x00" + lowerASCII(email)))
+	sum := sha256.Sum256([]byte("portcullis builtin idp subject\x00" + identity.EmailKey(email)))
 	return hex.EncodeToString(sum[:16])
 }
 

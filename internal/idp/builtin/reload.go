@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // usersRecheck is how often, at most, the users file is looked at.
@@ -31,7 +33,7 @@ func newAccountSet(accounts []*account, prev *accountSet) *accountSet {
 	set := &accountSet{bySubject: map[string]*account{}, byEmail: map[string]*account{}, maxCost: bcrypt.MinCost}
 	for _, a := range accounts {
 		set.bySubject[a.subject] = a
-		set.byEmail[lowerASCII(a.Email)] = a
+		set.byEmail[identity.EmailKey(a.Email)] = a
 		if c, err := bcrypt.Cost([]byte(a.PasswordHash)); err == nil && c > set.maxCost {
 			set.maxCost = c
 		}
@@ -45,7 +47,7 @@ func newAccountSet(accounts []*account, prev *accountSet) *accountSet {
 }
 
 func (set *accountSet) byEmailAddress(email string) *account {
-	return set.byEmail[lowerASCII(email)]
+	return set.byEmail[identity.EmailKey(email)]
 }
 
 // usersChange is what a new users file changed.

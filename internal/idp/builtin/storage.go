@@ -910,19 +910,6 @@ func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([
 
 func (s *storage) Health(context.Context) error { return nil }
 
-// lowerASCII lower-cases the ASCII letters of an email for comparison.
-// Domains compare case-insensitively; local parts do in practice, and a
-// Unicode case fold could merge two different addresses.
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // busyError answers a request that would grow the storage past its bounds.
 func busyError(err error) *oidc.Error {
 	return oidc.ErrServerError().WithDescription("%s", err)

@@ -14,6 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // A User is a person who can sign in to the built-in provider.
@@ -152,7 +154,7 @@ func parseUsers(name string, data []byte) ([]User, error) {
 	}
 	seen := map[string]int{}
 	for i, u := range users {
-		key := lowerASCII(u.Email)
+		key := identity.EmailKey(u.Email)
 		if first, dup := seen[key]; dup {
 			p.problems = append(p.problems, &usersProblem{
 				source: name + ":" + strconv.Itoa(lines[i]),

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // testHash is a well-formed bcrypt hash at cost 4.
@@ -255,7 +257,7 @@ func FuzzLoadUsers(f *testing.F) {
 			if probs := checkUser(u); len(probs) > 0 {
 				t.Fatalf("accepted user %+v has problems: %v", u, probs)
 			}
-			key := lowerASCII(u.Email)
+			key := identity.EmailKey(u.Email)
 			if seen[key] {
 				t.Fatalf("duplicate email %q accepted", u.Email)
 			}
