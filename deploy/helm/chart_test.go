@@ -438,6 +438,7 @@ func TestConfigAccepted(t *testing.T) {
 			contents := map[string]string{
 				"cookie-secret": secret, "shared-secret": secret, "idp-client-secret": "client-secret",
 				"database-url": "postgres://portcullis:" + dbPassword + "@db.example.com:5432/portcullis?sslmode=verify-full",
+				"admin-token":  "an-admin-token-of-at-least-32-characters",
 			}
 			secrets := map[string]string{}
 			for _, f := range secretFiles(t, objs) {

@@ -108,10 +108,6 @@ func (r *Registry) Open(ctx context.Context, w http.ResponseWriter, info Info) (
 	return s, context.WithValue(ctx, contextKey{}, s), &writer{ResponseWriter: w, s: s}
 }
 
-// IsEnded reports whether err is, or a context's cause is, a stream having
-// been ended.
-func IsEnded(err error) bool { return errors.Is(err, errEnded) }
-
 // FromContext returns the stream a request is served as, or nil.
 func FromContext(ctx context.Context) *Stream {
 	s, _ := ctx.Value(contextKey{}).(*Stream)
@@ -185,10 +181,11 @@ func (s *Stream) AttachBody(resp *http.Response) {
 //
 // In order: the upstream's bytes stop at the next message boundary and the
 // last message follows (Body.End); the request's context is cancelled
-// (with a cause that Cause recognises), so that a request still waiting
-// for the upstream's answer gives up and the proxy answers it with e; once the last message is out, or after
-// endGrace, the client's connection is closed if it was hijacked, and a
-// response still being written gets a deadline that has passed.
+// (with errEnded as its cause), so that a request still waiting for the
+// upstream's answer gives up and the proxy answers it with e; once the
+// last message is out, or after endGrace, the client's connection is
+// closed if it was hijacked, and a response still being written gets a
+// deadline that has passed.
 func (s *Stream) End(e Ending) {
 	s.mu.Lock()
 	if s.ending != nil {

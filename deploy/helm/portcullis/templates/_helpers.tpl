@@ -110,6 +110,9 @@ databroker_storage_grace: {{ . | quote }}
 {{- end }}
 {{- if .Values.metrics.enabled }}
 metrics_address: ":{{ .Values.metrics.port }}"
+{{- if .Values.metrics.adminToken.existingSecret }}
+admin_token_file: {{ include "portcullis.secretsDir" . }}/admin-token
+{{- end }}
 {{- end }}
 {{- with .Values.config }}
 {{ toYaml . }}
@@ -127,6 +130,18 @@ routes:
   {{- with .Values.routes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+{{/*
+The values behind the settings Portcullis cannot change without a restart
+(listeners, the session store, the secrets' files, and whatever
+.Values.config holds): the pods roll when they change. Routes, policies and
+the identity provider are reloaded from the ConfigMap instead.
+*/}}
+{{- define "portcullis.restartSettings" -}}
+{{- toYaml (dict "hosts" .Values.hosts.authenticate "insecureServer" .Values.insecureServer
+      "sessionStore" .Values.sessionStore "metrics" .Values.metrics "config" .Values.config
+      "secrets" .Values.secrets) }}
 {{- end }}
 
 {{/*
