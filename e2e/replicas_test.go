@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -305,18 +306,49 @@ func TestReplicas(t *testing.T) {
 		}
 	})
 
-	t.Run("a sign-out on one replica is refused by the others within a second", func(t *testing.T) {
+	t.Run("a sign-out on one replica is refused by the others, and ends the session's streams there, within a second", func(t *testing.T) {
 		tok := u.cachedToken(s.routeURL)
 		auth := http.Header{"Authorization": {"Bearer Pomerium-" + tok}}
+		// A watch open on each of the other replicas: the session's
+		// streams there end too, not only its next requests.
+		ended := make(chan string, 2)
 		for _, r := range []*replica{a, b} {
 			if got := do(t, s.client(r, nil), "GET", s.routeURL+"/.pomerium/", auth, ""); got.code != http.StatusOK {
 				t.Fatalf("before sign-out, %s: got %d", r.name, got.code)
 			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.routeURL+"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = auth.Clone()
+			resp, err := s.client(r, nil).Do(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("a watch on %s: %v %v", r.name, resp, err)
+			}
+			defer resp.Body.Close()
+			go func() {
+				// The events of what is there already, then the last one.
+				last, _ := io.ReadAll(resp.Body)
+				ended <- r.name + ": " + string(last[bytes.LastIndexByte(bytes.TrimSuffix(last, []byte("\n")), '\n')+1:])
+			}()
 		}
 		if got := do(t, s.client(c, nil), "POST", s.routeURL+"/.pomerium/sign_out", auth, ""); got.code >= 400 {
 			t.Fatalf("sign-out on %s: got %d %q", c.name, got.code, got.body)
 		}
 		signedOut := time.Now()
+		for range 2 {
+			select {
+			case last := <-ended:
+				if !strings.Contains(last, `"type":"ERROR"`) || !strings.Contains(last, "session ended") {
+					t.Errorf("the watch on %s, want it to end with an ERROR event saying the session ended", last)
+				}
+				if took := time.Since(signedOut); took > time.Second {
+					t.Errorf("a watch ended %s after the sign-out on %s, want within 1s", took, c.name)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("a watch on another replica still open 10s after the sign-out on %s", c.name)
+			}
+		}
 		for _, r := range []*replica{a, b} {
 			for {
 				got := do(t, s.client(r, nil), "GET", s.routeURL+"/.pomerium/", auth, "")

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 )
@@ -101,4 +102,14 @@ func (c *trackedConn) Close() error {
 		c.tracker.remove(c)
 	})
 	return c.err
+}
+
+// CloseWrite half-closes the connection if it can be (TLS sends its
+// close_notify; TCP its FIN), for a stream that ends in order (see
+// stream's clientConn).
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("the connection cannot be half-closed")
 }

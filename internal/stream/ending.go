@@ -94,9 +94,20 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.ending.Load() != nil {
 		return b.readFinal(p)
 	}
+	atBoundary := b.track.atBoundary()
 	n, err := b.body.Read(p)
-	// Bytes read are passed on even when End came during the read: they
-	// have left the upstream, and the boundary state must count them.
+	if n > 0 && atBoundary && b.ending.Load() != nil {
+		// End came during the read, between two messages: the stream
+		// ends there, and what arrived after is dropped. It may well be
+		// the upstream's answer to End itself: closing a TLS connection
+		// sends close_notify before the socket closes, and kube-apiserver
+		// answers with a WebSocket close frame, which would leave no
+		// place for the message if it were passed on.
+		return b.readFinal(p)
+	}
+	// Bytes read mid-message when End came are passed on: they complete
+	// what the client has begun to read, and the boundary state must
+	// count them.
 	b.track.scan(p[:n])
 	if err != nil {
 		// End sets ending before it closes the body, so the error of a

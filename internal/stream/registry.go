@@ -226,7 +226,7 @@ func (s *Stream) finish(delivered <-chan struct{}) {
 		select {
 		case <-s.closed:
 			return
-		case <-time.After(endGrace / 5):
+		case <-time.After(endGrace / 2):
 		}
 	case <-timer.C:
 	}
@@ -267,7 +267,39 @@ func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// delivers the last message; close after the grace.
 		go w.s.finish(nil)
 	}
-	return c, brw, nil
+	return &clientConn{Conn: c, s: w.s}, brw, nil
+}
+
+// clientConn is the client's connection of an upgraded stream, as the
+// proxy copies to it.
+type clientConn struct {
+	net.Conn
+	s *Stream
+}
+
+// errNotEnded is CloseWrite's refusal on a stream that was not ended.
+var errNotEnded = errors.New("half-closing is only for a stream Portcullis ended")
+
+// CloseWrite half-closes the connection once an ended stream's last
+// message is written: ReverseProxy calls it when the upstream side is done
+// (the Body's io.EOF), and then waits for the client to close its side.
+// Closing outright instead would make the kernel reset the connection if
+// the client had sent anything not yet read (a WebSocket close frame in
+// answer to ours), and a reset can destroy the last message before the
+// client reads it. The client closes as soon as it reads the message; one
+// that does not is closed by finish after the grace.
+//
+// A stream that was not ended gets an error, and ReverseProxy closes the
+// connection at once, as it always has: no client can hold a half-closed
+// connection open.
+func (c *clientConn) CloseWrite() error {
+	if c.s.Ended() == nil {
+		return errNotEnded
+	}
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 func (w *writer) Flush() { http.NewResponseController(w.ResponseWriter).Flush() } //nolint:errcheck // http.Flusher has no error
