@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/testenv/logbuf"
 )
 
 // reloadStack is a server read from a config file it watches, with a
@@ -28,6 +29,7 @@ type reloadStack struct {
 	path       string // the config file
 	client     *http.Client
 	adminToken string
+	logs       *logbuf.Buffer
 }
 
 const reloadAdminToken = "0123456789abcdef0123456789abcdef-admin"
@@ -86,13 +88,13 @@ func startReloadStack(t *testing.T, routes string) *reloadStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger, _ := testLogger(t)
+	logger, logs := testLogger(t)
 	s, err := New(opts, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.SetReloader(load, nil)
-	return &reloadStack{testServer: serve(t, s, true), path: path, client: newClient(t, nil), adminToken: reloadAdminToken}
+	return &reloadStack{testServer: serve(t, s, true), path: path, client: newClient(t, nil), adminToken: reloadAdminToken, logs: logs}
 }
 
 func (rs *reloadStack) rewrite(t *testing.T, text string) {
@@ -260,5 +262,26 @@ func TestAdminAPI(t *testing.T) {
 	line, _ := br.ReadString('\n')
 	if !strings.Contains(line, `"ERROR"`) || !strings.Contains(line, "revoked by an administrator") {
 		t.Errorf("alice's watch after the admin sign-out: got %q, want an ERROR event saying why", line)
+	}
+}
+
+// TestReloadNamesRestartSettings changes a setting a reload cannot apply
+// along with one it can: the route changes, and the log names the other,
+// whose running value is kept.
+func TestReloadNamesRestartSettings(t *testing.T) {
+	up := watchUpstream(t)
+	rs := startReloadStack(t, kubeRoute("a.test", up, "alice@example.com"))
+	ctx := context.Background()
+	rs.rewrite(t, "cookie_expire: 1h\n"+reloadConfig(kubeRoute("a.test", up, "bob@example.com")))
+	waitFor(t, "bob to be let in", func() bool {
+		resp := rs.get(t, ctx, "a.test", "/api/v1/namespaces", "bob@example.com")
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(rs.logs.String(), `"setting":"COOKIE_EXPIRE"`) {
+		t.Errorf("the log does not name COOKIE_EXPIRE as needing a restart:\n%s", rs.logs.String())
+	}
+	if got := rs.current().opts.CookieExpire; got != config.Defaults().CookieExpire {
+		t.Errorf("COOKIE_EXPIRE in force: got %v, want the running %v", got, config.Defaults().CookieExpire)
 	}
 }
