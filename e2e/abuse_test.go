@@ -60,17 +60,19 @@ func TestAbuseLimits(t *testing.T) {
 		var (
 			wg              sync.WaitGroup
 			signIns, logins map[int]int
+			signInErrs      []string
+			loginErrs       []string
 			floodsDone      = make(chan struct{})
 		)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			signIns = flood(ctx, attacker, 10_000, st.authURL+"/.pomerium/sign_in?"+
+			signIns, signInErrs = flood(ctx, attacker, 10_000, st.authURL+"/.pomerium/sign_in?"+
 				url.Values{"pomerium_redirect_uri": {st.routeURL + "/"}}.Encode())
 		}()
 		go func() {
 			defer wg.Done()
-			logins = flood(ctx, attacker, 10_000, st.routeURL+"/.pomerium/api/v1/login?"+
+			logins, loginErrs = flood(ctx, attacker, 10_000, st.routeURL+"/.pomerium/api/v1/login?"+
 				url.Values{"pomerium_redirect_uri": {"http://127.0.0.1:1/cb"}}.Encode())
 		}()
 		go func() { wg.Wait(); close(floodsDone) }()
@@ -84,6 +86,9 @@ func TestAbuseLimits(t *testing.T) {
 		}
 		<-floodsDone
 		t.Logf("sign-in starts: %v; login calls: %v", signIns, logins)
+		if len(signInErrs)+len(loginErrs) > 0 {
+			t.Logf("requests that failed: sign-in starts %q, login calls %q", signInErrs, loginErrs)
+		}
 		// At once 30 (LIMIT_SIGN_INS_PER_MINUTE) and 60 (the logins), and
 		// as many more as the flood's duration earned back, refused (429)
 		// the rest; nothing else.
@@ -208,13 +213,14 @@ func clientFrom(t *testing.T, from string, tlsConfig *tls.Config) *http.Client {
 }
 
 // flood sends n GETs of target with 16 workers and counts the answers by
-// status (0: the request failed).
-func flood(ctx context.Context, client *http.Client, n int, target string) map[int]int {
+// status (0: the request failed), with the errors of the first few
+// requests that failed.
+func flood(ctx context.Context, client *http.Client, n int, target string) (counts map[int]int, failures []string) {
+	counts = map[int]int{}
 	var (
-		mu     sync.Mutex
-		counts = map[int]int{}
-		next   = make(chan struct{}, n)
-		wg     sync.WaitGroup
+		mu   sync.Mutex
+		next = make(chan struct{}, n)
+		wg   sync.WaitGroup
 	)
 	for range n {
 		next <- struct{}{}
@@ -228,19 +234,23 @@ func flood(ctx context.Context, client *http.Client, n int, target string) map[i
 				code := 0
 				req, _ := http.NewRequestWithContext(ctx, "GET", target, nil)
 				req.Header.Set("Accept", "text/html")
-				if resp, err := client.Do(req); err == nil {
+				resp, err := client.Do(req)
+				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					code = resp.StatusCode
 				}
 				mu.Lock()
 				counts[code]++
+				if err != nil && len(failures) < 3 {
+					failures = append(failures, err.Error())
+				}
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return counts
+	return counts, failures
 }
 
 // metricValue reads one sample from a Prometheus text exposition: name
