@@ -59,6 +59,10 @@ const (
 //     presents a front-proxy client certificate: a route whose
 //     tls_client_cert is one would let the client name any user. See
 //     https://kubernetes.io/docs/reference/access-authn-authz/authentication/#authenticating-proxy
+//   - Audit-ID: kube-apiserver takes a client's Audit-ID as the id of its
+//     audit event for the request. Portcullis sets its own on a Kubernetes
+//     route, so that the cluster's audit log joins Portcullis's own; a
+//     client must not choose (or collide with) the id the cluster records.
 //   - the cookie named sessionCookieName, from every Cookie header: it is
 //     Portcullis's session, not the upstream's. Other cookies are kept, and
 //     a Cookie header left empty is removed. An empty sessionCookieName
@@ -89,8 +93,13 @@ func isIdentityHeader(k string) bool {
 		strings.EqualFold(k, "Proxy-Authorization") ||
 		hasPrefixFold(k, "X-Pomerium-") ||
 		hasPrefixFold(k, headerImpersonatePrefix) ||
-		hasPrefixFold(k, "X-Remote-")
+		hasPrefixFold(k, "X-Remote-") ||
+		strings.EqualFold(k, HeaderAuditID)
 }
+
+// HeaderAuditID is the header by which kube-apiserver takes the id of a
+// request's audit event from its client.
+const HeaderAuditID = "Audit-Id"
 
 // hasPrefixFold is strings.HasPrefix under ASCII case folding.
 func hasPrefixFold(s, prefix string) bool {

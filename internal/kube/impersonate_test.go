@@ -26,6 +26,8 @@ func kept() http.Header {
 		"X-Pomerium":        {"not a prefix match"},
 		"X-Pomeriumish-Foo": {"kept"},
 		"Authorization-Foo": {"kept"},
+		"Audit-Ids":         {"kept"},
+		"X-Audit-Id":        {"kept"},
 	}
 }
 
@@ -60,6 +62,7 @@ func TestStripCredentials(t *testing.T) {
 				"X-Remote-Group":                    {"system:masters"},
 				"X-Remote-Uid":                      {"0"},
 				"X-Remote-Extra-Scopes":             {"all"},
+				"Audit-Id":                          {"chosen-by-the-client"},
 			}),
 			cookieName: testCookie,
 			want:       kept(),
@@ -67,6 +70,7 @@ func TestStripCredentials(t *testing.T) {
 		{
 			name: "every header, not canonical",
 			in: with(http.Header{
+				"audit-ID":                 {"chosen-by-the-client"},
 				"authorization":            {"Bearer Pomerium-client.jwt"},
 				"AUTHORIZATION":            {"Bearer other"},
 				"proxy-authorization":      {"Basic x"},

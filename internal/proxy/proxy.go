@@ -25,6 +25,7 @@ type Proxy struct {
 	saToken    kube.TokenSource // Kubernetes routes only
 	imp        kube.Impersonator
 	assert     func(*identity.Identity, string) (string, error)
+	auditID    func(context.Context) string
 	cookieName string
 	targets    *failover
 	rp         *httputil.ReverseProxy
@@ -41,7 +42,12 @@ type Options struct {
 	// pass_identity_headers (the X-Pomerium-Jwt-Assertion header) for the
 	// person and the route's host; required for such a route.
 	Assert func(id *identity.Identity, audience string) (string, error)
-	Logger *slog.Logger
+	// AuditID returns the audit id of the request whose context it is
+	// given: a Kubernetes route sends it to kube-apiserver as Audit-ID, so
+	// that the cluster's audit event for the request carries Portcullis's
+	// id. Optional.
+	AuditID func(ctx context.Context) string
+	Logger  *slog.Logger
 }
 
 // headerAssertion carries the signed identity assertion to the upstream,
@@ -72,6 +78,7 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 		route:      route,
 		kubernetes: route.IsKubernetes(),
 		assert:     opts.Assert,
+		auditID:    opts.AuditID,
 		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
 		cookieName: opts.CookieName,
 		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
@@ -284,6 +291,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if !p.kubernetes {
 		return
+	}
+	if p.auditID != nil {
+		// StripCredentials removed any Audit-ID the client sent.
+		if id := p.auditID(pr.In.Context()); id != "" {
+			pr.Out.Header[kube.HeaderAuditID] = []string{id}
+		}
 	}
 	if err := p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
 		// ServeHTTP checked these; Set left no credential

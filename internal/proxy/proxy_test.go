@@ -818,3 +818,33 @@ func TestWatchEventLargerThanStreamBuffer(t *testing.T) {
 		t.Errorf("the event arrived with %d bytes, want %d and the whole object", len(line), len(big)+40)
 	}
 }
+
+// TestAuditID: kube-apiserver records a client's Audit-ID as its audit
+// event's id; a Kubernetes route sends Portcullis's instead, whatever the
+// client sent, so that the cluster's audit log joins Portcullis's.
+func TestAuditID(t *testing.T) {
+	up := newUpstream(t, nil)
+	p, err := New(kubeRoute(t, up.URL), Options{CookieName: testCookieName,
+		AuditID: func(context.Context) string { return "portcullis-audit-id" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	req := httptest.NewRequest("GET", testFrom+"/api/v1/pods", nil)
+	req.Header["Audit-Id"] = []string{"chosen-by-the-client"}
+	req.Header["audit-id"] = []string{"also-chosen"}
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, withIdentity(req, alice()))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status: got %d, want 200; body: %s", rec.Code, rec.Body)
+	}
+	var got []string
+	for k, v := range up.only(t).Header {
+		if strings.EqualFold(k, "Audit-Id") {
+			got = append(got, v...)
+		}
+	}
+	if len(got) != 1 || got[0] != "portcullis-audit-id" {
+		t.Errorf("Audit-ID upstream: got %q, want only Portcullis's", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
@@ -100,7 +101,7 @@ func assignRequestID(next http.Handler) http.Handler {
 			id = rand.Text() // 26 characters of base32: 130 random bits
 		}
 		w.Header().Set(headerRequestID, id)
-		ctx := context.WithValue(r.Context(), stateKey{}, &requestState{id: id})
+		ctx := context.WithValue(r.Context(), stateKey{}, &requestState{id: id, auditID: newAuditID()})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -147,6 +148,10 @@ func (s *Server) logAccess(next http.Handler) http.Handler {
 				slog.Int("status", rw.finalStatus(panicked)),
 				slog.Int64("bytes", rw.bytes),
 				slog.Duration("duration", time.Since(start)),
+				slog.String("audit_id", st.auditIDOrEmpty()),
+			}
+			if st != nil && st.decided {
+				attrs = append(attrs, slog.String("user", st.user), slog.Any("decision", st.decision))
 			}
 			if rw.hijacked {
 				attrs = append(attrs, slog.Bool("upgraded", true))
@@ -182,6 +187,42 @@ func (s *Server) countRequests(next http.Handler) http.Handler {
 type requestState struct {
 	id         string
 	routeLabel string // set by the router
+	// auditID names the request in audit records, Portcullis's and
+	// kube-apiserver's (the Audit-ID it is sent with): unlike the request
+	// id, never the client's choice.
+	auditID string
+	// user and decision are what authorization found, for the access
+	// log: the person's email, and the decision with its deciding rule
+	// (decided says there was one).
+	user     string
+	decision policy.Decision
+	decided  bool
+}
+
+// newAuditID returns a random audit id in the form kube-apiserver gives
+// its own: a version 4 UUID.
+func newAuditID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// AuditID returns the audit id of the request whose context ctx is, or ""
+// outside a request.
+func AuditID(ctx context.Context) string {
+	if st := stateFrom(ctx); st != nil {
+		return st.auditID
+	}
+	return ""
+}
+
+// setDecision records what authorization decided, for the access log.
+func (st *requestState) setDecision(user string, d policy.Decision) {
+	if st != nil {
+		st.user, st.decision, st.decided = user, d, true
+	}
 }
 
 type stateKey struct{}
@@ -202,6 +243,13 @@ func (st *requestState) route() string {
 		return ""
 	}
 	return st.routeLabel
+}
+
+func (st *requestState) auditIDOrEmpty() string {
+	if st == nil {
+		return ""
+	}
+	return st.auditID
 }
 
 func (st *requestState) requestID() string {

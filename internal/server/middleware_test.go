@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -119,6 +120,11 @@ func TestAccessLogOmitsCredentials(t *testing.T) {
 	delete(entry, "time")
 	delete(entry, "duration")
 	delete(entry, "remote_addr")
+	// The audit id is Portcullis's own, random, and a UUID.
+	if id, _ := entry["audit_id"].(string); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(id) {
+		t.Errorf("audit_id: got %q, want a version 4 UUID", id)
+	}
+	delete(entry, "audit_id")
 	want := map[string]any{
 		"level":      "INFO",
 		"msg":        "request",

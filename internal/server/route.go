@@ -39,7 +39,7 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, Logger: s.logger})
+	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +239,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 				Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name}
 		}
 		d := pol.Evaluate(&req)
+		stateFrom(r.Context()).setDecision(req.Email, d)
 		if d.Allow {
 			if kind, ok := streamKind(r, kubernetes, &info); ok {
 				// Followed from here on: when the person's access ends,
