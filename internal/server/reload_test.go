@@ -285,3 +285,33 @@ func TestReloadNamesRestartSettings(t *testing.T) {
 		t.Errorf("COOKIE_EXPIRE in force: got %v, want the running %v", got, config.Defaults().CookieExpire)
 	}
 }
+
+// TestAccessLogNamesPersonAndDecision: the access log line of a route
+// request says who made it and what the policy decided, with the rule.
+func TestAccessLogNamesPersonAndDecision(t *testing.T) {
+	up := watchUpstream(t)
+	rs := startReloadStack(t, kubeRoute("a.test", up, "alice@example.com"))
+	for _, email := range []string{"alice@example.com", "mallory@example.com"} {
+		resp := rs.get(t, context.Background(), "a.test", "/api/v1/namespaces", email)
+		resp.Body.Close()
+	}
+	var lines []map[string]any
+	for line := range strings.Lines(rs.logs.String()) {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil && e["msg"] == "request" && e["host"] == "a.test" {
+			lines = append(lines, e)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("got %d access log lines for a.test, want 2", len(lines))
+	}
+	for i, want := range []struct {
+		user  string
+		allow bool
+	}{{"alice@example.com", true}, {"mallory@example.com", false}} {
+		d, _ := lines[i]["decision"].(map[string]any)
+		if lines[i]["user"] != want.user || d["allow"] != want.allow || d["rule"] == nil && want.allow {
+			t.Errorf("access log line %d: user %v, decision %v; want %s, allow %v with its rule", i, lines[i]["user"], d, want.user, want.allow)
+		}
+	}
+}
