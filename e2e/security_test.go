@@ -253,33 +253,10 @@ func do(t *testing.T, client *http.Client, method, url string, h http.Header, bo
 	return response{resp.StatusCode, string(b)}
 }
 
-type auditEvent struct {
-	Verb       string `json:"verb"`
-	RequestURI string `json:"requestURI"`
-	User       struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ImpersonatedUser struct {
-		Username string   `json:"username"`
-		Groups   []string `json:"groups"`
-	} `json:"impersonatedUser"`
-}
-
 // auditEvents reads kube-apiserver's audit log: what it really received.
 func auditEvents(t *testing.T, s *stack) []auditEvent {
 	t.Helper()
-	b, err := os.ReadFile(s.cluster.AuditLogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var events []auditEvent
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var e auditEvent
-		if json.Unmarshal([]byte(line), &e) == nil {
-			events = append(events, e)
-		}
-	}
-	return events
+	return readAuditLog(t, s.cluster.AuditLogPath)
 }
 
 // unsigned is the claims under {"alg":"none"} with an empty signature.

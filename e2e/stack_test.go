@@ -75,6 +75,8 @@ type stackOptions struct {
 	// admin API (stack.metricsURL, ADMIN_TOKEN adminToken), so that a
 	// test can change them under the running server.
 	reloadable bool
+	// env is added to Portcullis's environment.
+	env []string
 }
 
 // adminToken is the ADMIN_TOKEN of a reloadable stack.
@@ -185,6 +187,7 @@ func startStackWith(t *testing.T, ctx context.Context, o stackOptions) *stack {
 	if o.builtinUsers != "" {
 		s.env = append(s.env, "IDP_PROVIDER=builtin", "IDP_USERS_FILE="+o.builtinUsers)
 	}
+	s.env = append(s.env, o.env...)
 	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
 		t.Fatal(err)
 	}

@@ -766,9 +766,10 @@ func TestSettingsCovered(t *testing.T) {
 	check("top-level settings", topLevel, map[string][]string{
 		"set by the chart":            mapKeys(set),
 		"in values.config":            mapKeys(schema.Properties["config"].Properties),
-		"left out: a secret":          {"signing_key"},                             // derived from SHARED_SECRET; a ConfigMap is no place for it
-		"left out: built-in provider": {"idp_users_file", "idp_builtin_token_ttl"}, // its users file would have to be mounted
-		"left out: legacy":            {"policy"},                                  // the chart writes routes
+		"left out: a secret":          {"signing_key"},                                    // derived from SHARED_SECRET; a ConfigMap is no place for it
+		"left out: built-in provider": {"idp_users_file", "idp_builtin_token_ttl"},        // its users file would have to be mounted
+		"left out: legacy":            {"policy"},                                         // the chart writes routes
+		"left out: a mounted file":    {"audit_policy_file", "audit_webhook_config_file"}, // the chart mounts no such file yet
 	})
 	check("the Kubernetes route's keys", routeKeys, map[string][]string{
 		"set by the chart":                   mapKeys(route),

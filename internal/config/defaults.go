@@ -27,6 +27,11 @@ func Defaults() Options {
 
 		IDPBuiltinTokenTTL: time.Hour,
 
+		// Unlike kube-apiserver's flags (0: unbounded), a bounded audit
+		// log by default: 100 MB a file, ten files.
+		AuditLogMaxSize:   100,
+		AuditLogMaxBackup: 10,
+
 		Limits: Limits{
 			Connections:          10_000,
 			ConnectionsPerClient: 2_500,

@@ -104,6 +104,21 @@ type Options struct {
 	// listener; a secret. ADMIN_TOKEN or ADMIN_TOKEN_FILE; default ""
 	// (no admin API).
 	AdminToken string
+	// AuditLogPath is where audit events are written as JSON lines; "-"
+	// is standard output. AUDIT_LOG_PATH; default "" (none).
+	AuditLogPath string
+	// AuditLogMaxSize is the audit log's size in megabytes at which it is
+	// rotated; 0 never. AUDIT_LOG_MAXSIZE; default 100.
+	AuditLogMaxSize int
+	// AuditLogMaxBackup is how many rotated audit logs are kept; 0 all.
+	// AUDIT_LOG_MAXBACKUP; default 10.
+	AuditLogMaxBackup int
+	// AuditPolicyFile is an audit policy (audit.k8s.io/v1 Policy).
+	// AUDIT_POLICY_FILE; default "" (Metadata for every request).
+	AuditPolicyFile string
+	// AuditWebhookConfigFile is a kubeconfig-format file naming the audit
+	// webhook. AUDIT_WEBHOOK_CONFIG_FILE; default "" (none).
+	AuditWebhookConfigFile string
 	// LogLevel is debug, info, warn or error. LOG_LEVEL; default info.
 	LogLevel slog.Level
 	// LogFormat is "json" or "text". LOG_FORMAT; default "json".

@@ -55,4 +55,9 @@ func (o *Options) KeepRestartSettings(running *Options) {
 	o.MetricsAddress = running.MetricsAddress
 	o.LogFormat = running.LogFormat
 	o.Limits = running.Limits
+	o.AuditLogPath = running.AuditLogPath
+	o.AuditLogMaxSize = running.AuditLogMaxSize
+	o.AuditLogMaxBackup = running.AuditLogMaxBackup
+	o.AuditPolicyFile = running.AuditPolicyFile
+	o.AuditWebhookConfigFile = running.AuditWebhookConfigFile
 }

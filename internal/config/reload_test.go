@@ -35,6 +35,11 @@ var restartEnvs = map[string][2]string{
 	"LIMIT_PENDING_SIGN_INS":               {"10", "20"},
 	"LIMIT_SESSIONS_PER_PERSON":            {"10", "20"},
 	"LIMIT_SIGN_IN_BODY_BYTES":             {"1000", "2000"},
+	"AUDIT_LOG_PATH":                       {"/var/log/a.log", "/var/log/b.log"},
+	"AUDIT_LOG_MAXSIZE":                    {"1", "2"},
+	"AUDIT_LOG_MAXBACKUP":                  {"1", "2"},
+	"AUDIT_POLICY_FILE":                    {"/etc/a.yaml", "/etc/b.yaml"},
+	"AUDIT_WEBHOOK_CONFIG_FILE":            {"/etc/a.kubeconfig", "/etc/b.kubeconfig"},
 }
 
 // TestRestartRequired checks that a reload names every setting it cannot

@@ -279,6 +279,41 @@ func topSettings() []setting {
 				o.AdminToken, ok = l.str(v)
 				return ok
 			}},
+		{key: "audit_log_path", restart: true, example: "/var/log/portcullis/audit.log", unset: "none: no audit log file",
+			doc: "Where audit events are written, one Kubernetes `audit.k8s.io/v1` `Event` JSON object a line, " +
+				"as kube-apiserver's `--audit-log-path` writes them; `-` is standard output. " +
+				"See [Audit](audit.md).",
+			get: func(o *Options) any { return o.AuditLogPath },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				if o.AuditLogPath, ok = l.str(v); ok && o.AuditLogPath != "-" {
+					o.AuditLogPath, ok = l.path(v)
+				}
+				return ok
+			}},
+		auditCountSetting("audit_log_maxsize", "100",
+			"The size in megabytes at which the audit log file is rotated (renamed with the time, and a new one begun), "+
+				"as kube-apiserver's `--audit-log-maxsize`; 0 never rotates it.",
+			func(o *Options) *int { return &o.AuditLogMaxSize }),
+		auditCountSetting("audit_log_maxbackup", "10",
+			"How many rotated audit log files are kept, as kube-apiserver's `--audit-log-maxbackup`; 0 keeps them all.",
+			func(o *Options) *int { return &o.AuditLogMaxBackup }),
+		{key: "audit_policy_file", restart: true, example: "audit-policy.yaml", unset: "`Metadata` for every request",
+			doc: "An audit policy in kube-apiserver's format (`audit.k8s.io/v1` `Policy`, as `--audit-policy-file` reads): " +
+				"its rules choose the level of each request's event by user, group, verb, resource and namespace; `None` writes none.",
+			get: func(o *Options) any { return o.AuditPolicyFile },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.AuditPolicyFile, ok = l.path(v)
+				return ok
+			}},
+		{key: "audit_webhook_config_file", restart: true, example: "audit-webhook.kubeconfig", unset: "none: no audit webhook",
+			doc: "A kubeconfig-format file naming a server that receives audit events, batched as `audit.k8s.io/v1` `EventList` " +
+				"POSTs, as kube-apiserver's `--audit-webhook-config-file`. Events wait in a bounded queue while it is down, " +
+				"and are counted as dropped when the queue is full; a request never waits for it.",
+			get: func(o *Options) any { return o.AuditWebhookConfigFile },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.AuditWebhookConfigFile, ok = l.path(v)
+				return ok
+			}},
 		{key: "log_level", example: "debug",
 			doc: "The least severe messages logged: " + codeList(logLevelNames(), "or") + ".",
 			get: func(o *Options) any { return o.LogLevel },
@@ -352,8 +387,20 @@ const maxLimit = 1 << 30
 // Zero is refused rather than read as "no limit": a limit is taken away
 // by raising it, on purpose. doc and example are the setting's.
 func limitSetting(key, example, doc string, field func(*Options) *int) setting {
+	return wholeNumberSetting(key, example, doc, 1, "a limit", field)
+}
+
+// auditCountSetting is an audit_log_* count: a whole number from 0 to
+// maxLimit, 0 meaning no limit, as kube-apiserver's flags have it.
+func auditCountSetting(key, example, doc string, field func(*Options) *int) setting {
+	return wholeNumberSetting(key, example, doc, 0, "a count", field)
+}
+
+// wholeNumberSetting is a setting that needs a restart and holds a whole
+// number from least to maxLimit; what names it in problems ("a limit").
+func wholeNumberSetting(key, example, doc string, least int, what string, field func(*Options) *int) setting {
 	return setting{key: key, example: example, restart: true,
-		doc: fmt.Sprintf("%s A whole number from 1 to %d.", doc, maxLimit),
+		doc: fmt.Sprintf("%s A whole number from %d to %d.", doc, least, maxLimit),
 		get: func(o *Options) any { return *field(o) },
 		decode: func(l *loader, v value, o *Options) bool {
 			s, ok := l.scalar(v, "a whole number")
@@ -361,8 +408,8 @@ func limitSetting(key, example, doc string, field func(*Options) *int) setting {
 				return false
 			}
 			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > maxLimit {
-				return l.fail(v, "%q is not a limit: want a whole number from 1 to %d", s, maxLimit)
+			if err != nil || n < least || n > maxLimit {
+				return l.fail(v, "%q is not %s: want a whole number from %d to %d", s, what, least, maxLimit)
 			}
 			*field(o) = n
 			return true

@@ -4,9 +4,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/audit"
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
@@ -24,7 +27,7 @@ import (
 // after them may fail on configuration, only on the machine (a port in
 // use) or the network.
 func Checks() []config.Check {
-	return []config.Check{checkCertificate, checkPolicies, checkIdentityProvider, checkRouteFiles}
+	return []config.Check{checkCertificate, checkPolicies, checkIdentityProvider, checkRouteFiles, checkAudit}
 }
 
 // ConfigError is New's refusal of a configuration that Checks (or
@@ -197,6 +200,34 @@ func checkRouteFiles(o *config.Options, r *config.Reporter) {
 		if rt.TLSSkipVerify {
 			r.WarnRoute(i, o, "tls_skip_verify", "the upstream's certificate is not checked: anyone on the network path to %s can read and change this route's traffic, service-account token included; set tls_custom_ca instead",
 				upstreamHosts(rt))
+		}
+	}
+}
+
+// checkAudit reads what the audit trail reads at start: the policy and
+// the webhook's kubeconfig, and that the log's directory exists; and warns
+// about a policy with no sink to write to.
+func checkAudit(o *config.Options, r *config.Reporter) {
+	if o.AuditPolicyFile != "" && !r.Failed("audit_policy_file") {
+		if _, err := audit.LoadPolicy(o.AuditPolicyFile); err != nil {
+			r.Top("audit_policy_file", "%v", err)
+		}
+		if o.AuditLogPath == "" && o.AuditWebhookConfigFile == "" {
+			r.Warn("audit_policy_file", "an audit policy is set but no sink: set %s or %s, or nothing is recorded",
+				r.Name("audit_policy_file", "audit_log_path"), r.Name("audit_policy_file", "audit_webhook_config_file"))
+		}
+	}
+	if o.AuditWebhookConfigFile != "" && !r.Failed("audit_webhook_config_file") {
+		// Reads and checks the file; reaches no network.
+		if sink, err := audit.NewWebhookSink(o.AuditWebhookConfigFile, auditWebhookTimeout); err != nil {
+			r.Top("audit_webhook_config_file", "%v", err)
+		} else {
+			sink.Close()
+		}
+	}
+	if p := o.AuditLogPath; p != "" && p != "-" && !r.Failed("audit_log_path") {
+		if fi, err := os.Stat(filepath.Dir(p)); err != nil || !fi.IsDir() {
+			r.Top("audit_log_path", "the directory of %q does not exist: create it, writable by Portcullis's user", p)
 		}
 	}
 }

@@ -315,3 +315,48 @@ func TestAccessLogNamesPersonAndDecision(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLogFollowsPolicy: with an audit log and a policy, a request the
+// policy records gets an event with the person, the decision and Portcullis's
+// audit id; one at level None gets none.
+func TestAuditLogFollowsPolicy(t *testing.T) {
+	up := watchUpstream(t)
+	dir := t.TempDir()
+	logPath, policyPath := filepath.Join(dir, "audit.log"), filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: None\n    users: [bob@example.com]\n  - level: Metadata\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs := startReloadStack(t, kubeRoute("a.test", up, "alice@example.com")+
+		fmt.Sprintf("audit_log_path: %s\naudit_policy_file: %s\n", logPath, policyPath))
+	for _, email := range []string{"alice@example.com", "bob@example.com"} {
+		resp := rs.get(t, context.Background(), "a.test", "/api/v1/namespaces/default/pods/web", email)
+		resp.Body.Close()
+	}
+	var events []map[string]any
+	waitFor(t, "alice's event in the audit log", func() bool {
+		data, _ := os.ReadFile(logPath)
+		events = nil
+		for line := range strings.Lines(string(data)) {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil {
+				events = append(events, e)
+			}
+		}
+		return len(events) > 0
+	})
+	time.Sleep(100 * time.Millisecond) // bob's would have come by now
+	if len(events) != 1 {
+		t.Fatalf("got %d events, want alice's only: %v", len(events), events)
+	}
+	ev := events[0]
+	user, _ := ev["user"].(map[string]any)
+	ann, _ := ev["annotations"].(map[string]any)
+	obj, _ := ev["objectRef"].(map[string]any)
+	if user["username"] != "alice@example.com" || ev["verb"] != "get" || obj["resource"] != "pods" || obj["name"] != "web" ||
+		ann["authorization.k8s.io/decision"] != "allow" || ev["stage"] != "ResponseComplete" || ev["kind"] != "Event" {
+		t.Errorf("alice's event: %v", ev)
+	}
+	if id, _ := ev["auditID"].(string); id == "" || !strings.Contains(rs.logs.String(), `"audit_id":"`+id+`"`) {
+		t.Errorf("the event's auditID %q is not the access log's", id)
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
+	"github.com/portcullis-proxy/portcullis/internal/stream"
 )
 
 // routeHandler is the request path of one route, read top to bottom:
@@ -210,6 +212,7 @@ func newKeys(opts *config.Options) (*session.Keys, error) {
 func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Handler) http.Handler {
 	kubernetes := route.IsKubernetes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		req := policy.Request{
 			Method:        r.Method,
 			Path:          r.URL.Path,
@@ -240,15 +243,32 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		}
 		d := pol.Evaluate(&req)
 		stateFrom(r.Context()).setDecision(req.Email, d)
+		var ra *requestAudit
+		var st *stream.Stream
+		completed := false // the handler returned, rather than panicked
+		if kubernetes {
+			if ra = s.beginAudit(r, start, route.From.String(), &info, identity.FromContext(r.Context()), d); ra != nil {
+				// Written when the handler returns, whatever it did.
+				if rw, ok := w.(*responseWriter); ok {
+					defer func() { ra.finish(rw, st, !completed) }()
+				}
+			}
+		}
 		if d.Allow {
 			if kind, ok := streamKind(r, kubernetes, &info); ok {
 				// Followed from here on: when the person's access ends,
 				// so does the stream (streams.go).
-				st, ctx, sw := s.streams.Open(r.Context(), w, s.streamInfo(kind, route, r, &req))
+				var ctx context.Context
+				var sw http.ResponseWriter
+				st, ctx, sw = s.streams.Open(r.Context(), w, s.streamInfo(kind, route, r, &req))
 				defer st.Close()
+				if ra != nil {
+					st.OnStart(func(code int) { ra.streamStarted(st, code) })
+				}
 				w, r = sw, r.WithContext(ctx)
 			}
 			next.ServeHTTP(w, r)
+			completed = true
 			return
 		}
 		s.logger.Info("request denied by policy", "request_id", RequestID(r.Context()), "route", route.From.String(),
@@ -262,6 +282,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: " + d.Message(),
 				Title: "Access denied", Text: "Portcullis " + d.Message() + "."})
 		}
+		completed = true
 	})
 }
 

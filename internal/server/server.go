@@ -69,6 +69,8 @@ type Server struct {
 	streamCheck chan struct{}
 	// reload is what reloading needs (reload.go).
 	reload reloadState
+	// audit writes the audit trail (audit.go); nil without a sink.
+	audit *auditor
 
 	// tokens remembers the tokens keys verified, for every route: see
 	// verifyToken (route.go).
@@ -153,7 +155,11 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 	if err != nil {
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
+	if s.audit, err = s.newAuditor(); err != nil {
+		return nil, fmt.Errorf("creating server: opening the audit trail: %w", err)
+	}
 	if s.auth, err = s.newAuthenticator(provider); err != nil {
+		s.closeAudit()
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	first := &generation{opts: opts, provider: provider, builtinIDP: builtinIDP}
@@ -162,6 +168,7 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 		if s.closeStore != nil {
 			s.closeStore() // opened by newAuthenticator, and of no use now
 		}
+		s.closeAudit()
 		return nil, fmt.Errorf("creating server: %w", err)
 	}
 	s.live.Store(g)
@@ -328,6 +335,10 @@ func (s *Server) shutdown(ctx context.Context, main *http.Server, others ...*htt
 		// started, whose answers must be stored.
 		s.auth.WaitForRefreshes(sctx)
 		s.closeStore()
+	}
+	if s.audit != nil {
+		// Last: every request and stream has written its events.
+		s.audit.shutdown(sctx)
 	}
 	s.logger.Info("stopped")
 }

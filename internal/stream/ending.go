@@ -41,6 +41,10 @@ type Body struct {
 	phase readPhase
 	final []byte // the part of the final message not yet handed out
 
+	// fromUpstream and toUpstream count the bytes passed each way, for
+	// the audit trail (Bytes).
+	fromUpstream, toUpstream atomic.Int64
+
 	ending    atomic.Pointer[Ending] // set once, by the first End
 	finished  atomic.Bool            // Read has returned an error: nothing more will be read
 	closeOnce sync.Once
@@ -109,6 +113,7 @@ func (b *Body) Read(p []byte) (int, error) {
 	// what the client has begun to read, and the boundary state must
 	// count them.
 	b.track.scan(p[:n])
+	b.fromUpstream.Add(int64(n))
 	if err != nil {
 		// End sets ending before it closes the body, so the error of a
 		// Read that the close unblocked always finds it set: the close
@@ -167,6 +172,7 @@ func (b *Body) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	n, err := b.writer.Write(p)
+	b.toUpstream.Add(int64(n))
 	if err != nil && b.ending.Load() != nil {
 		return len(p), nil // End closed the upstream during the write
 	}
@@ -204,6 +210,14 @@ func (b *Body) End(e Ending) {
 	if b.finished.Load() {
 		b.closeDone()
 	}
+}
+
+// Bytes returns how many of the upstream's bytes were passed to the
+// client, and how many of the client's to the upstream (an upgraded
+// connection's other direction), so far. The final message is not counted:
+// it is Portcullis's, not the upstream's.
+func (b *Body) Bytes() (fromUpstream, toUpstream int64) {
+	return b.fromUpstream.Load(), b.toUpstream.Load()
 }
 
 // Done is closed once Read has returned io.EOF after End (the final message has been handed

@@ -1321,3 +1321,28 @@ func TestWebSocketEndThroughReverseProxy(t *testing.T) {
 		})
 	}
 }
+
+// TestBytes counts what passes each way of an upgraded connection, not
+// the final message.
+func TestBytes(t *testing.T) {
+	up := &rwc{Reader: strings.NewReader("hello")}
+	resp := &http.Response{StatusCode: http.StatusSwitchingProtocols, Header: http.Header{"Upgrade": {"SPDY/3.1"}}, Body: up}
+	b := NewBody(resp)
+	if _, err := io.ReadAll(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Write([]byte("typed")); err != nil {
+		t.Fatal(err)
+	}
+	b.End(testEnding)
+	if from, to := b.Bytes(); from != 5 || to != 5 {
+		t.Errorf("Bytes: got %d from the upstream and %d to it, want 5 and 5", from, to)
+	}
+}
+
+// rwc is an upstream connection for TestBytes: reads from Reader, writes
+// are counted nowhere.
+type rwc struct{ io.Reader }
+
+func (rwc) Write(p []byte) (int, error) { return len(p), nil }
+func (rwc) Close() error                { return nil }

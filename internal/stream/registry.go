@@ -67,6 +67,9 @@ type Stream struct {
 	cancel context.CancelCauseFunc
 	closed chan struct{} // closed by Close: the handler has returned
 
+	// started, if set (OnStart), is told when the upstream has answered.
+	started func(code int)
+
 	mu     sync.Mutex
 	ending *Ending // set once by End
 	body   *Body   // the upstream response's body, once there is one
@@ -153,6 +156,24 @@ func (r *Registry) Counts() (open map[Kind]int, ended map[Kind]uint64) {
 	return open, ended
 }
 
+// OnStart has f called with the upstream's status code when the upstream
+// answers the stream's request and the stream begins (the audit trail
+// records it). Call it before the request is forwarded.
+func (s *Stream) OnStart(f func(code int)) { s.started = f }
+
+// Bytes returns how many bytes the stream carried from the upstream to
+// the client and from the client to the upstream (upgrades only), once
+// the upstream answered; zeros before.
+func (s *Stream) Bytes() (fromUpstream, toUpstream int64) {
+	s.mu.Lock()
+	b := s.body
+	s.mu.Unlock()
+	if b == nil {
+		return 0, 0
+	}
+	return b.Bytes()
+}
+
 // Ended returns why the stream was ended, or nil if it was not.
 func (s *Stream) Ended() *Ending {
 	s.mu.Lock()
@@ -165,6 +186,9 @@ func (s *Stream) Ended() *Ending {
 // message boundary. The proxy calls it on the response to the stream's
 // request.
 func (s *Stream) AttachBody(resp *http.Response) {
+	if s.started != nil {
+		s.started(resp.StatusCode)
+	}
 	b := NewBody(resp)
 	resp.Body = b
 	s.mu.Lock()

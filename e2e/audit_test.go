@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// auditEvent is the part of an audit.k8s.io/v1 Event these tests read, from
+// Portcullis's audit log and kube-apiserver's alike.
+type auditEvent struct {
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+	Verb       string `json:"verb"`
+	RequestURI string `json:"requestURI"`
+	User       struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	// ImpersonatedUser is who kube-apiserver acted as: the person
+	// Portcullis forwarded (empty in Portcullis's own events).
+	ImpersonatedUser struct {
+		Username string   `json:"username"`
+		Groups   []string `json:"groups"`
+	} `json:"impersonatedUser"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// readAuditLog reads every event of a JSON-lines audit log.
+func readAuditLog(t *testing.T, path string) []auditEvent {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var events []auditEvent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev auditEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("%s: a line that is not an audit event: %v\n%s", path, err, sc.Text())
+		}
+		events = append(events, ev)
+	}
+	return events
+}
+
+// TestAuditTrail runs a kubectl session through Portcullis with an audit
+// log and checks it against kube-apiserver's own: every request Portcullis
+// forwarded has an event in both logs with the same Audit-ID, user, verb
+// and resource; the delete Portcullis denied has its event, naming the
+// rule, and none at the apiserver; the exec's events count the bytes it
+// carried.
+func TestAuditTrail(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	auditLog := filepath.Join(t.TempDir(), "portcullis-audit.log")
+	s := startStackWith(t, ctx, stackOptions{kwok: true, env: []string{"AUDIT_LOG_PATH=" + auditLog},
+		policy: allowSignedIn + "    - deny:\n        and:\n          - kubernetes_verb: delete\n          - kubernetes_namespace: audited\n"})
+	if _, _, err := s.cluster.Kubectl(ctx, nil, "create", "clusterrolebinding", "e2e-audited", "--clusterrole=cluster-admin", "--user=alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cluster.EnsureNamespace(ctx, "audited"); err != nil {
+		t.Fatal(err)
+	}
+	runDemoPod(t, ctx, s.cluster, s.kwok, t.TempDir(), "")
+	alice := s.kubeconfig(t, s.token(t, "alice@example.com"))
+
+	if _, errOut, err := s.as(ctx, alice, "", "-n", "audited", "get", "configmaps"); err != nil {
+		t.Fatalf("get: %v\n%s", err, errOut)
+	}
+	if _, errOut, err := s.as(ctx, alice, "", "-n", "audited", "create", "configmap", "audit-me"); err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	if _, errOut, err := s.as(ctx, alice, "", "-n", "audited", "delete", "configmap", "audit-me"); err == nil || !strings.Contains(errOut, "Forbidden") {
+		t.Fatalf("delete: err %v, stderr %q; want Forbidden by Portcullis", err, errOut)
+	}
+	const execBytes = 100_000
+	out, errOut, err := s.as(ctx, alice, "", "-n", "demo", "exec", "web", "--", "head", "-c", strconv.Itoa(execBytes), "/dev/zero")
+	if err != nil || len(out) != execBytes {
+		t.Fatalf("exec: %d bytes out, %v\n%s", len(out), err, errOut)
+	}
+
+	// Portcullis writes its events as requests end; kube-apiserver its own.
+	var mine, theirs []auditEvent
+	waitFor(t, ctx, 30*time.Second, "both audit logs hold the exec", func() error {
+		mine, theirs = readAuditLog(t, auditLog), readAuditLog(t, s.cluster.AuditLogPath)
+		for _, ev := range mine {
+			if ev.Stage == "ResponseComplete" && ev.ObjectRef != nil && ev.ObjectRef.Subresource == "exec" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no exec event in Portcullis's audit log yet (%d events)", len(mine))
+	})
+	apiserver := map[string][]auditEvent{}
+	for _, ev := range theirs {
+		apiserver[ev.AuditID] = append(apiserver[ev.AuditID], ev)
+	}
+
+	var forwarded, denied, exec int
+	for _, ev := range mine {
+		if ev.Stage != "ResponseComplete" || ev.User.Username != "alice@example.com" {
+			continue
+		}
+		decision := ev.Annotations["authorization.k8s.io/decision"]
+		switch {
+		case decision == "forbid":
+			denied++
+			if ev.Verb != "delete" || ev.ObjectRef == nil || ev.ObjectRef.Name != "audit-me" || ev.ResponseStatus == nil || ev.ResponseStatus.Code != 403 ||
+				ev.Annotations["portcullis.io/rule"] == "" {
+				t.Errorf("the denied delete's event: %+v, want delete of audit-me, 403, with the rule", ev)
+			}
+			if got := apiserver[ev.AuditID]; len(got) != 0 {
+				t.Errorf("kube-apiserver has %d events for the request Portcullis denied (Audit-ID %s)", len(got), ev.AuditID)
+			}
+			continue
+		case decision != "allow":
+			t.Errorf("an event with decision %q: %+v", decision, ev)
+			continue
+		}
+		forwarded++
+		theirs := apiserver[ev.AuditID]
+		if len(theirs) == 0 {
+			t.Errorf("no kube-apiserver event with Portcullis's Audit-ID %s (%s %s)", ev.AuditID, ev.Verb, objectOf(ev))
+			continue
+		}
+		for _, a := range theirs {
+			if a.ImpersonatedUser.Username != ev.User.Username || a.Verb != ev.Verb || !sameObject(a, ev) {
+				t.Errorf("Audit-ID %s: kube-apiserver recorded %s as %v %s %s, Portcullis %s %s %s",
+					ev.AuditID, a.User.Username, a.ImpersonatedUser, a.Verb, objectOf(a), ev.User.Username, ev.Verb, objectOf(ev))
+			}
+		}
+		if ev.ObjectRef != nil && ev.ObjectRef.Subresource == "exec" {
+			exec++
+			// The bytes on the wire from the pod: its output, and the
+			// stream's framing.
+			n, _ := strconv.Atoi(ev.Annotations["portcullis.io/bytes-from-upstream"])
+			if n < execBytes || n > execBytes+execBytes/20 {
+				t.Errorf("the exec's event: %d bytes from the upstream, want %d and the framing", n, execBytes)
+			}
+			if ev.Annotations["portcullis.io/command"] != "head -c "+strconv.Itoa(execBytes)+" /dev/zero" {
+				t.Errorf("the exec's event: command %q", ev.Annotations["portcullis.io/command"])
+			}
+		}
+	}
+	if denied != 1 || exec != 1 || forwarded < 3 {
+		t.Errorf("Portcullis's audit log: %d forwarded (want the get, the create, the exec and kubectl's discovery), %d denied (want 1), %d exec (want 1)",
+			forwarded, denied, exec)
+	}
+	started := 0
+	for _, ev := range mine {
+		if ev.Stage == "ResponseStarted" && ev.Annotations["portcullis.io/stream"] == "exec" {
+			started++
+		}
+	}
+	if started != 1 {
+		t.Errorf("ResponseStarted events of the exec: got %d, want 1", started)
+	}
+}
+
+// sameObject reports whether kube-apiserver's event a and Portcullis's ev
+// are about the same object. A create names its object in the body, which
+// Portcullis does not read: kube-apiserver's event has the name, and
+// Portcullis's may not.
+func sameObject(a, ev auditEvent) bool {
+	if a.ObjectRef == nil || ev.ObjectRef == nil {
+		return a.ObjectRef == nil && ev.ObjectRef == nil
+	}
+	x, y := *a.ObjectRef, *ev.ObjectRef
+	if y.Name == "" && ev.Verb == "create" {
+		x.Name = ""
+	}
+	return x == y
+}
+
+// objectOf names an event's object for messages.
+func objectOf(ev auditEvent) string {
+	if ev.ObjectRef == nil {
+		return "(no object)"
+	}
+	o := ev.ObjectRef
+	return fmt.Sprintf("%s/%s %s/%s", o.Resource, o.Subresource, o.Namespace, o.Name)
+}

@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/portcullis-proxy/portcullis/internal/audit"
+	"github.com/portcullis-proxy/portcullis/internal/identity"
+	"github.com/portcullis-proxy/portcullis/internal/kube"
+	"github.com/portcullis-proxy/portcullis/internal/policy"
+	"github.com/portcullis-proxy/portcullis/internal/respond"
+	"github.com/portcullis-proxy/portcullis/internal/stream"
+)
+
+// auditor writes Portcullis's audit trail: an audit.k8s.io/v1 Event for
+// every request on a Kubernetes route, as kube-apiserver writes its own,
+// joined to the cluster's by the Audit-ID Portcullis sends it (AuditID),
+// and one when each stream starts and ends. Sinks never hold a request:
+// events wait in each sink's bounded queue (audit.Backend), and those a
+// full queue turns away are counted and logged.
+type auditor struct {
+	policy   *audit.Policy
+	backends []*audit.Backend
+	written  *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+}
+
+// auditWebhookTimeout bounds one POST of a batch to the audit webhook.
+const auditWebhookTimeout = 10 * time.Second
+
+// newAuditor opens the sinks AUDIT_LOG_PATH and AUDIT_WEBHOOK_CONFIG_FILE
+// name, with the policy of AUDIT_POLICY_FILE (Metadata for every request
+// without one); nil when neither sink is set.
+func (s *Server) newAuditor() (*auditor, error) {
+	o := s.opts
+	if o.AuditLogPath == "" && o.AuditWebhookConfigFile == "" {
+		return nil, nil
+	}
+	pol := audit.DefaultPolicy()
+	if o.AuditPolicyFile != "" {
+		var err error
+		if pol, err = audit.LoadPolicy(o.AuditPolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	a := &auditor{
+		policy: pol,
+		written: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_audit_events_total",
+			Help: "Audit events written, by sink: log (AUDIT_LOG_PATH) or webhook (AUDIT_WEBHOOK_CONFIG_FILE).",
+		}, []string{"sink"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_audit_events_dropped_total",
+			Help: "Audit events a sink lost, by sink and reason: queue_full (the sink is down or slow and its queue is full) or shutdown.",
+		}, []string{"sink", "reason"}),
+	}
+	s.metrics.registry.MustRegister(a.written, a.dropped)
+	add := func(name string, sink audit.Sink) {
+		written := a.written.WithLabelValues(name)
+		a.dropped.WithLabelValues(name, "queue_full")
+		a.backends = append(a.backends, audit.NewBackend(sink, audit.BackendOptions{
+			OnWritten: func(n int) { written.Add(float64(n)) },
+			OnDropped: func(n int, reason string) { a.dropped.WithLabelValues(name, reason).Add(float64(n)) },
+			Logger:    s.logger.With("component", "audit", "sink", name),
+		}))
+	}
+	if o.AuditLogPath != "" {
+		sink, err := audit.NewFileSink(o.AuditLogPath, o.AuditLogMaxSize, o.AuditLogMaxBackup)
+		if err != nil {
+			return nil, err
+		}
+		add("log", sink)
+	}
+	if o.AuditWebhookConfigFile != "" {
+		sink, err := audit.NewWebhookSink(o.AuditWebhookConfigFile, auditWebhookTimeout)
+		if err != nil {
+			a.shutdown(context.Background())
+			return nil, err
+		}
+		add("webhook", sink)
+	}
+	return a, nil
+}
+
+// closeAudit closes the audit sinks of a server that will not serve.
+func (s *Server) closeAudit() {
+	if s.audit != nil {
+		s.audit.shutdown(context.Background())
+	}
+}
+
+func (a *auditor) log(ev *audit.Event) {
+	for _, b := range a.backends {
+		b.Log(ev)
+	}
+}
+
+// shutdown writes what the sinks still hold, until ctx ends.
+func (a *auditor) shutdown(ctx context.Context) {
+	for _, b := range a.backends {
+		b.Shutdown(ctx) //nolint:errcheck // the backend counts and logs what it could not write
+	}
+}
+
+// requestAudit is the audit record of one request on a Kubernetes route,
+// filled in as the request goes: begun at authorization, written when the
+// handler returns (and, for a stream, when it starts).
+type requestAudit struct {
+	a    *auditor
+	ev   audit.Event
+	omit []audit.Stage // the stages the policy leaves out
+}
+
+// beginAudit starts the audit record of r, a request on route authorized
+// by d for id (nil on a public route), unless the policy's level for it is
+// None. start is when the request arrived.
+func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info *kube.RequestInfo, id *identity.Identity, d policy.Decision) *requestAudit {
+	a := s.audit
+	if a == nil {
+		return nil
+	}
+	attrs := audit.Attributes{Verb: info.Verb, ResourceRequest: info.IsResourceRequest, APIGroup: info.APIGroup,
+		Resource: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name, Path: r.URL.Path}
+	if id != nil {
+		attrs.User, attrs.Groups = id.Email, id.Groups
+	}
+	level, omit := a.policy.Level(attrs)
+	if level == audit.LevelNone {
+		return nil
+	}
+	ev := audit.NewEvent(level, AuditID(r.Context()), start)
+	ev.RequestURI = r.URL.RequestURI()
+	ev.Verb = info.Verb
+	if id != nil {
+		ev.User = audit.UserInfo{Username: id.Email, UID: id.User, Groups: id.Groups}
+		if id.SessionID != "" {
+			ev.User.Extra = map[string][]string{audit.ExtraSessionID: {audit.SessionHash(id.SessionID)}}
+		}
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		ev.SourceIPs = []string{host}
+	}
+	ev.UserAgent = r.UserAgent()
+	if info.IsResourceRequest {
+		ev.ObjectRef = &audit.ObjectReference{Resource: info.Resource, Subresource: info.Subresource,
+			Namespace: info.Namespace, Name: info.Name, APIGroup: info.APIGroup, APIVersion: info.APIVersion}
+	}
+	ev.Annotations = map[string]string{
+		"portcullis.io/route":           route,
+		"authorization.k8s.io/decision": "forbid",
+		"authorization.k8s.io/reason":   d.Message(),
+	}
+	if d.Allow {
+		ev.Annotations["authorization.k8s.io/decision"] = "allow"
+	}
+	if d.Rule != nil {
+		ev.Annotations["portcullis.io/rule"] = d.Rule.Path
+	}
+	if len(d.Reasons) > 0 {
+		ev.Annotations["portcullis.io/reasons"] = strings.Join(d.Reasons, ",")
+	}
+	// What an exec, attach or port-forward runs, as kube-apiserver's own
+	// event does not say.
+	q := r.URL.Query()
+	if c := q["command"]; len(c) > 0 {
+		ev.Annotations["portcullis.io/command"] = strings.Join(c, " ")
+	}
+	if c := q.Get("container"); c != "" {
+		ev.Annotations["portcullis.io/container"] = c
+	}
+	if p := q["ports"]; len(p) > 0 {
+		ev.Annotations["portcullis.io/ports"] = strings.Join(p, ",")
+	}
+	return &requestAudit{a: a, ev: *ev, omit: omit}
+}
+
+// streamStarted writes the ResponseStarted event of a stream, when the
+// upstream has answered with code.
+func (ra *requestAudit) streamStarted(st *stream.Stream, code int) {
+	if slices.Contains(ra.omit, audit.StageResponseStarted) {
+		return
+	}
+	ev := ra.ev
+	ev.Annotations = cloneAnnotations(ra.ev.Annotations, 1)
+	ev.Stage, ev.StageTimestamp = audit.StageResponseStarted, time.Now()
+	ev.ResponseStatus = &audit.ResponseStatus{Code: code}
+	ev.Annotations["portcullis.io/stream"] = string(st.Info.Kind)
+	ra.a.log(&ev)
+}
+
+// finish writes the ResponseComplete event: the response's code and size,
+// the time taken, and for a stream the bytes each way and how it ended.
+func (ra *requestAudit) finish(w *responseWriter, st *stream.Stream, panicked bool) {
+	ev := ra.ev
+	ev.Annotations = cloneAnnotations(ra.ev.Annotations, 6)
+	ev.Stage, ev.StageTimestamp = audit.StageResponseComplete, time.Now()
+	if panicked {
+		ev.Stage = audit.StagePanic
+	}
+	if slices.Contains(ra.omit, ev.Stage) {
+		return
+	}
+	code := w.finalStatus(panicked)
+	ev.ResponseStatus = &audit.ResponseStatus{Code: code}
+	if code >= 400 {
+		ev.ResponseStatus.Status = "Failure"
+		ev.ResponseStatus.Reason = respond.StatusReason(code)
+	}
+	ev.Annotations["portcullis.io/latency"] = ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp).String()
+	ev.Annotations["portcullis.io/response-bytes"] = strconv.FormatInt(w.bytes, 10)
+	if st != nil {
+		from, to := st.Bytes()
+		ev.Annotations["portcullis.io/stream"] = string(st.Info.Kind)
+		ev.Annotations["portcullis.io/bytes-from-upstream"] = strconv.FormatInt(from, 10)
+		ev.Annotations["portcullis.io/bytes-to-upstream"] = strconv.FormatInt(to, 10)
+		ev.Annotations["portcullis.io/stream-ended-by"] = "client or upstream"
+		if e := st.Ended(); e != nil {
+			ev.Annotations["portcullis.io/stream-ended-by"] = "portcullis"
+			ev.Annotations["portcullis.io/stream-ended-reason"] = e.Message
+		}
+	}
+	ra.a.log(&ev)
+}
+
+func cloneAnnotations(m map[string]string, more int) map[string]string {
+	c := make(map[string]string, len(m)+more)
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
