@@ -98,6 +98,9 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("exec: %d bytes out, %v\n%s", len(out), err, errOut)
 	}
 
+	const forwardBytes = 50_000
+	portForward(t, s.cluster.KubectlCmd(ctx, "--kubeconfig", alice, "-n", "demo", "port-forward", "web", ":8080"), forwardBytes)
+
 	// Portcullis writes its events as requests end; kube-apiserver its own.
 	var mine, theirs []auditEvent
 	waitFor(t, ctx, 30*time.Second, "both audit logs hold the exec", func() error {
@@ -109,12 +112,22 @@ func TestAuditTrail(t *testing.T) {
 		}
 		return fmt.Errorf("no exec event in Portcullis's audit log yet (%d events)", len(mine))
 	})
+	waitFor(t, ctx, 30*time.Second, "Portcullis's audit log holds the port-forward's end", func() error {
+		mine = readAuditLog(t, auditLog)
+		for _, ev := range mine {
+			if ev.Stage == "ResponseComplete" && ev.ObjectRef != nil && ev.ObjectRef.Subresource == "portforward" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no port-forward event yet (%d events)", len(mine))
+	})
+	theirs = readAuditLog(t, s.cluster.AuditLogPath)
 	apiserver := map[string][]auditEvent{}
 	for _, ev := range theirs {
 		apiserver[ev.AuditID] = append(apiserver[ev.AuditID], ev)
 	}
 
-	var forwarded, denied, exec int
+	var forwarded, denied, exec, forward int
 	for _, ev := range mine {
 		if ev.Stage != "ResponseComplete" || ev.User.Username != "alice@example.com" {
 			continue
@@ -147,6 +160,16 @@ func TestAuditTrail(t *testing.T) {
 					ev.AuditID, a.User.Username, a.ImpersonatedUser, a.Verb, objectOf(a), ev.User.Username, ev.Verb, objectOf(ev))
 			}
 		}
+		if ev.ObjectRef != nil && ev.ObjectRef.Subresource == "portforward" {
+			forward++
+			// The echo server sent back what it got: as many bytes each
+			// way, and the stream's framing.
+			from, _ := strconv.Atoi(ev.Annotations["portcullis.io/bytes-from-upstream"])
+			to, _ := strconv.Atoi(ev.Annotations["portcullis.io/bytes-to-upstream"])
+			if from < forwardBytes || to < forwardBytes || from > 2*forwardBytes || to > 2*forwardBytes {
+				t.Errorf("the port-forward's event: %d bytes from the upstream and %d to it, want %d each and the framing", from, to, forwardBytes)
+			}
+		}
 		if ev.ObjectRef != nil && ev.ObjectRef.Subresource == "exec" {
 			exec++
 			// The bytes on the wire from the pod: its output, and the
@@ -160,9 +183,9 @@ func TestAuditTrail(t *testing.T) {
 			}
 		}
 	}
-	if denied != 1 || exec != 1 || forwarded < 3 {
-		t.Errorf("Portcullis's audit log: %d forwarded (want the get, the create, the exec and kubectl's discovery), %d denied (want 1), %d exec (want 1)",
-			forwarded, denied, exec)
+	if denied != 1 || exec != 1 || forward != 1 || forwarded < 4 {
+		t.Errorf("Portcullis's audit log: %d forwarded (want the get, the create, the exec, the port-forward and kubectl's discovery), %d denied (want 1), %d exec (want 1), %d port-forward (want 1)",
+			forwarded, denied, exec, forward)
 	}
 	started := 0
 	for _, ev := range mine {
