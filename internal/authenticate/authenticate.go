@@ -59,7 +59,31 @@ type Options struct {
 	// limits (LimitSignInRate, LimitLoginRate, LimitPendingSignIns), and
 	// of the client refused.
 	Limited func(limit string, client netip.Addr)
+	// Record, if set, is told of every sign-in, refused sign-in, sign-out
+	// and session ended by the identity provider, for the audit trail. r
+	// is the request it happened in; nil for a session a background
+	// refresh ended.
+	Record func(r *http.Request, a Activity)
 }
+
+// Activity is a sign-in event the audit trail records.
+type Activity struct {
+	// Action is one of the Activity* constants.
+	Action string
+	// Email, Subject and SessionID name the person and their session, as
+	// far as they are known (a refused sign-in may know none of them).
+	Email, Subject, SessionID string
+	// Reason says why a sign-in was refused or a session ended.
+	Reason string
+}
+
+// The actions of Activity.
+const (
+	ActivitySignIn        = "sign-in"
+	ActivitySignInRefused = "sign-in-refused"
+	ActivitySignOut       = "sign-out"
+	ActivitySessionEnded  = "session-ended" // by the identity provider, at a refresh
+)
 
 // The names of the limits an Authenticator enforces, as Options.Limited
 // reports them.
@@ -102,6 +126,9 @@ func New(opts Options) (*Authenticator, error) {
 	}
 	if opts.Limited == nil {
 		opts.Limited = func(string, netip.Addr) {}
+	}
+	if opts.Record == nil {
+		opts.Record = func(*http.Request, Activity) {}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -320,11 +347,13 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		a.opts.Limited(LimitPendingSignIns, limit.Client(r))
 		a.log.Warn("sign-in refused: too many sign-ins in the last ten minutes; raise LIMIT_PENDING_SIGN_INS if this is not an attack",
 			"limit", a.opts.PendingSignIns)
+		a.opts.Record(r, Activity{Action: ActivitySignInRefused, Reason: "too many sign-ins in progress (LIMIT_PENDING_SIGN_INS)"})
 		w.Header().Set("Retry-After", "60")
 		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable, Title: "Too many sign-ins",
 			Text: "Portcullis is handling too many sign-ins right now. Try again in a minute from the address of your cluster."})
 		return
 	case errors.Is(err, session.ErrStateUsed):
+		a.opts.Record(r, Activity{Action: ActivitySignInRefused, Reason: "the sign-in's answer was used already (a replay)"})
 		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Sign-in already used",
 			Text: "This sign-in was already completed. Start again from the address of your cluster."})
 		return
@@ -334,6 +363,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	a.clearCookie(w, a.csrfCookie())
 	if e := q.Get("error"); e != "" {
+		a.opts.Record(r, Activity{Action: ActivitySignInRefused, Reason: "the identity provider refused: " + e})
 		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Title: "Sign-in refused",
 			Text: "Your identity provider refused the sign-in: " + e + " " + q.Get("error_description")})
 		return
@@ -341,6 +371,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 	id, toks, err := a.provider().Exchange(r.Context(), q.Get("code"), st.Verifier, st.Nonce)
 	if err != nil {
 		a.log.Warn("sign-in callback failed", "error", err)
+		a.opts.Record(r, Activity{Action: ActivitySignInRefused, Reason: err.Error()})
 		if errors.Is(err, idp.ErrProviderUnavailable) {
 			respond.Error(w, r, respond.Problem{Code: http.StatusBadGateway, Title: "Identity provider unavailable",
 				Text: "Portcullis could not reach your identity provider to finish signing you in. Try again in a moment."})
@@ -366,6 +397,7 @@ func (a *Authenticator) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("signed in", "email", sess.Email, "session", sess.ID[:8])
+	a.opts.Record(r, Activity{Action: ActivitySignIn, Email: sess.Email, Subject: sess.Subject, SessionID: sess.ID})
 	if !a.renewable(sess) {
 		a.log.Info("the identity provider gave no refresh token (or no expiry): this session is not re-checked with it and lasts until COOKIE_EXPIRE",
 			"session", sess.ID[:8], "expires", sess.ExpiresAt)

@@ -144,6 +144,7 @@ type fixture struct {
 	now     time.Time
 	routes  map[string]string // RouteAudience's table; starts as routes
 	limited []string          // what Options.Limited was told, in order
+	records []Activity        // what Options.Record was told, in order
 }
 
 var (
@@ -195,6 +196,11 @@ func newFixtureWith(t testing.TB, authenticateURL string, secret []byte) *fixtur
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.limited = append(f.limited, name)
+		},
+		Record: func(_ *http.Request, a Activity) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.records = append(f.records, a)
 		},
 	})
 	if err != nil {

@@ -419,6 +419,7 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 			log.Warn("ending the session: the identity provider could not be reached to refresh it, and the grace after its identity expired is over",
 				"idp_expiry", cur.IDPExpiry, "grace", refreshGrace, "error", err)
 			a.opts.Store.Delete(ctx, id)
+			a.sessionEnded(cur, "the identity provider could not be reached past the grace")
 			return
 		}
 		log.Warn("could not reach the identity provider to refresh the session; it keeps its identity until the grace ends",
@@ -428,12 +429,14 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 	case err != nil:
 		log.Warn("the identity provider refused to refresh the session; ending it", "error", err)
 		a.opts.Store.Delete(ctx, id)
+		a.sessionEnded(cur, "the identity provider refused to refresh it: "+err.Error())
 		return
 	case got.Subject != cur.Subject:
 		// OpenID Connect Core 1.0 section 12.2: the subject must not
 		// change. An answer about someone else is not this person's.
 		log.Error("the identity provider's refresh answered for another user; ending the session")
 		a.opts.Store.Delete(ctx, id)
+		a.sessionEnded(cur, "the identity provider's refresh answered for another user")
 		return
 	}
 	next := *cur
@@ -468,4 +471,9 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 	log.Info("refreshed the session with the identity provider",
 		"idp_expiry", next.IDPExpiry, "email_changed", next.Email != cur.Email, "groups_changed", !slices.Equal(next.Groups, cur.Groups))
 	f.outcome, f.sess = refreshed, &next
+}
+
+// sessionEnded records a session a refresh ended.
+func (a *Authenticator) sessionEnded(sess *session.Session, reason string) {
+	a.opts.Record(nil, Activity{Action: ActivitySessionEnded, Email: sess.Email, Subject: sess.Subject, SessionID: sess.ID, Reason: reason})
 }

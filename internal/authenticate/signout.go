@@ -59,6 +59,7 @@ func (a *Authenticator) endRouteSession(w http.ResponseWriter, r *http.Request, 
 	}
 	if sess != nil {
 		a.log.Info("signed out", "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
+		a.opts.Record(r, Activity{Action: ActivitySignOut, Email: sess.Email, Subject: sess.Subject, SessionID: sess.ID})
 		ended = sess.ID
 	}
 	a.clearCookie(w, a.opts.CookieName)
@@ -121,8 +122,10 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 	sid, signedIn := a.sessionIDFromCookie(r, a.opts.AuthenticateURL.Host)
 	var hint string
 	if signedIn {
+		ended := Activity{Action: ActivitySignOut, SessionID: sid}
 		if sess, err := a.opts.Store.Get(r.Context(), sid); err == nil {
 			hint = sess.IDPIDToken
+			ended.Email, ended.Subject = sess.Email, sess.Subject
 		}
 		// A sign-out that did not happen must not say it did (nor clear
 		// the cookie): the session would come back with the store.
@@ -131,6 +134,7 @@ func (a *Authenticator) endAuthenticateSession(w http.ResponseWriter, r *http.Re
 			RefuseStoreUnavailable(w, r)
 			return
 		}
+		a.opts.Record(r, ended)
 	}
 	a.clearCookie(w, a.opts.CookieName)
 	if p := a.provider(); signedIn && p != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 	"github.com/portcullis-proxy/portcullis/internal/stream"
@@ -115,6 +116,8 @@ func (s *Server) adminSignOut(w http.ResponseWriter, r *http.Request) {
 			Message: "portcullis: the sessions could not be ended: " + err.Error()})
 		return
 	}
+	s.recordActivity(r, authenticate.Activity{Action: authenticate.ActivitySignOut, Email: email,
+		Reason: "an administrator signed the person out everywhere (admin API)"})
 	ended := 0
 	e := stream.Ending{Code: http.StatusUnauthorized,
 		Message: "portcullis: your session ended (signed out, expired or revoked by an administrator); sign in again"}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/portcullis-proxy/portcullis/internal/audit"
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/kube"
 	"github.com/portcullis-proxy/portcullis/internal/policy"
@@ -235,4 +236,49 @@ func cloneAnnotations(m map[string]string, more int) map[string]string {
 		c[k] = v
 	}
 	return c
+}
+
+// recordActivity writes the audit event of a sign-in, a refused sign-in, a
+// sign-out or a session the identity provider ended (authenticate's
+// Record), at the level the policy gives the person and the action (as
+// the verb, on the request's path). r is nil for a session a background
+// refresh ended. The query is never recorded: a sign-in's holds the
+// provider's code.
+func (s *Server) recordActivity(r *http.Request, act authenticate.Activity) {
+	a := s.audit
+	if a == nil {
+		return
+	}
+	attrs := audit.Attributes{User: act.Email, Verb: act.Action}
+	received := time.Now()
+	auditID := newAuditID()
+	if r != nil {
+		attrs.Path = r.URL.Path
+		if id := AuditID(r.Context()); id != "" {
+			auditID = id
+		}
+	}
+	level, omit := a.policy.Level(attrs)
+	if level == audit.LevelNone || slices.Contains(omit, audit.StageResponseComplete) {
+		return
+	}
+	ev := audit.NewEvent(level, auditID, received)
+	ev.Stage, ev.StageTimestamp = audit.StageResponseComplete, received
+	ev.Verb = act.Action
+	ev.User = audit.UserInfo{Username: act.Email, UID: act.Subject}
+	if act.SessionID != "" {
+		ev.User.Extra = map[string][]string{audit.ExtraSessionID: {audit.SessionHash(act.SessionID)}}
+	}
+	ev.Annotations = map[string]string{"portcullis.io/activity": act.Action}
+	if act.Reason != "" {
+		ev.Annotations["portcullis.io/reason"] = act.Reason
+	}
+	if r != nil {
+		ev.RequestURI = r.URL.Path
+		ev.UserAgent = r.UserAgent()
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			ev.SourceIPs = []string{host}
+		}
+	}
+	a.log(ev)
 }

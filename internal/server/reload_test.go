@@ -359,4 +359,17 @@ func TestAuditLogFollowsPolicy(t *testing.T) {
 	if id, _ := ev["auditID"].(string); id == "" || !strings.Contains(rs.logs.String(), `"audit_id":"`+id+`"`) {
 		t.Errorf("the event's auditID %q is not the access log's", id)
 	}
+
+	// An administrator's sign-out is recorded too, as a sign-out.
+	req, _ := http.NewRequest(http.MethodPost, rs.metricsURL+"/admin/v1/users/alice@example.com/sign-out", nil)
+	req.Header.Set("Authorization", "Bearer "+reloadAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the sign-out's event", func() bool {
+		data, _ := os.ReadFile(logPath)
+		return strings.Contains(string(data), `"verb":"sign-out"`) && strings.Contains(string(data), `"portcullis.io/activity":"sign-out"`)
+	})
 }

@@ -364,5 +364,6 @@ func (s *Server) newAuthenticator(provider idp.Provider) (*authenticate.Authenti
 		LoginRate:       limit.NewRate(opts.Limits.LoginsPerMinute, 0),
 		PendingSignIns:  opts.Limits.PendingSignIns,
 		Limited:         s.limited,
+		Record:          s.recordActivity,
 	})
 }
