@@ -3,14 +3,20 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
 
 // auditEvent is the part of an audit.k8s.io/v1 Event these tests read, from
@@ -220,4 +226,138 @@ func objectOf(ev auditEvent) string {
 	}
 	o := ev.ObjectRef
 	return fmt.Sprintf("%s/%s %s/%s", o.Resource, o.Subresource, o.Namespace, o.Name)
+}
+
+// TestAuditWebhook sends Portcullis's audit events to a webhook that is
+// down for part of the run: no kubectl command fails meanwhile, the events
+// held while it was down and those after arrive once it is back, and none
+// is counted as dropped.
+func TestAuditWebhook(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ca, err := testenv.NewCA("audit webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("audit webhook", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		down     bool
+		received = map[string]bool{} // requestURI of each event received
+		refused  int
+	)
+	hook := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			refused++
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer webhook-token" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		var list struct {
+			Kind  string       `json:"kind"`
+			Items []auditEvent `json:"items"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&list); err != nil || list.Kind != "EventList" {
+			http.Error(w, "not an EventList", http.StatusBadRequest)
+			return
+		}
+		for _, ev := range list.Items {
+			received[ev.RequestURI] = true
+		}
+	}))
+	hook.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	hook.StartTLS()
+	defer hook.Close()
+	kubeconfig := filepath.Join(t.TempDir(), "webhook.kubeconfig")
+	writeFile(t, kubeconfig, fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+  - name: audit
+    cluster:
+      server: %s/audit
+      certificate-authority-data: %s
+users:
+  - name: portcullis
+    user:
+      token: webhook-token
+contexts:
+  - name: audit
+    context: {cluster: audit, user: portcullis}
+current-context: audit
+`, hook.URL, b64(ca.CertPEM)))
+	metricsPort, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	s := startStackWith(t, ctx, stackOptions{env: []string{"AUDIT_WEBHOOK_CONFIG_FILE=" + kubeconfig,
+		"METRICS_ADDRESS=127.0.0.1:" + strconv.Itoa(metricsPort)}})
+	if _, _, err := s.cluster.Kubectl(ctx, nil, "create", "clusterrolebinding", "e2e-webhook", "--clusterrole=cluster-admin", "--user=alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	alice := s.kubeconfig(t, s.token(t, "alice@example.com"))
+	get := func(namespace string) {
+		t.Helper()
+		if _, errOut, err := s.as(ctx, alice, "", "-n", namespace, "get", "configmaps"); err != nil {
+			t.Fatalf("kubectl get in %s: %v\n%s", namespace, err, errOut)
+		}
+	}
+	arrived := func(namespace string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !received["/api/v1/namespaces/"+namespace+"/configmaps?limit=500"] {
+			return fmt.Errorf("no event for the get in %s among %d received", namespace, len(received))
+		}
+		return nil
+	}
+
+	get("before")
+	waitFor(t, ctx, 30*time.Second, "the webhook receives the first event", func() error { return arrived("before") })
+
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	for i := range 10 {
+		get(fmt.Sprintf("while-down-%d", i)) // fails the test if kubectl fails
+	}
+	waitFor(t, ctx, 30*time.Second, "Portcullis tries the webhook while it is down", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused == 0 {
+			return fmt.Errorf("no POST refused yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	get("after")
+	// The batch held while the webhook was down is retried with back-off
+	// (at most 30 s apart), then what followed.
+	waitFor(t, ctx, 90*time.Second, "every event arrives after the webhook is back", func() error {
+		for i := range 10 {
+			if err := arrived(fmt.Sprintf("while-down-%d", i)); err != nil {
+				return err
+			}
+		}
+		return arrived("after")
+	})
+	if n := metricValue(t, metrics, `portcullis_audit_events_dropped_total{reason="queue_full",sink="webhook"}`); n != 0 {
+		t.Errorf("portcullis_audit_events_dropped_total: got %v, want 0: the queue held every event", n)
+	}
+	if n := metricValue(t, metrics, `portcullis_audit_events_total{sink="webhook"}`); n < 12 {
+		t.Errorf("portcullis_audit_events_total{sink=webhook}: got %v, want at least the 12 gets", n)
+	}
 }
