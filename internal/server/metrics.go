@@ -4,11 +4,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portcullis-proxy/portcullis/internal/policy"
 )
 
 // metrics are one Server's Prometheus collectors, on a registry of its own
@@ -22,6 +25,8 @@ type metrics struct {
 	refused *prometheus.CounterVec
 	// connections is how many connections the main listener has open.
 	connections prometheus.Gauge
+	// decisions counts policy decisions by route, deciding rule and result.
+	decisions *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -46,12 +51,17 @@ func newMetrics() *metrics {
 			Name: "portcullis_connections_open",
 			Help: "Connections open on the main listener (at most LIMIT_CONNECTIONS).",
 		}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_policy_decisions_total",
+			Help: "Policy decisions, by route (its `from` URL), deciding rule (\"policy[1].deny.or\"; \"none\" when no rule matched) and result: allow or deny.",
+		}, []string{"route", "rule", "result"}),
 	}
 	m.registry.MustRegister(
 		m.requests,
 		m.duration,
 		m.refused,
 		m.connections,
+		m.decisions,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -83,4 +93,50 @@ func (m *metrics) handler(logger *slog.Logger) http.Handler {
 		// Also count scrape errors, on this registry.
 		Registry: m.registry,
 	})
+}
+
+// decisionCounters are a route's counters of portcullis_policy_decisions_total,
+// found by rule without building label values on every request.
+type decisionCounters struct {
+	vec   *prometheus.CounterVec
+	route string
+	m     sync.Map // decisionKey → prometheus.Counter
+}
+
+type decisionKey struct {
+	rule  *policy.Rule
+	allow bool
+}
+
+func (c *decisionCounters) inc(d policy.Decision) {
+	k := decisionKey{d.Rule, d.Allow}
+	if v, ok := c.m.Load(k); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	rule, result := "none", "deny"
+	if d.Rule != nil {
+		rule = d.Rule.Path
+	}
+	if d.Allow {
+		result = "allow"
+	}
+	ctr := c.vec.WithLabelValues(c.route, rule, result)
+	c.m.Store(k, ctr)
+	ctr.Inc()
+}
+
+// tokenCacheCollector exports the hits and misses of the cache of verified
+// tokens (session.VerifyCache): their ratio is the hit rate.
+func tokenCacheCollector(stats func() (hits, misses uint64)) prometheus.Collector {
+	return collectorSet{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "portcullis_token_cache_hits_total",
+			Help: "Portcullis tokens answered from the cache of verified tokens, without verifying a signature.",
+		}, func() float64 { h, _ := stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "portcullis_token_cache_misses_total",
+			Help: "Portcullis tokens the cache of verified tokens did not hold, whose signature was verified.",
+		}, func() float64 { _, m := stats(); return float64(m) }),
+	}
 }

@@ -314,6 +314,17 @@ func TestAccessLogNamesPersonAndDecision(t *testing.T) {
 			t.Errorf("access log line %d: user %v, decision %v; want %s, allow %v with its rule", i, lines[i]["user"], d, want.user, want.allow)
 		}
 	}
+	// The same decisions in the metrics, and the token cache's work: two
+	// tokens, each verified once.
+	for sample, want := range map[string]string{
+		`portcullis_policy_decisions_total{result="allow",route="http://a.test",rule="policy[0].allow.or"}`: "1",
+		`portcullis_policy_decisions_total{result="deny",route="http://a.test",rule="none"}`:                "1",
+		`portcullis_token_cache_misses_total`:                                                               "2",
+	} {
+		if got := rs.metric(t, sample); got != want {
+			t.Errorf("%s: got %q, want %s", sample, got, want)
+		}
+	}
 }
 
 // TestAuditLogFollowsPolicy: with an audit log and a policy, a request the

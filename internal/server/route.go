@@ -211,6 +211,7 @@ func newKeys(opts *config.Options) (*session.Keys, error) {
 // with the deciding rule when it denies.
 func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Handler) http.Handler {
 	kubernetes := route.IsKubernetes()
+	decisions := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		req := policy.Request{
@@ -243,6 +244,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		}
 		d := pol.Evaluate(&req)
 		stateFrom(r.Context()).setDecision(req.Email, d)
+		decisions.inc(d)
 		var ra *requestAudit
 		var st *stream.Stream
 		completed := false // the handler returned, rather than panicked

@@ -149,6 +149,7 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 	}
 	s.keys = keys
 	s.tokens = session.NewVerifyCache(keys, session.DefaultVerifyCacheSize)
+	s.metrics.registry.MustRegister(tokenCacheCollector(s.tokens.Stats))
 	// The provider first: it fills in settings of opts (the built-in one's
 	// issuer and client), which the generation then holds.
 	provider, builtinIDP, err := s.newProvider(opts)

@@ -60,7 +60,11 @@ type verifyShard struct {
 	slots []verifySlot        // fixed length: the shard's capacity
 	n     int                 // slots in use, [0, len(slots)]; guarded by mu
 	hand  int                 // next slot the CLOCK looks at; guarded by mu
-	_     [64]byte            // keep shards' locks on separate cache lines
+	// hits and misses count lookups, for the hit rate operators watch
+	// (Stats); per shard, so that counting adds no cache line shared by
+	// every request.
+	hits, misses atomic.Uint64
+	_            [64]byte // keep shards' locks on separate cache lines
 }
 
 type verifySlot struct {
@@ -110,8 +114,10 @@ func (c *VerifyCache) Verify(token, audience string, now time.Time) (*Claims, er
 	key := tokenHash(sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token))))
 	shard := &c.shards[key[0]&c.mask]
 	if claims := shard.get(&key, audience, now); claims != nil {
+		shard.hits.Add(1)
 		return claims, nil
 	}
+	shard.misses.Add(1)
 	// A miss, or a hit that fails the time or audience checks: Verify
 	// decides, and explains a refusal in its own words.
 	claims, err := c.keys.Verify(token, audience, now)
@@ -120,6 +126,16 @@ func (c *VerifyCache) Verify(token, audience string, now time.Time) (*Claims, er
 	}
 	shard.put(&key, claims)
 	return claims, nil
+}
+
+// Stats returns how many lookups the cache answered (hits) and how many
+// it sent on to Keys.Verify (misses) since it was made.
+func (c *VerifyCache) Stats() (hits, misses uint64) {
+	for i := range c.shards {
+		hits += c.shards[i].hits.Load()
+		misses += c.shards[i].misses.Load()
+	}
+	return hits, misses
 }
 
 // Len returns the number of tokens in the cache. Tests use it, here and

@@ -66,6 +66,9 @@ func TestVerifyCacheHitAndMiss(t *testing.T) {
 	if got := c.Len(); got != 2 {
 		t.Errorf("Len: got %d, want 2", got)
 	}
+	if hits, misses := c.Stats(); hits != 1 || misses != 2 {
+		t.Errorf("Stats: got %d hits and %d misses, want 1 and 2", hits, misses)
+	}
 }
 
 // TestVerifyCacheAgreesWithVerify checks the hit path against Verify at
