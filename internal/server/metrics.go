@@ -100,7 +100,8 @@ func (m *metrics) handler(logger *slog.Logger) http.Handler {
 type decisionCounters struct {
 	vec   *prometheus.CounterVec
 	route string
-	m     sync.Map // decisionKey → prometheus.Counter
+	mu    sync.RWMutex
+	m     map[decisionKey]prometheus.Counter // a struct key: a lookup allocates nothing
 }
 
 type decisionKey struct {
@@ -110,8 +111,11 @@ type decisionKey struct {
 
 func (c *decisionCounters) inc(d policy.Decision) {
 	k := decisionKey{d.Rule, d.Allow}
-	if v, ok := c.m.Load(k); ok {
-		v.(prometheus.Counter).Inc()
+	c.mu.RLock()
+	ctr, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		ctr.Inc()
 		return
 	}
 	rule, result := "none", "deny"
@@ -121,8 +125,13 @@ func (c *decisionCounters) inc(d policy.Decision) {
 	if d.Allow {
 		result = "allow"
 	}
-	ctr := c.vec.WithLabelValues(c.route, rule, result)
-	c.m.Store(k, ctr)
+	ctr = c.vec.WithLabelValues(c.route, rule, result)
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[decisionKey]prometheus.Counter)
+	}
+	c.m[k] = ctr
+	c.mu.Unlock()
 	ctr.Inc()
 }
 

@@ -305,13 +305,12 @@ func TestAccessLogNamesPersonAndDecision(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("got %d access log lines for a.test, want 2", len(lines))
 	}
-	for i, want := range []struct {
-		user  string
-		allow bool
-	}{{"alice@example.com", true}, {"mallory@example.com", false}} {
-		d, _ := lines[i]["decision"].(map[string]any)
-		if lines[i]["user"] != want.user || d["allow"] != want.allow || d["rule"] == nil && want.allow {
-			t.Errorf("access log line %d: user %v, decision %v; want %s, allow %v with its rule", i, lines[i]["user"], d, want.user, want.allow)
+	for i, want := range []struct{ user, decision, rule string }{
+		{"alice@example.com", "allow", "policy[0].allow.or"},
+		{"mallory@example.com", "deny", "none"},
+	} {
+		if l := lines[i]; l["user"] != want.user || l["decision"] != want.decision || l["rule"] != want.rule {
+			t.Errorf("access log line %d: user %v, decision %v, rule %v; want %s, %s, %s", i, l["user"], l["decision"], l["rule"], want.user, want.decision, want.rule)
 		}
 	}
 	// The same decisions in the metrics, and the token cache's work: two
