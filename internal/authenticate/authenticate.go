@@ -64,7 +64,19 @@ type Options struct {
 	// is the request it happened in; nil for a session a background
 	// refresh ended.
 	Record func(r *http.Request, a Activity)
+	// Refreshed, if set, is told the result of every refresh of a session
+	// with the identity provider (a Refresh* constant), for metrics.
+	Refreshed func(result string)
 }
+
+// The results of a refresh, as Options.Refreshed reports them.
+const (
+	RefreshOK          = "refreshed"
+	RefreshRefused     = "refused"     // the provider refused; the session ended
+	RefreshUnreachable = "unreachable" // the provider could not be reached; the session goes on within the grace
+	RefreshGraceOver   = "grace_over"  // unreachable past the grace; the session ended
+	RefreshOtherUser   = "other_user"  // the provider answered for someone else; the session ended
+)
 
 // Activity is a sign-in event the audit trail records.
 type Activity struct {
@@ -129,6 +141,9 @@ func New(opts Options) (*Authenticator, error) {
 	}
 	if opts.Record == nil {
 		opts.Record = func(*http.Request, Activity) {}
+	}
+	if opts.Refreshed == nil {
+		opts.Refreshed = func(string) {}
 	}
 	log := opts.Logger
 	if log == nil {

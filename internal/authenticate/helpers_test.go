@@ -145,6 +145,7 @@ type fixture struct {
 	routes  map[string]string // RouteAudience's table; starts as routes
 	limited []string          // what Options.Limited was told, in order
 	records []Activity        // what Options.Record was told, in order
+	refresh []string          // what Options.Refreshed was told, in order
 }
 
 var (
@@ -201,6 +202,11 @@ func newFixtureWith(t testing.TB, authenticateURL string, secret []byte) *fixtur
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.records = append(f.records, a)
+		},
+		Refreshed: func(result string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.refresh = append(f.refresh, result)
 		},
 	})
 	if err != nil {

@@ -420,16 +420,19 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 				"idp_expiry", cur.IDPExpiry, "grace", refreshGrace, "error", err)
 			a.opts.Store.Delete(ctx, id)
 			a.sessionEnded(cur, "the identity provider could not be reached past the grace")
+			a.opts.Refreshed(RefreshGraceOver)
 			return
 		}
 		log.Warn("could not reach the identity provider to refresh the session; it keeps its identity until the grace ends",
 			"idp_expiry", cur.IDPExpiry, "grace_ends", graceEnds, "error", err)
 		f.outcome, f.sess, f.retryAt = unreachable, cur, now.Add(refreshRetry)
+		a.opts.Refreshed(RefreshUnreachable)
 		return
 	case err != nil:
 		log.Warn("the identity provider refused to refresh the session; ending it", "error", err)
 		a.opts.Store.Delete(ctx, id)
 		a.sessionEnded(cur, "the identity provider refused to refresh it: "+err.Error())
+		a.opts.Refreshed(RefreshRefused)
 		return
 	case got.Subject != cur.Subject:
 		// OpenID Connect Core 1.0 section 12.2: the subject must not
@@ -437,6 +440,7 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 		log.Error("the identity provider's refresh answered for another user; ending the session")
 		a.opts.Store.Delete(ctx, id)
 		a.sessionEnded(cur, "the identity provider's refresh answered for another user")
+		a.opts.Refreshed(RefreshOtherUser)
 		return
 	}
 	next := *cur
@@ -471,6 +475,7 @@ func (a *Authenticator) runRefresh(ctx context.Context, id string, f *flight) {
 	log.Info("refreshed the session with the identity provider",
 		"idp_expiry", next.IDPExpiry, "email_changed", next.Email != cur.Email, "groups_changed", !slices.Equal(next.Groups, cur.Groups))
 	f.outcome, f.sess = refreshed, &next
+	a.opts.Refreshed(RefreshOK)
 }
 
 // sessionEnded records a session a refresh ended.

@@ -199,13 +199,16 @@ func TestRefreshRefusedEndsSession(t *testing.T) {
 		token   bool // the first request after the expiry carries the token, not the cookie
 		refresh func(context.Context, string) (*idp.Identity, *idp.Tokens, error)
 		wantLog string
+		// wantResult is what Options.Refreshed is told.
+		wantResult string
 	}{
 		{
 			name: "invalid_grant, by cookie",
 			refresh: func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
 				return nil, nil, errors.New("refreshing the session: the identity provider refused: invalid_grant")
 			},
-			wantLog: "the identity provider refused to refresh the session; ending it",
+			wantLog:    "the identity provider refused to refresh the session; ending it",
+			wantResult: RefreshRefused,
 		},
 		{
 			name:  "invalid_grant, by token",
@@ -213,14 +216,16 @@ func TestRefreshRefusedEndsSession(t *testing.T) {
 			refresh: func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
 				return nil, nil, errors.New("refreshing the session: the identity provider refused: invalid_grant")
 			},
-			wantLog: "the identity provider refused to refresh the session; ending it",
+			wantLog:    "the identity provider refused to refresh the session; ending it",
+			wantResult: RefreshRefused,
 		},
 		{
 			name: "an answer about another user",
 			refresh: func(context.Context, string) (*idp.Identity, *idp.Tokens, error) {
 				return &idp.Identity{Subject: "user-2", Email: "other@example.com"}, &idp.Tokens{Expiry: time.Now().Add(time.Hour)}, nil
 			},
-			wantLog: "answered for another user",
+			wantLog:    "answered for another user",
+			wantResult: RefreshOtherUser,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,6 +238,15 @@ func TestRefreshRefusedEndsSession(t *testing.T) {
 			wantEnded(t, f, s)
 			if !strings.Contains(logs.String(), tc.wantLog) {
 				t.Errorf("the log does not say %q:\n%s", tc.wantLog, logs)
+			}
+			f.mu.Lock()
+			results, last := f.refresh, f.records[len(f.records)-1]
+			f.mu.Unlock()
+			if len(results) != 1 || results[0] != tc.wantResult {
+				t.Errorf("refresh results: got %v, want [%s]", results, tc.wantResult)
+			}
+			if last.Action != ActivitySessionEnded || last.Email != "someuser@example.com" || last.Reason == "" {
+				t.Errorf("the last activity recorded: got %+v, want the session ended, with why", last)
 			}
 		})
 	}

@@ -238,13 +238,14 @@ func cloneAnnotations(m map[string]string, more int) map[string]string {
 	return c
 }
 
-// recordActivity writes the audit event of a sign-in, a refused sign-in, a
+// recordActivity counts, and writes the audit event of, a sign-in, a refused sign-in, a
 // sign-out or a session the identity provider ended (authenticate's
 // Record), at the level the policy gives the person and the action (as
 // the verb, on the request's path). r is nil for a session a background
 // refresh ended. The query is never recorded: a sign-in's holds the
 // provider's code.
 func (s *Server) recordActivity(r *http.Request, act authenticate.Activity) {
+	s.metrics.signIns.WithLabelValues(act.Action).Inc()
 	a := s.audit
 	if a == nil {
 		return

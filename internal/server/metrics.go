@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 )
 
@@ -27,6 +28,9 @@ type metrics struct {
 	connections prometheus.Gauge
 	// decisions counts policy decisions by route, deciding rule and result.
 	decisions *prometheus.CounterVec
+	// signIns counts sign-in activity by action (sign-in, refused,
+	// sign-out, ended); refreshes session refreshes by result.
+	signIns, refreshes *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -55,6 +59,22 @@ func newMetrics() *metrics {
 			Name: "portcullis_policy_decisions_total",
 			Help: "Policy decisions, by route (its `from` URL), deciding rule (\"policy[1].deny.or\"; \"none\" when no rule matched) and result: allow or deny.",
 		}, []string{"route", "rule", "result"}),
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_sign_ins_total",
+			Help: "Sign-in activity, by action: sign-in, sign-in-refused, sign-out, and session-ended (by the identity provider at a refresh).",
+		}, []string{"action"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_session_refreshes_total",
+			Help: "Refreshes of sessions with the identity provider, by result: refreshed, refused, unreachable, grace_over, other_user.",
+		}, []string{"result"}),
+	}
+	// Every action and result at zero from the start, so that a rate()
+	// over them needs no first event.
+	for _, a := range []string{authenticate.ActivitySignIn, authenticate.ActivitySignInRefused, authenticate.ActivitySignOut, authenticate.ActivitySessionEnded} {
+		m.signIns.WithLabelValues(a)
+	}
+	for _, r := range []string{authenticate.RefreshOK, authenticate.RefreshRefused, authenticate.RefreshUnreachable, authenticate.RefreshGraceOver, authenticate.RefreshOtherUser} {
+		m.refreshes.WithLabelValues(r)
 	}
 	m.registry.MustRegister(
 		m.requests,
@@ -62,6 +82,8 @@ func newMetrics() *metrics {
 		m.refused,
 		m.connections,
 		m.decisions,
+		m.signIns,
+		m.refreshes,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -382,4 +382,7 @@ func TestAuditLogFollowsPolicy(t *testing.T) {
 		data, _ := os.ReadFile(logPath)
 		return strings.Contains(string(data), `"verb":"sign-out"`) && strings.Contains(string(data), `"portcullis.io/activity":"sign-out"`)
 	})
+	if got := rs.metric(t, `portcullis_sign_ins_total{action="sign-out"}`); got != "1" {
+		t.Errorf(`portcullis_sign_ins_total{action="sign-out"}: got %q, want 1`, got)
+	}
 }

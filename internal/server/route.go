@@ -367,5 +367,6 @@ func (s *Server) newAuthenticator(provider idp.Provider) (*authenticate.Authenti
 		PendingSignIns:  opts.Limits.PendingSignIns,
 		Limited:         s.limited,
 		Record:          s.recordActivity,
+		Refreshed:       func(result string) { s.metrics.refreshes.WithLabelValues(result).Inc() },
 	})
 }
