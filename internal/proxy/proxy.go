@@ -26,6 +26,7 @@ type Proxy struct {
 	imp        kube.Impersonator
 	assert     func(*identity.Identity, string) (string, error)
 	auditID    func(context.Context) string
+	failed     func(kind string)
 	cookieName string
 	targets    *failover
 	rp         *httputil.ReverseProxy
@@ -47,7 +48,11 @@ type Options struct {
 	// that the cluster's audit event for the request carries Portcullis's
 	// id. Optional.
 	AuditID func(ctx context.Context) string
-	Logger  *slog.Logger
+	// UpstreamFailed, if set, is told the kind of every failed round trip
+	// to the upstream (see upstreamProblem; "idle_timeout" for idle_timeout),
+	// for the metrics.
+	UpstreamFailed func(kind string)
+	Logger         *slog.Logger
 }
 
 // headerAssertion carries the signed identity assertion to the upstream,
@@ -74,11 +79,15 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("route %s: %w", route.From, err)
 	}
 	h2, h1 := newTransports(tlsConfig)
+	if opts.UpstreamFailed == nil {
+		opts.UpstreamFailed = func(string) {}
+	}
 	p := &Proxy{
 		route:      route,
 		kubernetes: route.IsKubernetes(),
 		assert:     opts.Assert,
 		auditID:    opts.AuditID,
+		failed:     opts.UpstreamFailed,
 		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
 		cookieName: opts.CookieName,
 		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
@@ -427,6 +436,7 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	if errors.Is(context.Cause(r.Context()), errIdle) {
+		p.failed("idle_timeout")
 		p.logger.Info("upstream request idle too long", "path", r.URL.Path, "idle_timeout", p.route.IdleTimeout)
 		respond.Error(w, r, respond.Problem{Code: http.StatusGatewayTimeout, Message: fmt.Sprintf("portcullis: the upstream sent nothing for %s (idle_timeout)", p.route.IdleTimeout)})
 		return
@@ -449,7 +459,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		upstream = r.URL.Scheme + "://" + r.URL.Host
 	}
 	p.logger.Warn("upstream request failed", "upstream", upstream, "method", r.Method, "path", r.URL.Path, "error", err)
-	respond.Error(w, r, upstreamProblem(upstream, err))
+	problem, kind := upstreamProblem(upstream, err)
+	p.failed(kind)
+	respond.Error(w, r, problem)
 }
 
 // Close releases the route's idle upstream connections.

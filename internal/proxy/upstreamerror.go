@@ -29,42 +29,46 @@ import (
 // cause. It is built from the kind of error, not from err.Error(), which
 // for a *url.Error quotes the request URL; and it never holds a token or a
 // header value. The full err belongs in the caller's log.
-func upstreamProblem(upstream string, err error) respond.Problem {
-	code, cause := classifyUpstreamError(err)
-	return respond.Problem{Code: code, Message: "portcullis: upstream " + redactURL(upstream) + ": " + cause}
+//
+// It also returns the kind of failure, one of a few fixed words (timeout,
+// tls, refused, reset, unreachable, dns, closed, canceled, other), for the
+// metrics.
+func upstreamProblem(upstream string, err error) (respond.Problem, string) {
+	code, cause, kind := classifyUpstreamError(err)
+	return respond.Problem{Code: code, Message: "portcullis: upstream " + redactURL(upstream) + ": " + cause}, kind
 }
 
-// classifyUpstreamError returns the status code and a safe, human cause
-// for a round-trip error.
-func classifyUpstreamError(err error) (int, string) {
+// classifyUpstreamError returns the status code, a safe, human cause and
+// the kind of failure (see upstreamProblem) for a round-trip error.
+func classifyUpstreamError(err error) (code int, cause, kind string) {
 	if err == nil {
-		return http.StatusBadGateway, "request failed"
+		return http.StatusBadGateway, "request failed", "other"
 	}
 	var netErr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		(errors.As(err, &netErr) && netErr.Timeout()) {
-		return http.StatusGatewayTimeout, "timed out: the API server did not answer in time"
+		return http.StatusGatewayTimeout, "timed out: the API server did not answer in time", "timeout"
 	}
 	if cause, ok := tlsCause(err); ok {
-		return http.StatusBadGateway, cause
+		return http.StatusBadGateway, cause, "tls"
 	}
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return http.StatusBadGateway, "connection refused"
+		return http.StatusBadGateway, "connection refused", "refused"
 	case errors.Is(err, syscall.ECONNRESET):
-		return http.StatusBadGateway, "connection reset"
+		return http.StatusBadGateway, "connection reset", "reset"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return http.StatusBadGateway, "host unreachable"
+		return http.StatusBadGateway, "host unreachable", "unreachable"
 	case errors.As(err, &dnsErr):
 		// DNSError's text names the host and the resolver's answer only.
-		return http.StatusBadGateway, "cannot resolve host: " + dnsErr.Error()
+		return http.StatusBadGateway, "cannot resolve host: " + dnsErr.Error(), "dns"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return http.StatusBadGateway, "connection closed before a response"
+		return http.StatusBadGateway, "connection closed before a response", "closed"
 	case errors.Is(err, context.Canceled):
-		return http.StatusBadGateway, "request canceled"
+		return http.StatusBadGateway, "request canceled", "canceled"
 	}
-	return http.StatusBadGateway, "request failed (the proxy's log has the details)"
+	return http.StatusBadGateway, "request failed (the proxy's log has the details)", "other"
 }
 
 // tlsCause recognises a failed TLS handshake with the upstream and

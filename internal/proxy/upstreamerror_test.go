@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -190,7 +192,7 @@ func TestUpstreamProblem(t *testing.T) {
 			if upstream == "" {
 				upstream = "https://kubernetes.default.svc"
 			}
-			p := upstreamProblem(upstream, err)
+			p, _ := upstreamProblem(upstream, err)
 			if p.Code != tt.wantCode {
 				t.Errorf("got status %d, want %d; error was %v", p.Code, tt.wantCode, err)
 			}
@@ -271,4 +273,27 @@ func hangingServer(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// TestUpstreamFailureKinds: the kind of a failure, the metrics' label, is
+// one of a few fixed words whatever the error says.
+func TestUpstreamFailureKinds(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"deadline", context.DeadlineExceeded, "timeout"},
+		{"refused", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "refused"},
+		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "reset"},
+		{"unknown CA", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, "tls"},
+		{"early close", io.ErrUnexpectedEOF, "closed"},
+		{"anything else", errors.New("a message that could say anything"), "other"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, kind := upstreamProblem("https://kubernetes.default.svc", tt.err); kind != tt.want {
+				t.Errorf("got %q, want %q", kind, tt.want)
+			}
+		})
+	}
 }

@@ -31,6 +31,8 @@ type metrics struct {
 	// signIns counts sign-in activity by action (sign-in, refused,
 	// sign-out, ended); refreshes session refreshes by result.
 	signIns, refreshes *prometheus.CounterVec
+	// upstreamErrors counts failed round trips by route and cause.
+	upstreamErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -63,6 +65,10 @@ func newMetrics() *metrics {
 			Name: "portcullis_sign_ins_total",
 			Help: "Sign-in activity, by action: sign-in, sign-in-refused, sign-out, and session-ended (by the identity provider at a refresh).",
 		}, []string{"action"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_upstream_errors_total",
+			Help: "Failed round trips to a route's upstream, by route and cause: timeout, tls, refused, reset, unreachable, dns, closed, canceled, idle_timeout, other.",
+		}, []string{"route", "cause"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_session_refreshes_total",
 			Help: "Refreshes of sessions with the identity provider, by result: refreshed, refused, unreachable, grace_over, other_user.",
@@ -84,6 +90,7 @@ func newMetrics() *metrics {
 		m.decisions,
 		m.signIns,
 		m.refreshes,
+		m.upstreamErrors,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -384,5 +385,25 @@ func TestAuditLogFollowsPolicy(t *testing.T) {
 	})
 	if got := rs.metric(t, `portcullis_sign_ins_total{action="sign-out"}`); got != "1" {
 		t.Errorf(`portcullis_sign_ins_total{action="sign-out"}: got %q, want 1`, got)
+	}
+}
+
+// TestUpstreamErrorsCounted: a route whose upstream refuses connections
+// answers 502, and the metric counts the failure by its cause.
+func TestUpstreamErrorsCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	rs := startReloadStack(t, kubeRoute("down.test", closed, "alice@example.com"))
+	resp := rs.get(t, context.Background(), "down.test", "/api/v1/namespaces", "alice@example.com")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("got %d, want 502", resp.StatusCode)
+	}
+	if got := rs.metric(t, `portcullis_upstream_errors_total{cause="refused",route="http://down.test"}`); got != "1" {
+		t.Errorf("portcullis_upstream_errors_total{cause=refused}: got %q, want 1", got)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/identity"
@@ -41,7 +43,9 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 	if err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger})
+	failed := s.metrics.upstreamErrors.MustCurryWith(prometheus.Labels{"route": route.From.String()})
+	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger,
+		UpstreamFailed: func(kind string) { failed.WithLabelValues(kind).Inc() }})
 	if err != nil {
 		return nil, err
 	}
