@@ -134,13 +134,16 @@ func (s *Server) adminSignOut(w http.ResponseWriter, r *http.Request) {
 	}{email, n, ended})
 }
 
+// writeJSON answers with v as JSON, for the admin API and the health
+// endpoints: answers about this moment, which no cache may keep.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		panic("server: marshalling an admin answer: " + err.Error()) // plain structs always marshal
+		panic("server: marshalling an answer: " + err.Error()) // plain structs always marshal
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	w.Write(append(body, '\n'))

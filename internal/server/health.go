@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,15 +98,9 @@ func serveReadiness(w http.ResponseWriter, r *http.Request, checks []readinessCh
 	if failed != nil {
 		code, status = http.StatusServiceUnavailable, strings.Join(failed, "; ")
 	}
-	body, _ := json.Marshal(struct {
+	writeJSON(w, code, struct {
 		Status string `json:"status"`
 	}{status})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	w.Write(append(body, '\n'))
 }
 
 func allowGetOrHead(w http.ResponseWriter, r *http.Request) bool {

@@ -111,11 +111,16 @@ func (s *Server) Reload() error {
 	// changed back in between is still seen as what the server runs.
 	before := fileSums(s.current().opts.Files())
 	err := s.reloadLocked(rs.load)
-	sums := fileSums(s.current().opts.Files())
-	for name, sum := range before {
-		if _, ok := sums[name]; ok {
-			sums[name] = sum
+	// Of the files the configuration in force names, those read before
+	// keep that reading; only files new to it are read now.
+	files := s.current().opts.Files()
+	sums := make(map[string]fileSum, len(files))
+	for _, p := range files {
+		sum, ok := before[p]
+		if !ok {
+			sum = sumFile(p)
 		}
+		sums[p] = sum
 	}
 	rs.sums = sums
 	if err != nil {
