@@ -104,6 +104,25 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("exec: %d bytes out, %v\n%s", len(out), err, errOut)
 	}
 
+	// A client that names its own Audit-ID, to plant or collide with an
+	// id in the cluster's audit log: the cluster records Portcullis's.
+	forged := "11111111-2222-4333-8444-555555555555"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.routeURL+"/api/v1/namespaces/audited/configmaps?forged=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer Pomerium-"+s.token(t, "alice@example.com"))
+	req.Header.Set("Audit-ID", forged)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Audit-Id") == forged || resp.Header.Get("Audit-Id") == "" {
+		t.Fatalf("the request with a forged Audit-ID: got %d with Audit-Id %q, want 200 with Portcullis's", resp.StatusCode, resp.Header.Get("Audit-Id"))
+	}
+
 	const forwardBytes = 50_000
 	portForward(t, s.cluster.KubectlCmd(ctx, "--kubeconfig", alice, "-n", "demo", "port-forward", "web", ":8080"), forwardBytes)
 
@@ -131,6 +150,16 @@ func TestAuditTrail(t *testing.T) {
 	apiserver := map[string][]auditEvent{}
 	for _, ev := range theirs {
 		apiserver[ev.AuditID] = append(apiserver[ev.AuditID], ev)
+	}
+	if got := apiserver[forged]; len(got) != 0 {
+		t.Errorf("kube-apiserver recorded the client's forged Audit-ID %s: %+v", forged, got)
+	}
+	forgedSeen := false
+	for _, ev := range theirs {
+		forgedSeen = forgedSeen || strings.HasSuffix(ev.RequestURI, "forged=1")
+	}
+	if !forgedSeen {
+		t.Error("kube-apiserver has no event for the request that carried a forged Audit-ID")
 	}
 
 	var forwarded, denied, exec, forward int
