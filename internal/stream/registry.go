@@ -102,12 +102,13 @@ type contextKey struct{}
 // handler must call Close when it returns.
 func (r *Registry) Open(ctx context.Context, w http.ResponseWriter, info Info) (*Stream, context.Context, http.ResponseWriter) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	s := &Stream{ID: r.next.Add(1), Info: info, Opened: time.Now(), reg: r, cancel: cancel, closed: make(chan struct{})}
+	// Complete before it is registered: the stream checker may end it
+	// the moment it is.
+	s := &Stream{ID: r.next.Add(1), Info: info, Opened: time.Now(), reg: r, cancel: cancel, closed: make(chan struct{}), w: w}
 	r.mu.Lock()
 	r.streams[s] = struct{}{}
 	r.counts[info.Kind]++
 	r.mu.Unlock()
-	s.w = w
 	return s, context.WithValue(ctx, contextKey{}, s), &writer{ResponseWriter: w, s: s}
 }
 
