@@ -12,7 +12,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
-	"github.com/portcullis-proxy/portcullis/internal/stream"
 )
 
 // The admin API, on the metrics listener, for operators:
@@ -119,11 +118,9 @@ func (s *Server) adminSignOut(w http.ResponseWriter, r *http.Request) {
 	s.recordActivity(r, authenticate.Activity{Action: authenticate.ActivitySignOut, Email: email,
 		Reason: "an administrator signed the person out everywhere (admin API)"})
 	ended := 0
-	e := stream.Ending{Code: http.StatusUnauthorized,
-		Message: "portcullis: your session ended (signed out, expired or revoked by an administrator); sign in again"}
 	for _, st := range s.streams.Snapshot() {
 		if strings.EqualFold(st.Info.Email, email) && st.Ended() == nil {
-			st.End(e)
+			st.End(sessionEnded)
 			ended++
 		}
 	}

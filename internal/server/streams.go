@@ -110,6 +110,11 @@ func (s *Server) checkStreams(ctx context.Context) {
 	}
 }
 
+// sessionEnded is what a stream whose session ended says, however it
+// ended: a sign-out, an expiry, an administrator.
+var sessionEnded = stream.Ending{Code: http.StatusUnauthorized,
+	Message: "portcullis: your session ended (signed out, expired or revoked by an administrator); sign in again"}
+
 type sessionLookup struct {
 	sess *session.Session
 	err  error
@@ -142,8 +147,7 @@ func (s *Server) streamAccess(ctx context.Context, g *generation, st *stream.Str
 			return stream.Ending{Code: http.StatusServiceUnavailable,
 				Message: "portcullis: " + authenticate.ErrStoreUnavailable.Error()}, true
 		case l.err != nil || l.sess.Subject != info.User:
-			return stream.Ending{Code: http.StatusUnauthorized,
-				Message: "portcullis: your session ended (signed out, expired or revoked by an administrator); sign in again"}, true
+			return sessionEnded, true
 		}
 		id := &identity.Identity{User: l.sess.Subject, Email: l.sess.Email, Name: l.sess.Name, Groups: l.sess.Groups, Claims: l.sess.Claims}
 		req.Email, req.Groups, req.Claims = id.Email, id.Groups, policyClaims(id)
