@@ -1,7 +1,7 @@
 // Command bench runs Portcullis's benchmark harness: every scenario against
-// direct access, Portcullis (sessions in memory and in PostgreSQL), nginx and
-// oauth2-proxy in one interleaved run, written to RESULTS.md and
-// results.json. See bench/README.md.
+// direct access, Portcullis (sessions in memory and in PostgreSQL, and
+// auditing to a file), nginx and oauth2-proxy in one interleaved run,
+// written to RESULTS.md and results.json. See bench/README.md.
 //
 //	go run ./cmd/bench                  # the full run (about 25 minutes)
 //	BENCH_SHORT=1 go run ./cmd/bench    # the smoke test (under 3 minutes)

@@ -1,8 +1,9 @@
 // Package contender starts the proxies the benchmark compares, each in
 // front of the same upstream with the same TLS on both sides: direct (no
-// proxy), Portcullis (with its sessions in memory, and in PostgreSQL),
-// nginx and oauth2-proxy. It knows how to configure and
-// start each one and how a client authenticates to it; it does not measure.
+// proxy), Portcullis (with its sessions in memory, with them in
+// PostgreSQL, and writing its audit trail to a file), nginx and
+// oauth2-proxy. It knows how to configure and start each one and how a
+// client authenticates to it; it does not measure.
 package contender
 
 import (
@@ -24,8 +25,11 @@ const (
 	// PortcullisPostgres is the same binary and configuration as
 	// Portcullis with its sessions in PostgreSQL.
 	PortcullisPostgres = "portcullis-postgres"
-	Nginx              = "nginx"
-	OAuth2Proxy        = "oauth2-proxy"
+	// PortcullisAudit is the same binary and configuration as Portcullis
+	// writing its audit trail to a file.
+	PortcullisAudit = "portcullis-audit"
+	Nginx           = "nginx"
+	OAuth2Proxy     = "oauth2-proxy"
 )
 
 // ReadyPath is the request that proves a contender serves: a GET of one
@@ -89,7 +93,10 @@ type Instance struct {
 	Metrics string
 	// Pprof is the base URL of the proxy's Go profiles, or "".
 	Pprof string
-	stop  func()
+	// AuditLog is the file the proxy writes its audit events to, one JSON
+	// line each, rotated beside it; "" when it keeps no audit trail.
+	AuditLog string
+	stop     func()
 }
 
 // NewRequest is a request for path on inst, with the client's credentials.

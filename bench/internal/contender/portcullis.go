@@ -36,9 +36,14 @@ type PortcullisContender struct {
 	// contender's own (DATABROKER_STORAGE_TYPE=postgres, docs/postgres.md)
 	// instead of in memory; nothing else changes.
 	Postgres bool
+	// Audit writes the audit trail to a file in the contender's directory
+	// (AUDIT_LOG_PATH, docs/audit.md; Instance.AuditLog), with the default
+	// rotation and no audit policy, so every request is recorded at
+	// Metadata level; nothing else changes.
+	Audit bool
 	// BinaryOf, if set, is the contender whose binary this one runs
-	// (Prepare builds it if it has not been): the PostgreSQL contender
-	// runs the very build the memory one does.
+	// (Prepare builds it if it has not been): the PostgreSQL and audit
+	// contenders run the very build the plain one does.
 	BinaryOf *PortcullisContender
 	// Profiling builds the binary with -tags pprof, which serves Go's
 	// runtime profiles on a loopback port (Instance.Pprof).
@@ -49,8 +54,11 @@ type PortcullisContender struct {
 }
 
 func (c *PortcullisContender) Name() string {
-	if c.Postgres {
+	switch {
+	case c.Postgres:
 		return PortcullisPostgres
+	case c.Audit:
+		return PortcullisAudit
 	}
 	return Portcullis
 }
@@ -177,14 +185,20 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 		}
 		environ = append(environ, "DATABROKER_STORAGE_TYPE=postgres", "DATABROKER_STORAGE_CONNECTION_STRING="+db.ConnString())
 	}
+	var auditLog string
+	if c.Audit {
+		auditLog = filepath.Join(env.Dir, "audit.log")
+		environ = append(environ, "AUDIT_LOG_PATH="+auditLog)
+	}
 	h := http.Header{}
 	h.Set("Authorization", "Bearer Pomerium-"+jwt)
 	inst := &Instance{
-		Name:    name,
-		URL:     routeURL,
-		Header:  h,
-		Binary:  c.Bin,
-		Metrics: "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics",
+		Name:     name,
+		URL:      routeURL,
+		Header:   h,
+		Binary:   c.Bin,
+		Metrics:  "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics",
+		AuditLog: auditLog,
 	}
 	if c.Profiling {
 		inst.Pprof = "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/debug/pprof"

@@ -33,24 +33,100 @@ type round struct {
 	upCPU    time.Duration
 	newConns int64
 	badAuth  int64
-	// storeGets counts the session store's database reads during the
-	// measured phase (portcullis_store_operation_seconds, operation
-	// "get": a session the replica did not hold), and storeOps all its
-	// database operations, the periodic ones included; storeOK is false
-	// for a contender without a database.
-	storeGets, storeOps int64
-	storeOK             bool
+	// probe is the variant's probe (nil for the other contenders), and
+	// probed what it found in this round.
+	probe  probe
+	probed probed
 }
 
-// storeCounts reads the database operations of inst's session store so
-// far: reads of sessions, and all operations.
-func storeCounts(client *http.Client, inst *contender.Instance) (gets, all int64, ok bool) {
+// A probe checks, in every round of a GET or LIST a variant of Portcullis
+// runs (variant.probe), that the variant does what it is there to do,
+// and counts it: that sessions in PostgreSQL are not read from the
+// database per request, that the audit trail records every request. A
+// variant that does not do its job would measure nothing. Each instance
+// has a probe of its own, called one round at a time.
+type probe interface {
+	// begin is called before the round's warm-up.
+	begin(ctx context.Context)
+	// warmedUp is called after the warm-up of n requests, before the
+	// measured phase.
+	warmedUp(ctx context.Context, n int64)
+	// measured is called after the measured phase of n requests.
+	measured(ctx context.Context, n int64) probed
+	// row adds the rounds' figures to the row's extra fields.
+	row(row *Row, rounds []probed)
+}
+
+// probed is what a probe found in one round: its figures, and what the
+// variant failed to do ("" if nothing).
+type probed struct {
+	values  map[string]float64
+	problem string
+}
+
+// probe is the probe of inst, or nil for a contender that is not a
+// variant with one.
+func (r *run) probe(inst *contender.Instance) probe {
+	v, ok := variants[inst.Name]
+	if !ok || v.probe == nil {
+		return nil
+	}
+	p := r.probes[inst]
+	if p == nil {
+		p = v.probe(inst)
+		r.probes[inst] = p
+	}
+	return p
+}
+
+// storeProbe counts the database operations of the session store in
+// PostgreSQL (portcullis_store_operation_seconds) during each measured
+// phase: reads of sessions (operation "get": a session the replica did
+// not hold), and all of them, the periodic ones included.
+type storeProbe struct {
+	inst        *contender.Instance
+	client      *http.Client
+	gets0, ops0 int64
+}
+
+func newStoreProbe(inst *contender.Instance) probe {
+	return &storeProbe{inst: inst, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// counts reads the store's database operations so far: reads of
+// sessions, and all operations.
+func (p *storeProbe) counts() (gets, all int64, ok bool) {
 	const series = "portcullis_store_operation_seconds_count"
-	g, gok := procstat.Metric(client, inst.Metrics, series, `operation="get"`)
-	a, aok := procstat.Metric(client, inst.Metrics, series, "")
+	g, gok := procstat.Metric(p.client, p.inst.Metrics, series, `operation="get"`)
+	a, aok := procstat.Metric(p.client, p.inst.Metrics, series, "")
 	// No read yet means no "get" sample: zero, as long as the store
 	// reports some operation (it migrates and sweeps at start).
 	return int64(g), int64(a), aok || gok
+}
+
+func (p *storeProbe) begin(context.Context) {}
+
+func (p *storeProbe) warmedUp(context.Context, int64) { p.gets0, p.ops0, _ = p.counts() }
+
+func (p *storeProbe) measured(_ context.Context, n int64) probed {
+	g, o, ok := p.counts()
+	pr := probed{values: map[string]float64{"reads_per_1000": per1000(g-p.gets0, n), "ops": float64(o - p.ops0)}}
+	if !ok {
+		pr.problem = "its metrics show no portcullis_store_operation_seconds: the sessions are not in PostgreSQL"
+	}
+	return pr
+}
+
+func (p *storeProbe) row(row *Row, rounds []probed) {
+	var reads, ops []float64
+	for _, pr := range rounds {
+		reads = append(reads, pr.values["reads_per_1000"])
+		ops = append(ops, pr.values["ops"])
+	}
+	if len(rounds) > 0 {
+		row.Extra["store_db_reads_per_1000"] = slices.Max(reads)
+	}
+	row.Extra["store_db_ops_per_round"] = ops
 }
 
 // getScenarios runs the small GETs on the stub at concurrency 1, 16 and
@@ -97,8 +173,9 @@ func (r *run) measureGets(ctx context.Context, gc getCase, insts map[string]*con
 			r.logf("%s %s round %d/%d", gc.scenario, name, i+1, r.sz.rounds)
 			var stopProfile func()
 			if i == 0 && inst.Pprof != "" && r.opts.Profile != "" {
-				// get-c16-stub-cpu.pb.gz for Portcullis, and
-				// get-c16-stub-postgres-cpu.pb.gz on PostgreSQL.
+				// get-c16-stub-cpu.pb.gz for Portcullis, and for a
+				// variant get-c16-stub-postgres-cpu.pb.gz,
+				// get-c16-stub-audit-cpu.pb.gz.
 				stem := gc.scenario
 				if name != contender.Portcullis {
 					stem += "-" + strings.TrimPrefix(name, contender.Portcullis+"-")
@@ -126,22 +203,23 @@ func (r *run) measureGet(ctx context.Context, gc getCase, inst *contender.Instan
 	// Warm-up is a phase of its own, so the counters below see only the
 	// steady state.
 	t := load.Target{URL: inst.URL + gc.path, Header: inst.Header}
-	load.Run(ctx, client, t, gc.concurrency, gc.warmup)
+	pb := r.probe(inst)
+	if pb != nil {
+		pb.begin(ctx)
+	}
+	warm := load.Run(ctx, client, t, gc.concurrency, gc.warmup)
 	var before, after stub.Stats
 	if stubUp {
 		before = r.stubStats()
 	}
-	metrics := &http.Client{Timeout: 10 * time.Second}
-	var g0, o0 int64
-	if inst.Name == contender.PortcullisPostgres {
-		g0, o0, _ = storeCounts(metrics, inst)
+	if pb != nil {
+		pb.warmedUp(ctx, warm.Requests)
 	}
 	p0, u0 := proxy.CPU(), up.CPU()
 	res := load.Run(ctx, client, t, gc.concurrency, gc.total)
-	rd := round{res: res, proxyCPU: proxy.CPU() - p0, upCPU: up.CPU() - u0}
-	if inst.Name == contender.PortcullisPostgres {
-		g1, o1, ok := storeCounts(metrics, inst)
-		rd.storeGets, rd.storeOps, rd.storeOK = g1-g0, o1-o0, ok
+	rd := round{res: res, proxyCPU: proxy.CPU() - p0, upCPU: up.CPU() - u0, probe: pb}
+	if pb != nil {
+		rd.probed = pb.measured(ctx, res.Requests)
 	}
 	if stubUp {
 		after = r.stubStats()
@@ -162,9 +240,8 @@ func (r *run) stubStats() stub.Stats {
 // getRow summarizes the rounds of one contender: the median of each figure.
 func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 	row := Row{Scenario: gc.scenario, Contender: name, Extra: map[string]any{}}
-	var rps, p50, p99, genCPU, proxyCPU, upCPU, conns, storeGets []float64
-	var storeOps []int64
-	storeOK := len(rounds) > 0
+	var rps, p50, p99, genCPU, proxyCPU, upCPU, conns []float64
+	var probeds []probed
 	var errs int64
 	var firstErr string
 	var bytes, reqs int64
@@ -177,9 +254,7 @@ func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 		proxyCPU = append(proxyCPU, pct(rd.proxyCPU.Seconds(), sec))
 		upCPU = append(upCPU, pct(rd.upCPU.Seconds(), sec))
 		conns = append(conns, per1000(rd.newConns, rd.res.Requests))
-		storeGets = append(storeGets, per1000(rd.storeGets, rd.res.Requests))
-		storeOps = append(storeOps, rd.storeOps)
-		storeOK = storeOK && rd.storeOK
+		probeds = append(probeds, rd.probed)
 		errs += rd.res.Errors
 		if firstErr == "" {
 			firstErr = rd.res.FirstError
@@ -188,6 +263,9 @@ func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 		reqs += rd.res.Requests
 		if rd.badAuth > 0 {
 			r.fail(&row, "the upstream got %d requests without the proxy's token or Impersonate-User", rd.badAuth)
+		}
+		if rd.probed.problem != "" {
+			r.fail(&row, "%s", rd.probed.problem)
 		}
 	}
 	row.RPS, row.P50, row.P99 = median(rps), median(p50), median(p99)
@@ -202,12 +280,8 @@ func (r *run) getRow(gc getCase, name string, rounds []round) Row {
 		row.Extra["upstream_cpu_pct"] = median(upCPU)
 	}
 	row.Extra["new_upstream_conns_per_1000"] = median(conns)
-	if name == contender.PortcullisPostgres {
-		if !storeOK {
-			r.fail(&row, "its metrics show no portcullis_store_operation_seconds: the sessions are not in PostgreSQL")
-		}
-		row.Extra["store_db_reads_per_1000"] = slices.Max(storeGets)
-		row.Extra["store_db_ops_per_round"] = storeOps
+	if len(rounds) > 0 && rounds[0].probe != nil {
+		rounds[0].probe.row(&row, probeds)
 	}
 	if reqs > 0 {
 		row.Extra["bytes_per_response"] = bytes / reqs

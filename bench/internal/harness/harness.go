@@ -40,22 +40,54 @@ const (
 var Scenarios = []string{GetC1Stub, GetC16Stub, GetC64Stub, GetC16APIServer, List1000, Watch10k, ExecMBps, PortForwardMBps, ConnsPer1000, Startup}
 
 // Contenders lists every contender in report order.
-var Contenders = []string{contender.Direct, contender.Portcullis, contender.PortcullisPostgres, contender.Nginx, contender.OAuth2Proxy}
+var Contenders = []string{contender.Direct, contender.Portcullis, contender.PortcullisPostgres, contender.PortcullisAudit, contender.Nginx, contender.OAuth2Proxy}
 
-// storeScenarios are the scenarios Portcullis on PostgreSQL runs in: the
-// requests that each look their session up, where a store that went to
-// the database would show. Watches and streams look it up once per
-// stream, and startup would time PostgreSQL's own start; those are left
-// to the memory store, which saves the run minutes.
-var storeScenarios = []string{GetC1Stub, GetC16Stub, GetC64Stub, ConnsPer1000, GetC16APIServer, List1000}
+// A variant is Portcullis's own build in another configuration, run beside
+// the plain one only in the scenarios where what it changes shows: in the
+// others it would measure the plain one again, and cost the run minutes.
+type variant struct {
+	// configure turns a Portcullis contender into this variant.
+	configure func(*contender.PortcullisContender)
+	// scenarios are the scenarios it runs in.
+	scenarios []string
+	// probe, if set, makes the probe that checks, in every round of a GET
+	// or LIST of inst, that the variant does what it is there to do.
+	probe func(inst *contender.Instance) probe
+	// about says in RESULTS.md what it is and where it runs.
+	about string
+}
+
+// variants are the contenders that are Portcullis in another
+// configuration, by name.
+var variants = map[string]variant{
+	// The requests that each look their session up, where a store that
+	// went to the database would show. Watches and streams look it up
+	// once per stream, and startup would time PostgreSQL's own start.
+	contender.PortcullisPostgres: {
+		configure: func(c *contender.PortcullisContender) { c.Postgres = true },
+		scenarios: []string{GetC1Stub, GetC16Stub, GetC64Stub, ConnsPer1000, GetC16APIServer, List1000},
+		probe:     newStoreProbe,
+		about:     "Portcullis with its sessions in PostgreSQL; it runs the small GETs and the LIST",
+	},
+	// An event per request: the small GETs, the most requests per second
+	// for the least work each, are where its cost shows. A LIST, a watch
+	// or a stream is one or two events for far more work.
+	contender.PortcullisAudit: {
+		configure: func(c *contender.PortcullisContender) { c.Audit = true },
+		scenarios: []string{GetC1Stub, GetC16Stub, GetC64Stub, GetC16APIServer},
+		probe:     newAuditProbe,
+		about: "Portcullis writing its audit trail to a file (no audit policy, so every request at " +
+			"`Metadata` level, the default; default rotation); it runs the small GETs",
+	},
+}
 
 // contendersOf lists the contenders scenario sc runs against, in report
-// order.
+// order: every one but the variants that do not run in it.
 func contendersOf(sc string) []string {
-	if slices.Contains(storeScenarios, sc) {
-		return Contenders
-	}
-	return slices.DeleteFunc(slices.Clone(Contenders), func(name string) bool { return name == contender.PortcullisPostgres })
+	return slices.DeleteFunc(slices.Clone(Contenders), func(name string) bool {
+		v, ok := variants[name]
+		return ok && !slices.Contains(v.scenarios, sc)
+	})
 }
 
 // The person every request is made as.
@@ -144,8 +176,17 @@ type run struct {
 	contenders map[string]contender.Contender
 	stub       *stubUpstream
 	cluster    *clusterUpstream
-	rows       []Row
-	problems   []error
+	// probes are the variants' probes, by instance (run.probe).
+	probes   map[*contender.Instance]probe
+	rows     []Row
+	problems []error
+}
+
+// variantOf is v: a Portcullis contender that runs base's build.
+func variantOf(base *contender.PortcullisContender, v variant) *contender.PortcullisContender {
+	c := &contender.PortcullisContender{BinaryOf: base}
+	v.configure(c)
+	return c
 }
 
 // Run runs every scenario against every contender and returns the rows,
@@ -160,14 +201,16 @@ func Run(ctx context.Context, opts Options) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	r := &run{opts: opts, sz: sizesFor(opts.Short), dir: dir, log: opts.Log}
+	r := &run{opts: opts, sz: sizesFor(opts.Short), dir: dir, log: opts.Log, probes: map[*contender.Instance]probe{}}
 	pc := &contender.PortcullisContender{Profiling: opts.Profile != "", BinDir: dir}
 	r.contenders = map[string]contender.Contender{
-		contender.Direct:             contender.DirectContender{},
-		contender.Portcullis:         pc,
-		contender.PortcullisPostgres: &contender.PortcullisContender{Postgres: true, BinaryOf: pc},
-		contender.Nginx:              &contender.NginxContender{},
-		contender.OAuth2Proxy:        &contender.OAuth2ProxyContender{},
+		contender.Direct:      contender.DirectContender{},
+		contender.Portcullis:  pc,
+		contender.Nginx:       &contender.NginxContender{},
+		contender.OAuth2Proxy: &contender.OAuth2ProxyContender{},
+	}
+	for name, v := range variants {
+		r.contenders[name] = variantOf(pc, v)
 	}
 	for _, name := range Contenders {
 		r.logf("preparing %s", name)

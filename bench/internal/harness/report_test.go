@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,12 +18,17 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func testReport() *Report {
 	r := &Report{Commit: "0123456789abcdef", Date: "2026-11-27T12:00:00Z", Command: "make bench",
 		Machine: Machine{CPUs: 2, CPUModel: "test CPU", MemoryGiB: 8, Kernel: "6.0", GoVersion: "go1.26"}, DurationS: 60}
-	rps := map[string]float64{contender.Direct: 10000, contender.Portcullis: 6000, contender.PortcullisPostgres: 5850, contender.Nginx: 8000, contender.OAuth2Proxy: 3000}
+	rps := map[string]float64{contender.Direct: 10000, contender.Portcullis: 6000, contender.PortcullisPostgres: 5850,
+		contender.PortcullisAudit: 5820, contender.Nginx: 8000, contender.OAuth2Proxy: 3000}
 	for _, sc := range Scenarios {
 		for _, c := range contendersOf(sc) {
 			row := Row{Scenario: sc, Contender: c, RPS: rps[c], P50: 1e6 / rps[c], P99: 3e6 / rps[c], Extra: map[string]any{}}
 			if c == contender.PortcullisPostgres && sc != ConnsPer1000 {
 				row.Extra["store_db_reads_per_1000"] = 0.0
+			}
+			if c == contender.PortcullisAudit {
+				row.Extra["audit_events_per_request"] = 1.0
+				row.Extra["audit_bytes_per_event"] = 1100.0
 			}
 			switch sc {
 			case Watch10k:
@@ -121,6 +127,14 @@ func TestResultsMarkdown(t *testing.T) {
 		"| get-c16-stub: Portcullis on PostgreSQL ≥ 0.95× Portcullis in memory | 0.97× | yes |",
 		"| small GETs on PostgreSQL: no database read per request (reads per 1,000 requests, ≤ 1) | 0 | yes |",
 		"| portcullis-postgres | 5850 |",
+		// 5820 / 6000, in each small GET the audit contender runs.
+		"| get-c1-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
+		"| get-c16-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
+		"| get-c64-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
+		"| get-c16-apiserver: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
+		"| small GETs with auditing: every request in the audit file (fewest events per request in a round, ≥ 1) | 1 | yes |",
+		"| portcullis-audit | 5820 |",
+		"- `portcullis-audit` is Portcullis writing its audit trail to a file",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("RESULTS.md lacks %q", want)
@@ -131,10 +145,45 @@ func TestResultsMarkdown(t *testing.T) {
 			t.Errorf("RESULTS.md has no section for %s", sc)
 		}
 	}
-	// PostgreSQL runs only the store's scenarios, and is not listed
-	// as "not run" in the others.
-	if _, after, _ := strings.Cut(md, "### "+Watch10k+"\n"); strings.Contains(after[:strings.Index(after, "###")], contender.PortcullisPostgres) {
-		t.Errorf("the %s section lists %s, which does not run it", Watch10k, contender.PortcullisPostgres)
+	// A variant runs only its scenarios, and is not listed as "not run"
+	// in the others.
+	for name, v := range variants {
+		for _, sc := range Scenarios {
+			_, after, _ := strings.Cut(md, "### "+sc+"\n")
+			if end := strings.Index(after, "###"); end >= 0 {
+				after = after[:end]
+			}
+			if got, want := strings.Contains(after, "| "+name+" |"), slices.Contains(v.scenarios, sc); got != want {
+				t.Errorf("the %s section lists %s: %v, want %v", sc, name, got, want)
+			}
+		}
+	}
+}
+
+// Each variant is the Portcullis contender of its name, in scenarios the
+// harness has, and the audit one in every small GET on the stub.
+func TestVariants(t *testing.T) {
+	base := &contender.PortcullisContender{}
+	for name, v := range variants {
+		if got := variantOf(base, v).Name(); got != name {
+			t.Errorf("variant %s configures a contender named %s", name, got)
+		}
+		if !slices.Contains(Contenders, name) {
+			t.Errorf("variant %s is not in Contenders", name)
+		}
+		for _, sc := range v.scenarios {
+			if !slices.Contains(Scenarios, sc) {
+				t.Errorf("variant %s runs in %q, which is no scenario", name, sc)
+			}
+		}
+	}
+	for _, sc := range []string{GetC1Stub, GetC16Stub, GetC64Stub} {
+		if !slices.Contains(contendersOf(sc), contender.PortcullisAudit) {
+			t.Errorf("%s does not run %s", sc, contender.PortcullisAudit)
+		}
+	}
+	if slices.Contains(contendersOf(Watch10k), contender.PortcullisAudit) {
+		t.Errorf("%s runs %s", Watch10k, contender.PortcullisAudit)
 	}
 }
 
