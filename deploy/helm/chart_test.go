@@ -3,8 +3,9 @@
 // kube-apiserver admits what it renders into a namespace that enforces the
 // restricted Pod Security Standard, Portcullis's container image accepts
 // the configuration file it writes, and the plain manifests in
-// deploy/kubernetes are what it renders (go test ./deploy/helm -update, or
-// make manifests, rewrites them).
+// deploy/kubernetes are what it renders and deploy/grafana holds its
+// dashboard (go test ./deploy/helm -update, or make manifests, rewrites
+// them). The dashboard and the alerts read only metrics Portcullis has.
 package helm_test
 
 import (
@@ -140,15 +141,27 @@ func path(o map[string]any, keys ...string) any {
 	return v
 }
 
+// configMap returns the rendered ConfigMap that holds the Portcullis
+// configuration file (the dashboard's is another).
+func configMap(t *testing.T, objs []map[string]any) map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, o := range objs {
+		if _, ok := path(o, "data", "portcullis.yaml").(string); ok && o["kind"] == "ConfigMap" {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("rendered objects: got %d ConfigMaps with data.portcullis.yaml, want 1", len(found))
+	}
+	return found[0]
+}
+
 // configFile returns the Portcullis configuration file in the rendered
 // ConfigMap.
 func configFile(t *testing.T, objs []map[string]any) string {
 	t.Helper()
-	s, ok := path(object(t, objs, "ConfigMap"), "data", "portcullis.yaml").(string)
-	if !ok {
-		t.Fatal("rendered ConfigMap: no data.portcullis.yaml")
-	}
-	return s
+	return path(configMap(t, objs), "data", "portcullis.yaml").(string)
 }
 
 // secretFile is a file of the pod's projected secrets volume: the key of
@@ -226,6 +239,8 @@ func TestRefused(t *testing.T) {
 		{"no certificate", "tls:\n  existingSecret: ''", "tls: set tls.existingSecret to the kubernetes.io/tls Secret with the certificate, or enable tls.certManager"},
 		{"one host for both", "hosts:\n  kubernetes: k8s.example.com\n  authenticate: k8s.example.com", "hosts: the sign-in service needs a host of its own"},
 		{"a ServiceMonitor without metrics", "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true", "metrics.serviceMonitor.enabled: a ServiceMonitor needs the metrics listener"},
+		{"alerts without metrics", "metrics:\n  enabled: false\n  prometheusRule:\n    enabled: true", "metrics.prometheusRule.enabled: its alerts read the metrics listener's metrics; set metrics.enabled: true"},
+		{"dashboard label not a string", "metrics:\n  grafanaDashboard:\n    labels:\n      grafana_dashboard: 1", `at '/metrics/grafanaDashboard/labels/grafana_dashboard': got number, want string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "values.yaml")
@@ -256,8 +271,8 @@ func TestRendered(t *testing.T) {
 		t.Errorf("default values: rendered %v, want %v", got, want)
 	}
 	full := objects(t, h.template(t, "portcullis", "edge", "-f", fullValues))
-	if got, want := kinds(full), []string{"Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
-		"NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service", "ServiceAccount", "ServiceMonitor"}; !slices.Equal(got, want) {
+	if got, want := kinds(full), []string{"Certificate", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "Deployment",
+		"NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Secret", "Service", "Service", "ServiceAccount", "ServiceMonitor"}; !slices.Equal(got, want) {
 		t.Errorf("full values: rendered %v, want %v", got, want)
 	}
 
@@ -511,14 +526,18 @@ func TestAPIServer(t *testing.T) {
 	// API server checks a Certificate and a ServiceMonitor against their
 	// real schemas. create, not apply: the Prometheus Operator's CRDs are
 	// too large for apply's last-applied annotation.
-	for tool, file := range map[string]string{
-		testenv.CertManagerCRDs:        "cert-manager.io_certificates.yaml",
-		testenv.PrometheusOperatorCRDs: "monitoring.coreos.com_servicemonitors.yaml",
+	for _, crd := range []struct{ tool, file string }{
+		{testenv.CertManagerCRDs, "cert-manager.io_certificates.yaml"},
+		{testenv.PrometheusOperatorCRDs, "monitoring.coreos.com_servicemonitors.yaml"},
+		{testenv.PrometheusOperatorCRDs, "monitoring.coreos.com_prometheusrules.yaml"},
 	} {
-		kubectl("", "create", "-f", filepath.Join(testenv.ToolPath(t, tool), file))
+		kubectl("", "create", "-f", filepath.Join(testenv.ToolPath(t, crd.tool), crd.file))
 	}
-	kubectl("", "wait", "--for=condition=Established", "--timeout=60s",
-		"crd/certificates.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com")
+	kubectl("", "wait", "--for=condition=Established", "--timeout=60s", "crd/certificates.cert-manager.io",
+		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+	// Where the full values put the Grafana dashboard's ConfigMap, for a
+	// sidecar that searches only its own namespace.
+	kubectl(`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}`, "create", "-f", "-")
 
 	for _, tc := range []struct {
 		name, namespace, deployment string
@@ -633,8 +652,9 @@ var manifests = []struct {
 }
 
 // TestManifestsUpToDate fails when deploy/kubernetes differs from what the
-// chart renders; go test ./deploy/helm -run TestManifestsUpToDate -update
-// (make manifests) rewrites it.
+// chart renders, or deploy/grafana from the chart's dashboard; go test
+// ./deploy/helm -run TestManifestsUpToDate -update (make manifests)
+// rewrites them.
 func TestManifestsUpToDate(t *testing.T) {
 	h := newHelm(t)
 	for _, m := range manifests {
@@ -662,6 +682,25 @@ func TestManifestsUpToDate(t *testing.T) {
 		if diff := cmp.Diff(strings.Split(want, "\n"), strings.Split(string(got), "\n")); diff != "" {
 			t.Errorf("deploy/kubernetes/%s is not what the chart renders: run make manifests (-rendered +file):\n%s", m.file, diff)
 		}
+	}
+
+	// deploy/grafana holds a copy of the chart's dashboard, for importing
+	// into Grafana by hand: the chart can only read its own files, so the
+	// chart's is the one to edit.
+	want, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile(dashboardCopy, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got, err := os.ReadFile(dashboardCopy); err != nil {
+		t.Fatal(err)
+	} else if !bytes.Equal(got, want) {
+		t.Errorf("deploy/grafana/portcullis.json is not a copy of deploy/helm/portcullis/dashboards/portcullis.json: edit the chart's and run make manifests")
 	}
 }
 

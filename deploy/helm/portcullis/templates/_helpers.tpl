@@ -136,12 +136,13 @@ routes:
 The values behind the settings Portcullis cannot change without a restart
 (listeners, the session store, the secrets' files, and whatever
 .Values.config holds): the pods roll when they change. Routes, policies and
-the identity provider are reloaded from the ConfigMap instead.
+the identity provider are reloaded from the ConfigMap instead. The
+dashboard and the alerting rules are not the pods' business.
 */}}
 {{- define "portcullis.restartSettings" -}}
 {{- toYaml (dict "hosts" .Values.hosts.authenticate "insecureServer" .Values.insecureServer
-      "sessionStore" .Values.sessionStore "metrics" .Values.metrics "config" .Values.config
-      "secrets" .Values.secrets) }}
+      "sessionStore" .Values.sessionStore "metrics" (omit .Values.metrics "grafanaDashboard" "prometheusRule")
+      "config" .Values.config "secrets" .Values.secrets) }}
 {{- end }}
 
 {{/*
@@ -175,5 +176,8 @@ to change.
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled: a ServiceMonitor needs the metrics listener; set metrics.enabled: true" }}
+{{- end }}
+{{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.prometheusRule.enabled: its alerts read the metrics listener's metrics; set metrics.enabled: true" }}
 {{- end }}
 {{- end }}
