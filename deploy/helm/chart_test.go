@@ -241,6 +241,14 @@ func TestRefused(t *testing.T) {
 		{"a ServiceMonitor without metrics", "metrics:\n  enabled: false\n  serviceMonitor:\n    enabled: true", "metrics.serviceMonitor.enabled: a ServiceMonitor needs the metrics listener"},
 		{"alerts without metrics", "metrics:\n  enabled: false\n  prometheusRule:\n    enabled: true", "metrics.prometheusRule.enabled: its alerts read the metrics listener's metrics; set metrics.enabled: true"},
 		{"dashboard label not a string", "metrics:\n  grafanaDashboard:\n    labels:\n      grafana_dashboard: 1", `at '/metrics/grafanaDashboard/labels/grafana_dashboard': got number, want string`},
+		{"audit settings in config", "config:\n  audit_log_path: '-'", `at '/config': additional properties 'audit_log_path' not allowed`},
+		{"a relative audit log", "audit:\n  logPath: audit.log", `at '/audit/logPath': 'audit.log' does not match pattern`},
+		{"an audit log over the pod's files", "audit:\n  logPath: /etc/portcullis/secrets/audit.log",
+			"audit.logPath: the chart mounts an emptyDir at its directory, /etc/portcullis/secrets, which must not be / or hold the pod's own files"},
+		{"an audit log at the root", "audit:\n  logPath: /audit.log", "audit.logPath: the chart mounts an emptyDir at its directory, /,"},
+		{"an audit policy without a sink", "audit:\n  policy:\n    rules:\n      - level: Metadata",
+			`audit.policy: is set, but no audit event would be written; set audit.logPath ("-" for the pod's standard output) or audit.webhook.existingSecret`},
+		{"a typo in the audit policy", "audit:\n  logPath: '-'\n  policy:\n    rule: []", `at '/audit/policy': additional properties 'rule' not allowed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "values.yaml")
@@ -395,6 +403,132 @@ func TestRendered(t *testing.T) {
 	}
 }
 
+// TestAuditRendered checks the audit values: the settings they write, the
+// policy file in the ConfigMap, the webhook's kubeconfig among the secrets,
+// an emptyDir for a log file on the read-only root, and the pods rolled by
+// a change of any of them, since Portcullis reads them only at start.
+func TestAuditRendered(t *testing.T) {
+	h := newHelm(t)
+	auditSettings := func(objs []map[string]any) map[string]any {
+		var cfg map[string]any
+		if err := yaml.Unmarshal([]byte(configFile(t, objs)), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]any{}
+		for k, v := range cfg {
+			if strings.HasPrefix(k, "audit_") {
+				got[k] = v
+			}
+		}
+		return got
+	}
+	podSpec := func(objs []map[string]any) map[string]any {
+		return path(object(t, objs, "Deployment"), "spec", "template", "spec").(map[string]any)
+	}
+	// The volume audit-log and where the container mounts it; nil without.
+	logVolume := func(objs []map[string]any) map[string]any {
+		spec := podSpec(objs)
+		var vol, mount any
+		for _, v := range spec["volumes"].([]any) {
+			if path(v.(map[string]any), "name") == "audit-log" {
+				vol = v
+			}
+		}
+		for _, m := range path(spec["containers"].([]any)[0].(map[string]any), "volumeMounts").([]any) {
+			if path(m.(map[string]any), "name") == "audit-log" {
+				mount = m
+			}
+		}
+		if vol == nil && mount == nil {
+			return nil
+		}
+		return map[string]any{"volume": vol, "mount": mount}
+	}
+	webhookFiles := func(objs []map[string]any) []secretFile {
+		var fs []secretFile
+		for _, f := range secretFiles(t, objs) {
+			if strings.HasPrefix(f.Path, "audit") {
+				fs = append(fs, f)
+			}
+		}
+		return fs
+	}
+
+	defaults := objects(t, h.template(t, "portcullis", "default"))
+	if got := auditSettings(defaults); len(got) != 0 {
+		t.Errorf("default values: audit settings %v, want none", got)
+	}
+	if _, ok := path(configMap(t, defaults), "data", "audit-policy.yaml").(string); ok {
+		t.Error("default values: the ConfigMap holds an audit policy")
+	}
+	if v := logVolume(defaults); v != nil || webhookFiles(defaults) != nil {
+		t.Errorf("default values: audit volumes %v, webhook files %v; want none", v, webhookFiles(defaults))
+	}
+
+	full := objects(t, h.template(t, "portcullis", "edge", "-f", fullValues))
+	if diff := cmp.Diff(map[string]any{
+		"audit_log_path":            "/var/log/portcullis/audit.log",
+		"audit_log_maxsize":         50,
+		"audit_log_maxbackup":       3,
+		"audit_policy_file":         "/etc/portcullis/config/audit-policy.yaml",
+		"audit_webhook_config_file": "/etc/portcullis/secrets/audit-webhook.kubeconfig",
+	}, auditSettings(full)); diff != "" {
+		t.Errorf("full values: audit settings (-want +got):\n%s", diff)
+	}
+	var policy map[string]any
+	if err := yaml.Unmarshal([]byte(fmt.Sprint(path(configMap(t, full), "data", "audit-policy.yaml"))), &policy); err != nil {
+		t.Fatal(err)
+	}
+	if policy["apiVersion"] != "audit.k8s.io/v1" || policy["kind"] != "Policy" || len(policy["rules"].([]any)) != 3 {
+		t.Errorf("full values: the ConfigMap's audit-policy.yaml is %v, want the values' policy as an audit.k8s.io/v1 Policy", policy)
+	}
+	if diff := cmp.Diff(map[string]any{
+		"volume": map[string]any{"name": "audit-log", "emptyDir": map[string]any{}},
+		"mount":  map[string]any{"name": "audit-log", "mountPath": "/var/log/portcullis"},
+	}, logVolume(full)); diff != "" {
+		t.Errorf("full values: the audit log's volume (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]secretFile{{Secret: "audit-webhook", Key: "webhook.kubeconfig", Path: "audit-webhook.kubeconfig"}}, webhookFiles(full)); diff != "" {
+		t.Errorf("full values: the webhook's kubeconfig in the secrets volume (-want +got):\n%s", diff)
+	}
+
+	// On standard output: no file, so nothing to rotate and no volume.
+	stdout := objects(t, h.template(t, "portcullis", "default", "--set", "audit.logPath=-"))
+	if diff := cmp.Diff(map[string]any{"audit_log_path": "-"}, auditSettings(stdout)); diff != "" {
+		t.Errorf("audit.logPath -: audit settings (-want +got):\n%s", diff)
+	}
+	if v := logVolume(stdout); v != nil {
+		t.Errorf("audit.logPath -: an audit log volume %v", v)
+	}
+
+	// A change of the policy rolls the pods; the dashboard and the alerts
+	// do not.
+	checksum := func(args ...string) any {
+		objs := objects(t, h.template(t, "portcullis", "edge", append([]string{"-f", fullValues}, args...)...))
+		return path(object(t, objs, "Deployment"), "spec", "template", "metadata", "annotations", "checksum/restart")
+	}
+	other := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(other, []byte("audit:\n  policy:\n    rules:\n      - level: None\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := checksum()
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		rolls bool
+	}{
+		{"another audit policy", []string{"-f", other}, true},
+		{"another webhook Secret", []string{"--set", "audit.webhook.existingSecret=other"}, true},
+		{"another log rotation", []string{"--set", "audit.logMaxBackup=4"}, true},
+		{"no dashboard", []string{"--set", "metrics.grafanaDashboard.enabled=false"}, false},
+		{"no alerts", []string{"--set", "metrics.prometheusRule.enabled=false"}, false},
+	} {
+		if got := checksum(tc.args...); (got != base) != tc.rolls {
+			t.Errorf("%s: checksum/restart %v, was %v: want the pods rolled %v", tc.name, got, base, tc.rolls)
+		}
+	}
+}
+
 // TestConfigAccepted runs portcullis --check-config in Portcullis's
 // container image, as the chart's pod runs it: the configuration file the
 // chart writes, and the files the pod would have, mounted where the chart
@@ -425,6 +559,7 @@ func TestConfigAccepted(t *testing.T) {
 		{"default values", nil, memory},
 		{"full values", []string{"-f", fullValues}, postgres + "2m0s while it is down"},
 		{"insecureServer", []string{"--set", "insecureServer=true"}, memory},
+		{"audit on standard output, with a policy", []string{"--set", "audit.logPath=-", "--set", "audit.policy.rules[0].level=Metadata"}, memory},
 		{"postgres, three replicas", []string{"--set", "replicaCount=3", "--set", "sessionStore.type=postgres",
 			"--set", "sessionStore.connectionString.existingSecret=portcullis-database"}, postgres + "5m0s while it is down"},
 	} {
@@ -454,6 +589,10 @@ func TestConfigAccepted(t *testing.T) {
 				"cookie-secret": secret, "shared-secret": secret, "idp-client-secret": "client-secret",
 				"database-url": "postgres://portcullis:" + dbPassword + "@db.example.com:5432/portcullis?sslmode=verify-full",
 				"admin-token":  "an-admin-token-of-at-least-32-characters",
+				"audit-webhook.kubeconfig": "apiVersion: v1\nkind: Config\nclusters:\n- name: audit\n  cluster:\n    server: https://audit.example.com/events\n" +
+					"    certificate-authority-data: " + base64.StdEncoding.EncodeToString(ca.CertPEM) + "\n" +
+					"users:\n- name: portcullis\n  user:\n    token: an-audit-webhook-token\n" +
+					"contexts:\n- name: audit\n  context:\n    cluster: audit\n    user: portcullis\ncurrent-context: audit\n",
 			}
 			secrets := map[string]string{}
 			for _, f := range secretFiles(t, objs) {
@@ -463,9 +602,14 @@ func TestConfigAccepted(t *testing.T) {
 				}
 				secrets[f.Path] = c
 			}
+			// The ConfigMap's files: the configuration, and an audit policy.
+			configFiles := map[string]string{}
+			for k, v := range path(configMap(t, objs), "data").(map[string]any) {
+				configFiles[k] = v.(string)
+			}
 			// The pod's volumes, by where the chart mounts them.
 			volumes := map[string]map[string]string{
-				"/etc/portcullis/config":                        {"portcullis.yaml": cfg},
+				"/etc/portcullis/config":                        configFiles,
 				"/etc/portcullis/tls":                           {"tls.crt": string(certPEM), "tls.key": string(keyPEM)},
 				"/etc/portcullis/secrets":                       secrets,
 				"/var/run/secrets/kubernetes.io/serviceaccount": {"ca.crt": string(ca.CertPEM), "token": "a-service-account-token", "namespace": "default"},
@@ -478,6 +622,20 @@ func TestConfigAccepted(t *testing.T) {
 			}
 			for dst, files := range volumes {
 				spec.Mounts = append(spec.Mounts, testenv.Mount{Source: testenv.PodVolume(t, files), Destination: dst})
+			}
+			// And the pod's emptyDirs, such as the audit log's, which
+			// --check-config only looks for.
+			podSpec, _ := path(object(t, objs, "Deployment"), "spec", "template", "spec").(map[string]any)
+			for _, v := range podSpec["volumes"].([]any) {
+				if path(v.(map[string]any), "emptyDir") == nil {
+					continue
+				}
+				for _, m := range path(podSpec["containers"].([]any)[0].(map[string]any), "volumeMounts").([]any) {
+					if path(m.(map[string]any), "name") == path(v.(map[string]any), "name") {
+						spec.Mounts = append(spec.Mounts, testenv.Mount{Source: testenv.PodVolume(t, nil),
+							Destination: fmt.Sprint(path(m.(map[string]any), "mountPath"))})
+					}
+				}
 			}
 			out, err := testenv.RunContainerCommand(t, ctx, spec)
 			if err != nil {
@@ -769,7 +927,10 @@ func TestSettingsCovered(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k := range cfg {
-			set[strings.TrimSuffix(k, "_file")] = true
+			if !slices.Contains(topLevel, k) {
+				k = strings.TrimSuffix(k, "_file")
+			}
+			set[k] = true
 		}
 		for k := range cfg["routes"].([]any)[0].(map[string]any) {
 			route[k] = true
@@ -805,10 +966,9 @@ func TestSettingsCovered(t *testing.T) {
 	check("top-level settings", topLevel, map[string][]string{
 		"set by the chart":            mapKeys(set),
 		"in values.config":            mapKeys(schema.Properties["config"].Properties),
-		"left out: a secret":          {"signing_key"},                                    // derived from SHARED_SECRET; a ConfigMap is no place for it
-		"left out: built-in provider": {"idp_users_file", "idp_builtin_token_ttl"},        // its users file would have to be mounted
-		"left out: legacy":            {"policy"},                                         // the chart writes routes
-		"left out: a mounted file":    {"audit_policy_file", "audit_webhook_config_file"}, // the chart mounts no such file yet
+		"left out: a secret":          {"signing_key"},                             // derived from SHARED_SECRET; a ConfigMap is no place for it
+		"left out: built-in provider": {"idp_users_file", "idp_builtin_token_ttl"}, // its users file would have to be mounted
+		"left out: legacy":            {"policy"},                                  // the chart writes routes
 	})
 	check("the Kubernetes route's keys", routeKeys, map[string][]string{
 		"set by the chart":                   mapKeys(route),

@@ -73,6 +73,28 @@ kubernetes_in_cluster: true
 {{- define "portcullis.secretsDir" -}}/etc/portcullis/secrets{{- end }}
 
 {{/*
+The audit policy of .Values.audit.policy as the file Portcullis reads, in
+the ConfigMap beside the configuration file; apiVersion and kind may be
+left out of the values. Empty without a policy.
+*/}}
+{{- define "portcullis.auditPolicy" -}}
+{{- with .Values.audit.policy }}
+{{- toYaml (merge (deepCopy .) (dict "apiVersion" "audit.k8s.io/v1" "kind" "Policy")) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The directory of audit.logPath when it is a file: the pod's root file
+system is read-only, so the chart mounts an emptyDir there. Empty for no
+log file or "-", standard output.
+*/}}
+{{- define "portcullis.auditLogDir" -}}
+{{- if and .Values.audit.logPath (ne .Values.audit.logPath "-") }}
+{{- dir .Values.audit.logPath }}
+{{- end }}
+{{- end }}
+
+{{/*
 The Portcullis configuration file: what the values set, then the further
 settings of .Values.config. Secrets are never in it, only the paths of the
 files the Secrets are mounted as, since a ConfigMap is readable by anyone
@@ -114,6 +136,19 @@ metrics_address: ":{{ .Values.metrics.port }}"
 admin_token_file: {{ include "portcullis.secretsDir" . }}/admin-token
 {{- end }}
 {{- end }}
+{{- with .Values.audit.logPath }}
+audit_log_path: {{ . | quote }}
+{{- end }}
+{{- if include "portcullis.auditLogDir" . }}
+audit_log_maxsize: {{ .Values.audit.logMaxSize }}
+audit_log_maxbackup: {{ .Values.audit.logMaxBackup }}
+{{- end }}
+{{- if .Values.audit.policy }}
+audit_policy_file: {{ include "portcullis.configDir" . }}/audit-policy.yaml
+{{- end }}
+{{- if .Values.audit.webhook.existingSecret }}
+audit_webhook_config_file: {{ include "portcullis.secretsDir" . }}/audit-webhook.kubeconfig
+{{- end }}
 {{- with .Values.config }}
 {{ toYaml . }}
 {{- end }}
@@ -134,15 +169,16 @@ routes:
 
 {{/*
 The values behind the settings Portcullis cannot change without a restart
-(listeners, the session store, the secrets' files, and whatever
-.Values.config holds): the pods roll when they change. Routes, policies and
-the identity provider are reloaded from the ConfigMap instead. The
-dashboard and the alerting rules are not the pods' business.
+(listeners, the session store, the secrets' files, the audit trail, whose
+policy Portcullis reads only at start, and whatever .Values.config holds):
+the pods roll when they change. Routes, policies and the identity provider
+are reloaded from the ConfigMap instead. The dashboard and the alerting
+rules are not the pods' business.
 */}}
 {{- define "portcullis.restartSettings" -}}
 {{- toYaml (dict "hosts" .Values.hosts.authenticate "insecureServer" .Values.insecureServer
       "sessionStore" .Values.sessionStore "metrics" (omit .Values.metrics "grafanaDashboard" "prometheusRule")
-      "config" .Values.config "secrets" .Values.secrets) }}
+      "config" .Values.config "secrets" .Values.secrets "audit" .Values.audit) }}
 {{- end }}
 
 {{/*
@@ -179,5 +215,13 @@ to change.
 {{- end }}
 {{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.prometheusRule.enabled: its alerts read the metrics listener's metrics; set metrics.enabled: true" }}
+{{- end }}
+{{- if and .Values.audit.policy (not (or .Values.audit.logPath .Values.audit.webhook.existingSecret)) }}
+{{- fail "audit.policy: is set, but no audit event would be written; set audit.logPath (\"-\" for the pod's standard output) or audit.webhook.existingSecret" }}
+{{- end }}
+{{- with include "portcullis.auditLogDir" . }}
+{{- if or (eq . "/") (eq . "/etc/portcullis") (hasPrefix "/etc/portcullis/" .) (hasPrefix "/var/run/secrets/" .) }}
+{{- fail (printf "audit.logPath: the chart mounts an emptyDir at its directory, %s, which must not be / or hold the pod's own files; use a directory of its own, such as /var/log/portcullis, or \"-\" for the pod's standard output" .) }}
+{{- end }}
 {{- end }}
 {{- end }}
