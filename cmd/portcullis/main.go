@@ -16,9 +16,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/server"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
 // version is set at build time:
@@ -113,12 +115,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	// the same way.
 	load := func() (*config.Options, error) { return config.Load(*configFile, lookupEnv, server.Checks()...) }
 	opts, err := load()
-	if err != nil {
-		return reportProblems(stderr, err)
+	// Tracing is set up by the OpenTelemetry variables, OTEL_*, as every
+	// OpenTelemetry SDK is; its problems are configuration problems too.
+	traces, terr := tracing.FromEnv(lookupEnv)
+	if err != nil || terr != nil {
+		return reportProblems(stderr, errors.Join(err, terr))
 	}
 
 	if *checkConfig {
 		fmt.Fprintln(stdout, strings.TrimRight(opts.Summary(), "\n"))
+		fmt.Fprintf(stdout, "tracing: %s\n", traces.Summary())
 		for _, w := range opts.Warnings() {
 			fmt.Fprintf(stdout, "warning: %s\n", w)
 		}
@@ -147,6 +153,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			"these MUST be set to the same value on every replica",
 			"generated", generated)
 	}
+	tracer, err := tracing.Start(ctx, traces, version, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("tracing: " + traces.Summary())
+	defer func() {
+		// The spans of the last requests, with a bound of their own: the
+		// signal's context is done by now.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(sctx); err != nil {
+			logger.Warn("exporting the last traces", "error", err)
+		}
+	}()
 	srv, err := server.New(opts, logger)
 	var cerr *server.ConfigError
 	if errors.As(err, &cerr) {
@@ -155,6 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	if err != nil {
 		return err
 	}
+	srv.SetTracer(tracer)
 	srv.SetReloader(load, level)
 	// SIGHUP reloads the configuration, as it does for most daemons; the
 	// server also reloads by itself when a file it was read from changes.

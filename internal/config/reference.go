@@ -36,6 +36,11 @@ does not implement, in the file or the environment, with what to do instead
 ([below](#pomerium-keys-portcullis-does-not-support)). For a whole
 setup, step by step, see [Securing Kubernetes](kubernetes.md).
 
+Tracing is set up by the standard OpenTelemetry environment variables
+(` + "`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`" + `,
+` + "`OTEL_TRACES_SAMPLER`" + `, …), which have no key in the file: see
+[Observability](observability.md#tracing). ` + "`--check-config`" + ` checks them too.
+
 How values are written:
 
 - **Durations** are Go durations: ` + "`30s`, `5m`, `1h30m`" + `.

@@ -26,6 +26,7 @@ type Proxy struct {
 	imp        kube.Impersonator
 	assert     func(*identity.Identity, string) (string, error)
 	auditID    func(context.Context) string
+	traceCtx   func(context.Context, http.Header)
 	failed     func(kind string)
 	cookieName string
 	targets    *failover
@@ -52,8 +53,18 @@ type Options struct {
 	// to the upstream (see upstreamProblem; "idle_timeout" for idle_timeout),
 	// for the metrics.
 	UpstreamFailed func(kind string)
-	Logger         *slog.Logger
+	// TraceContext, if set, sets the trace context of the request whose
+	// context it is given on the upstream request's header (the W3C
+	// traceparent), so that the upstream's spans join Portcullis's trace.
+	TraceContext func(ctx context.Context, h http.Header)
+	Logger       *slog.Logger
 }
+
+// The W3C trace context headers (https://www.w3.org/TR/trace-context/).
+const (
+	headerTraceParent = "Traceparent"
+	headerTraceState  = "Tracestate"
+)
 
 // headerAssertion carries the signed identity assertion to the upstream,
 // under Pomerium's name.
@@ -87,6 +98,7 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 		kubernetes: route.IsKubernetes(),
 		assert:     opts.Assert,
 		auditID:    opts.AuditID,
+		traceCtx:   opts.TraceContext,
 		failed:     opts.UpstreamFailed,
 		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
 		cookieName: opts.CookieName,
@@ -297,6 +309,19 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if auth.assertion != "" {
 		pr.Out.Header[headerAssertion] = []string{auth.assertion}
+	}
+	if p.kubernetes {
+		// Like the Audit-ID, a client does not choose the trace the
+		// cluster's spans are recorded under or link to, nor make the
+		// cluster sample its requests.
+		for k := range pr.Out.Header {
+			if strings.EqualFold(k, headerTraceParent) || strings.EqualFold(k, headerTraceState) {
+				delete(pr.Out.Header, k) // in any letter case, as StripCredentials does
+			}
+		}
+	}
+	if p.traceCtx != nil {
+		p.traceCtx(pr.In.Context(), pr.Out.Header)
 	}
 	if !p.kubernetes {
 		return

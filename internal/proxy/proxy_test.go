@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -846,5 +847,45 @@ func TestAuditID(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "portcullis-audit-id" {
 		t.Errorf("Audit-ID upstream: got %q, want only Portcullis's", got)
+	}
+}
+
+// TestTraceContext: on a Kubernetes route a client's trace context never
+// reaches the cluster (it would choose the trace the cluster's spans are
+// recorded under, and make it sample); Portcullis's does when it traces.
+func TestTraceContext(t *testing.T) {
+	const ours = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tt := range []struct {
+		name    string
+		tracing bool
+		want    []string
+	}{
+		{"tracing off", false, nil},
+		{"tracing on", true, []string{ours}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newUpstream(t, nil)
+			opts := Options{CookieName: testCookieName}
+			if tt.tracing {
+				opts.TraceContext = func(_ context.Context, h http.Header) { h.Set("Traceparent", ours) }
+			}
+			p, err := New(kubeRoute(t, up.URL), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			req := httptest.NewRequest("GET", testFrom+"/api/v1/pods", nil)
+			req.Header["Traceparent"] = []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+			req.Header["tracestate"] = []string{"client=chosen"}
+			rec := httptest.NewRecorder()
+			p.ServeHTTP(rec, withIdentity(req, alice()))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status: got %d, want 200; body: %s", rec.Code, rec.Body)
+			}
+			h := up.only(t).Header
+			if got := h.Values("Traceparent"); !slices.Equal(got, tt.want) || h.Get("Tracestate") != "" {
+				t.Errorf("upstream trace context: traceparent %q, tracestate %q; want %q and none", got, h.Get("Tracestate"), tt.want)
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/stream"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
 // auditor writes Portcullis's audit trail: an audit.k8s.io/v1 Event for
@@ -160,6 +161,9 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	}
 	if d.Allow {
 		ev.Annotations["authorization.k8s.io/decision"] = "allow"
+	}
+	if tid := tracing.TraceID(r.Context()); tid != "" {
+		ev.Annotations["portcullis.io/trace-id"] = tid
 	}
 	if d.Rule != nil {
 		ev.Annotations["portcullis.io/rule"] = d.Rule.Path

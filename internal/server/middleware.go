@@ -10,10 +10,15 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
 // pipeline composes the request pipeline. The order is fixed and matters:
@@ -22,22 +27,26 @@ import (
 //     instead of a dropped connection and is logged with its stack;
 //  2. assignRequestID: before logging, so every log line and the response
 //     carry the id;
-//  3. logAccess: sees the final status, including the 500 of a panic;
-//  4. countRequests: the same for metrics;
-//  5. refuseUnservable: CONNECT, TRACE and targets that are not a path
+//  3. traceRequests: the request's span (tracing on), carrying both ids,
+//     around everything that follows, so that the access log names the
+//     trace;
+//  4. logAccess: sees the final status, including the 500 of a panic;
+//  5. countRequests: the same for metrics;
+//  6. refuseUnservable: CONNECT, TRACE and targets that are not a path
 //     never reach a handler (guard.go), but are logged and counted;
-//  6. boundBodyRead: a request body must arrive in bounded time, whoever
+//  7. boundBodyRead: a request body must arrive in bounded time, whoever
 //     sends it (guard.go);
-//  7. the router, then the route's own handler (authentication,
+//  8. the router, then the route's own handler (authentication,
 //     authorization and proxying, in that order, live behind it).
 func (s *Server) pipeline(router http.Handler) http.Handler {
 	return s.recoverPanics(
 		assignRequestID(
-			s.logAccess(
-				s.countRequests(
-					refuseUnservable(
-						s.boundBodyRead(
-							router))))))
+			s.traceRequests(
+				s.logAccess(
+					s.countRequests(
+						refuseUnservable(
+							s.boundBodyRead(
+								router)))))))
 }
 
 // recoverPanics turns a handler's panic into a logged error and a 500, so
@@ -141,7 +150,7 @@ func (s *Server) logAccess(next http.Handler) http.Handler {
 			}
 			// Room for every attribute below, so that appending the
 			// optional ones does not copy the slice on every request.
-			var room [14]slog.Attr
+			var room [15]slog.Attr
 			attrs := append(room[:0],
 				slog.String("request_id", st.requestID()),
 				slog.String("method", r.Method),
@@ -166,12 +175,63 @@ func (s *Server) logAccess(next http.Handler) http.Handler {
 				}
 				attrs = append(attrs, slog.String("user", st.user), slog.String("decision", decision), slog.String("rule", rule))
 			}
+			if s.tracer != nil {
+				if id := tracing.TraceID(r.Context()); id != "" {
+					attrs = append(attrs, slog.String("trace_id", id))
+				}
+			}
 			if rw.hijacked {
 				attrs = append(attrs, slog.Bool("upgraded", true))
 			}
 			s.logger.LogAttrs(r.Context(), level, "request", attrs...)
 		}()
 		next.ServeHTTP(rw, r)
+		panicked = false
+	})
+}
+
+// traceRequests starts the request's server span when tracing is on, as a
+// trace of its own (tracing.Tracer.StartRequest: a client's traceparent is
+// only a link), and ends it with the final status. Its attributes are what
+// the request says of itself, with the request and audit ids that join the
+// trace to the access log and the audit trail; never who sent it.
+func (s *Server) traceRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := s.tracer
+		if t == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rw := wrapResponseWriter(w, s.hijacked)
+		st := stateFrom(r.Context())
+		method := methodLabel(r.Method)
+		ctx, span := t.StartRequest(r, method,
+			attribute.String("http.request.method", method),
+			attribute.String("url.path", r.URL.Path),
+			attribute.String("server.address", r.Host),
+			attribute.String("network.protocol.version", strings.TrimPrefix(r.Proto, "HTTP/")),
+			attribute.String("user_agent.original", r.UserAgent()),
+			attribute.String("client.address", r.RemoteAddr),
+			attribute.String("portcullis.request_id", st.requestID()),
+			attribute.String("portcullis.audit_id", st.auditIDOrEmpty()),
+		)
+		panicked := true
+		defer func() {
+			status := rw.finalStatus(panicked)
+			route := st.route()
+			if route == "" {
+				route = routeLabelUnmatched
+			}
+			// The span's name: the method and the route, as the
+			// semantic conventions name a server span by its route.
+			span.SetName(method + " " + route)
+			span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("portcullis.route", route))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
+		}()
+		next.ServeHTTP(rw, r.WithContext(ctx))
 		panicked = false
 	})
 }

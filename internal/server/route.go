@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/config"
@@ -23,6 +26,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 	"github.com/portcullis-proxy/portcullis/internal/stream"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
 // routeHandler is the request path of one route, read top to bottom:
@@ -45,7 +49,12 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 	}
 	failed := s.metrics.upstreamErrors.MustCurryWith(prometheus.Labels{"route": route.From.String()})
 	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger,
-		UpstreamFailed: func(kind string) { failed.WithLabelValues(kind).Inc() }})
+		UpstreamFailed: func(kind string) { failed.WithLabelValues(kind).Inc() },
+		TraceContext: func(ctx context.Context, h http.Header) {
+			if s.tracer != nil {
+				tracing.Inject(ctx, h)
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +124,15 @@ func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handl
 		"Set up kubectl with: portcullis-cli k8s setup %s. To see who you are signed in as, open %s/.pomerium/.",
 		route.From, route.From, route.From)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, span := s.tracer.Start(r.Context(), "authenticate", trace.SpanKindInternal)
 		id, cred, err := s.auth.Identify(r, audience, accept)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Bool("portcullis.authenticated", err == nil), attribute.String("portcullis.credential", credentialName(cred)))
+			if err != nil {
+				span.SetStatus(codes.Error, "no identity")
+			}
+		}
+		span.End()
 		if err == nil {
 			if cred == authenticate.Cookie && proxy.IsUpgrade(r.Header) && !s.sameOrigin(r) {
 				s.logger.Warn("refused a cross-origin upgrade authenticated by the session cookie",
@@ -151,6 +168,18 @@ func (s *Server) authenticate(route *config.Route, next http.Handler) http.Handl
 		}
 		respond.Error(w, r, p)
 	})
+}
+
+// credentialName names the kind of credential a request was authenticated
+// by, for its span.
+func credentialName(c authenticate.Credential) string {
+	switch c {
+	case authenticate.Token:
+		return "token"
+	case authenticate.Cookie:
+		return "cookie"
+	}
+	return "none"
 }
 
 // sameOrigin reports whether r's Origin header names the origin r was sent
@@ -218,6 +247,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 	decisions := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		_, span := s.tracer.Start(r.Context(), "authorize", trace.SpanKindInternal)
 		req := policy.Request{
 			Method:        r.Method,
 			Path:          r.URL.Path,
@@ -239,6 +269,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 			var err error
 			info, err = kube.ParseRequestInfo(r.Method, r.URL.Path, r.URL.RawQuery)
 			if err != nil {
+				span.End()
 				// kube-apiserver serves nothing for such a path either.
 				respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: not a Kubernetes API request: " + err.Error()})
 				return
@@ -249,6 +280,10 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		d := pol.Evaluate(&req)
 		stateFrom(r.Context()).setDecision(req.Email, d)
 		decisions.inc(d)
+		if span.IsRecording() {
+			span.SetAttributes(decisionAttributes(d, &info)...)
+		}
+		span.End()
 		var ra *requestAudit
 		var st *stream.Stream
 		completed := false // the handler returned, rather than panicked
@@ -273,6 +308,18 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 				}
 				w, r = sw, r.WithContext(ctx)
 			}
+			// The round trip upstream, streams included, in a span whose
+			// traceparent the upstream gets (proxy.Options.TraceContext).
+			ctx, span := s.tracer.Start(r.Context(), "upstream", trace.SpanKindClient)
+			if span.IsRecording() {
+				r = r.WithContext(ctx)
+				defer func() {
+					if rw, ok := w.(*responseWriter); ok {
+						span.SetAttributes(attribute.Int("http.response.status_code", rw.finalStatus(!completed)))
+					}
+					span.End()
+				}()
+			}
 			next.ServeHTTP(w, r)
 			completed = true
 			return
@@ -290,6 +337,29 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 		}
 		completed = true
 	})
+}
+
+// decisionAttributes describe a decision in the authorize span: its result,
+// its rule, and the Kubernetes request it was made on.
+func decisionAttributes(d policy.Decision, info *kube.RequestInfo) []attribute.KeyValue {
+	result, rule := "deny", "none"
+	if d.Allow {
+		result = "allow"
+	}
+	if d.Rule != nil {
+		rule = d.Rule.Path
+	}
+	attrs := []attribute.KeyValue{attribute.String("portcullis.decision", result), attribute.String("portcullis.rule", rule)}
+	if info.Verb != "" {
+		attrs = append(attrs,
+			attribute.String("k8s.verb", info.Verb),
+			attribute.String("k8s.api_group", info.APIGroup),
+			attribute.String("k8s.resource", info.Resource),
+			attribute.String("k8s.subresource", info.Subresource),
+			attribute.String("k8s.namespace.name", info.Namespace),
+			attribute.String("k8s.name", info.Name))
+	}
+	return attrs
 }
 
 // policyClaims are the claims a policy's claim/<name> sees: the provider's

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 	"github.com/portcullis-proxy/portcullis/internal/stream"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
 // DefaultShutdownTimeout is how long Run and Serve let in-flight requests
@@ -71,6 +72,9 @@ type Server struct {
 	reload reloadState
 	// audit writes the audit trail (audit.go); nil without a sink.
 	audit *auditor
+	// tracer makes the spans of requests; nil with tracing off (see
+	// SetTracer).
+	tracer *tracing.Tracer
 
 	// tokens remembers the tokens keys verified, for every route: see
 	// verifyToken (route.go).
@@ -179,6 +183,12 @@ func newServer(opts *config.Options, logger *slog.Logger, forRoute func(*config.
 
 // Run listens on the configured ADDRESS and, if set, METRICS_ADDRESS, and
 // serves until ctx is done; then it shuts down gracefully (see Serve).
+// SetTracer turns tracing on: every request gets spans for itself, its
+// authentication, its authorization and its round trip upstream, and the
+// upstream gets its traceparent. Call it before Run or Serve; the caller
+// shuts t down after they return.
+func (s *Server) SetTracer(t *tracing.Tracer) { s.tracer = t }
+
 func (s *Server) Run(ctx context.Context) error {
 	if s.opts.Address == "" {
 		return errors.New("listening: no address configured (ADDRESS)")
