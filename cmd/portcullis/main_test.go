@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -255,4 +256,53 @@ func selfSignedCert(t *testing.T) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return certPEM, keyPEM
+}
+
+// TestCheckConfigWarnsOfAnInsecureAuditWebhook: a webhook whose certificate
+// is not checked, or that is plain http, hands the audit trail to whoever
+// is on the path; --check-config (and a start) says so.
+func TestCheckConfigWarnsOfAnInsecureAuditWebhook(t *testing.T) {
+	env := goodEnv(t)
+	kubeconfig := t.TempDir() + "/webhook.kubeconfig"
+	if err := os.WriteFile(kubeconfig, []byte(`clusters:
+- name: audit
+  cluster: {server: "https://audit.example.com/events", insecure-skip-tls-verify: true}
+users:
+- name: portcullis
+  user: {token: "webhook-token"}
+contexts:
+- name: audit
+  context: {cluster: audit, user: portcullis}
+current-context: audit
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["AUDIT_WEBHOOK_CONFIG_FILE"] = kubeconfig
+	code, stdout, stderr := runCmd(t, t.Context(), env, "--check-config")
+	if code != exitOK {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "warning: ") || !strings.Contains(stdout, "insecure-skip-tls-verify") || strings.Contains(stdout, "webhook-token") {
+		t.Errorf("--check-config does not warn of insecure-skip-tls-verify (or shows the token):\n%s", stdout)
+	}
+}
+
+// TestCheckConfigTracing: the OpenTelemetry variables are checked with the
+// rest of the configuration, every problem reported at once, and the
+// summary says what tracing will do.
+func TestCheckConfigTracing(t *testing.T) {
+	env := goodEnv(t)
+	env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://otel-collector:4317"
+	env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
+	code, stdout, stderr := runCmd(t, t.Context(), env, "--check-config")
+	if code != exitOK || !strings.Contains(stdout, "tracing: OTLP grpc to http://otel-collector:4317") {
+		t.Fatalf("exit code %d, summary:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "carrier-pigeon"
+	env["COOKIE_SECRET"] = "not base64!!"
+	code, _, stderr = runCmd(t, t.Context(), env, "--check-config")
+	if code != exitFailure || !strings.Contains(stderr, "config: OTEL_EXPORTER_OTLP_PROTOCOL") ||
+		!strings.Contains(stderr, "COOKIE_SECRET") || !strings.Contains(stderr, "2 problem(s) found") {
+		t.Errorf("exit code %d, stderr:\n%s\nwant both problems", code, stderr)
+	}
 }

@@ -248,6 +248,22 @@ func NewWebhookSink(kubeconfigPath string, timeout time.Duration) (Sink, error) 
 	return &webhookSink{target: t, client: &http.Client{Transport: tr, Timeout: timeout}}, nil
 }
 
+// Warnings name the settings of the webhook's kubeconfig that let whoever
+// is on the network path read or alter the audit trail; the server logs
+// them at start, as it does every dangerous switch.
+func (s *webhookSink) Warnings() []string {
+	var w []string
+	if s.target.tls.InsecureSkipVerify {
+		w = append(w, "the audit webhook's kubeconfig sets insecure-skip-tls-verify: the webhook's certificate is not checked, so "+
+			"whoever is on the path can read and alter the audit trail; give its CA in certificate-authority instead")
+	}
+	if s.target.server.Scheme == "http" {
+		w = append(w, "the audit webhook's server is plain http ("+s.target.server.Redacted()+"): the audit trail, and any token, "+
+			"cross the network unencrypted; use https")
+	}
+	return w
+}
+
 // defaultBatchWait tells a Backend how long a partial batch waits.
 func (s *webhookSink) defaultBatchWait() time.Duration { return webhookBatchWait }
 

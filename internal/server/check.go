@@ -222,6 +222,11 @@ func checkAudit(o *config.Options, r *config.Reporter) {
 		if sink, err := audit.NewWebhookSink(o.AuditWebhookConfigFile, auditWebhookTimeout); err != nil {
 			r.Top("audit_webhook_config_file", "%v", err)
 		} else {
+			if w, ok := sink.(interface{ Warnings() []string }); ok {
+				for _, msg := range w.Warnings() {
+					r.Warn("audit_webhook_config_file", "%s", msg)
+				}
+			}
 			sink.Close()
 		}
 	}
