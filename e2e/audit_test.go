@@ -78,7 +78,12 @@ func TestAuditTrail(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	auditLog := filepath.Join(t.TempDir(), "portcullis-audit.log")
-	s := startStackWith(t, ctx, stackOptions{kwok: true, env: []string{"AUDIT_LOG_PATH=" + auditLog},
+	mport, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	s := startStackWith(t, ctx, stackOptions{kwok: true, env: []string{"AUDIT_LOG_PATH=" + auditLog, "METRICS_ADDRESS=" + strings.TrimSuffix(strings.TrimPrefix(metrics, "http://"), "/metrics")},
 		policy: allowSignedIn + "    - deny:\n        and:\n          - kubernetes_verb: delete\n          - kubernetes_namespace: audited\n"})
 	if _, _, err := s.cluster.Kubectl(ctx, nil, "create", "clusterrolebinding", "e2e-audited", "--clusterrole=cluster-admin", "--user=alice@example.com"); err != nil {
 		t.Fatal(err)
@@ -230,6 +235,72 @@ func TestAuditTrail(t *testing.T) {
 	}
 	if started != 1 {
 		t.Errorf("ResponseStarted events of the exec: got %d, want 1", started)
+	}
+	checkSessionMetrics(t, ctx, metrics, auditLog, s.routeURL)
+}
+
+// checkSessionMetrics scrapes Portcullis's metrics after TestAuditTrail's
+// session and checks them against what happened, as its audit log
+// records it: one denial, by the rule that denied the delete; as many
+// allow decisions as allowed requests; every audit event written counted
+// and none dropped; the exec and the port-forward closed, none ended by
+// Portcullis; no upstream error; tokens answered from the cache.
+func checkSessionMetrics(t *testing.T, ctx context.Context, metrics, auditLog, route string) {
+	t.Helper()
+	routeLabel := `route="` + route + `"`
+	// The events are written after their requests end: wait until every
+	// one that is counted is in the file.
+	var events []auditEvent
+	waitFor(t, ctx, 10*time.Second, "every audit event counted in the metrics to be in the file", func() error {
+		events = readAuditLog(t, auditLog)
+		if n := metricValue(t, metrics, `portcullis_audit_events_total{sink="log"}`); int(n) != len(events) {
+			return fmt.Errorf("portcullis_audit_events_total{sink=\"log\"} is %v, the file has %d events", n, len(events))
+		}
+		return nil
+	})
+	var allowed, denied int
+	var deniedBy string
+	for _, ev := range events {
+		if ev.Stage != "ResponseComplete" {
+			continue
+		}
+		switch ev.Annotations["authorization.k8s.io/decision"] {
+		case "allow":
+			allowed++
+		case "forbid":
+			denied++
+			deniedBy = ev.Annotations["portcullis.io/rule"]
+		}
+	}
+	for _, c := range []struct {
+		what string
+		got  float64
+		want float64
+	}{
+		{"allow decisions", metricSum(t, metrics, "portcullis_policy_decisions_total{", routeLabel, `result="allow"`), float64(allowed)},
+		{"deny decisions", metricSum(t, metrics, "portcullis_policy_decisions_total{", routeLabel, `result="deny"`), float64(denied)},
+		{"deny decisions by the rule that denied", metricSum(t, metrics, "portcullis_policy_decisions_total{", routeLabel, `result="deny"`, `rule="`+deniedBy+`"`), 1},
+		{"403s to a DELETE", metricSum(t, metrics, "portcullis_http_requests_total{", routeLabel, `code="403"`, `method="DELETE"`), 1},
+		{"audit events dropped", metricSum(t, metrics, "portcullis_audit_events_dropped_total{"), 0},
+		{"streams open", metricSum(t, metrics, "portcullis_streams_open{"), 0},
+		{"streams Portcullis ended", metricSum(t, metrics, "portcullis_streams_ended_total{"), 0},
+		{"upstream errors", metricSum(t, metrics, "portcullis_upstream_errors_total{"), 0},
+		{"sign-ins (the session's tokens were minted)", metricSum(t, metrics, "portcullis_sign_ins_total{"), 0},
+		{"latency observations against requests counted",
+			metricSum(t, metrics, "portcullis_http_request_duration_seconds_count{", routeLabel),
+			metricSum(t, metrics, "portcullis_http_requests_total{", routeLabel)},
+	} {
+		if c.got != c.want {
+			t.Errorf("metrics: %s: got %v, want %v", c.what, c.got, c.want)
+		}
+	}
+	if denied != 1 || allowed < 5 {
+		t.Errorf("the audit log has %d allowed and %d denied requests, want the session's", allowed, denied)
+	}
+	// kubectl sends the same token with each request of a command: all but
+	// the first of each token are answered from the cache.
+	if hits, misses := metricValue(t, metrics, "portcullis_token_cache_hits_total"), metricValue(t, metrics, "portcullis_token_cache_misses_total"); hits == 0 || misses == 0 {
+		t.Errorf("metrics: token cache hits %v, misses %v; want both", hits, misses)
 	}
 }
 

@@ -204,10 +204,17 @@ func TestReloadAndRevocation(t *testing.T) {
 		before := reloads()
 		s.writeConfig(t, s.routeYAML(allowSignedIn))
 		reloaded(before)
+		activity := func(action string) float64 {
+			return metricValue(t, s.metricsURL+"/metrics", `portcullis_sign_ins_total{action="`+action+`"}`)
+		}
+		signIns, signOuts := activity("sign-in"), activity("sign-out")
 		u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
 		u.setup()
 		if user, errOut := u.whoami(ctx); user != signinEmail {
 			t.Fatalf("signing in: got %q\n%s", user, errOut)
+		}
+		if got := activity("sign-in") - signIns; got != 1 {
+			t.Errorf("portcullis_sign_ins_total{action=sign-in} rose by %v with one sign-in", got)
 		}
 		runs := []*kubectlRun{
 			startRun(t, u.kubectlCmd(ctx, nil, "--context", "e2e", "exec", "-n", "demo", "web", "--", "sh", "-c", "echo started; sleep 600"), "started"),
@@ -252,8 +259,13 @@ func TestReloadAndRevocation(t *testing.T) {
 				t.Errorf("%s said %q, want it to say the session ended", k.args[0], said)
 			}
 		}
-		if n := metricValue(t, s.metricsURL+"/metrics", `portcullis_streams_ended_total{kind="portforward"}`); n < 1 {
-			t.Errorf("portcullis_streams_ended_total{kind=portforward}: got %v, want at least 1", n)
+		for _, kind := range []string{"exec", "watch", "portforward"} {
+			if n := metricValue(t, s.metricsURL+"/metrics", `portcullis_streams_ended_total{kind="`+kind+`"}`); n < 1 {
+				t.Errorf("portcullis_streams_ended_total{kind=%s}: got %v, want at least 1", kind, n)
+			}
+		}
+		if got := activity("sign-out") - signOuts; got != 1 {
+			t.Errorf("portcullis_sign_ins_total{action=sign-out} rose by %v with one sign-out", got)
 		}
 	})
 

@@ -141,6 +141,10 @@ func (r *replica) readyURL() string {
 	return "http://127.0.0.1:" + strconv.Itoa(r.metricsPort) + "/readyz"
 }
 
+func (r *replica) metricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(r.metricsPort) + "/metrics"
+}
+
 // client is an HTTP client that sends every request for the stack's hosts
 // to replica r, bypassing the load balancer, with jar's cookies (may be
 // nil).
@@ -161,30 +165,7 @@ func (s *replicaStack) client(r *replica, jar http.CookieJar) *http.Client {
 // served counts the requests replica r has answered on the route.
 func (s *replicaStack) served(t *testing.T, r *replica) float64 {
 	t.Helper()
-	return metric(t, r, "portcullis_http_requests_total{", `route="`+s.routeURL+`"`)
-}
-
-// metric sums the samples of replica r's metrics whose line starts with
-// prefix (a name, and "{" if it has labels) and holds label (a label="value"
-// pair; "" for any).
-func metric(t *testing.T, r *replica, prefix, label string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(r.metricsPort) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, prefix) && strings.Contains(line, label) {
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			total += v
-		}
-	}
-	return total
+	return metricSum(t, r.metricsURL(), "portcullis_http_requests_total{", `route="`+s.routeURL+`"`)
 }
 
 // TestReplicas is a person's day on a deployment of three replicas: they
@@ -374,6 +355,13 @@ func TestReplicas(t *testing.T) {
 		tok := programmaticLogin(t, ctx, testenv.NewBrowser(s.ca.ClientTLS()), s.routeURL, s.authURL, signinOutsiderEmail, signinPassword)
 		auth := http.Header{"Authorization": {"Bearer Pomerium-" + tok}}
 		before := s.idp.Refreshes()
+		refreshed := func() (n float64) {
+			for _, r := range s.replicas {
+				n += metricValue(t, r.metricsURL(), `portcullis_session_refreshes_total{result="refreshed"}`)
+			}
+			return n
+		}
+		refreshedBefore := refreshed()
 		time.Sleep(16 * time.Second)
 		// Requests of the session on every replica at once: each replica
 		// finds the session due.
@@ -399,6 +387,9 @@ func TestReplicas(t *testing.T) {
 		time.Sleep(2 * time.Second) // room for a second refresh, were there one
 		if n := s.idp.Refreshes() - before; n != 1 {
 			t.Errorf("refreshes at the provider: got %d, want 1 for the three replicas", n)
+		}
+		if n := refreshed() - refreshedBefore; n != 1 {
+			t.Errorf("portcullis_session_refreshes_total{result=refreshed}, summed over the replicas, rose by %v; want 1", n)
 		}
 		for _, r := range s.replicas {
 			if got := do(t, s.client(r, nil), "GET", s.routeURL+"/.pomerium/", auth, ""); got.code != http.StatusOK {
@@ -438,7 +429,7 @@ func TestReplicas(t *testing.T) {
 		waitFor(t, ctx, 30*time.Second, "one replica holds the watch", func() error {
 			holder = nil
 			for _, r := range s.replicas {
-				if metric(t, r, "portcullis_connections_open ", "") > 0 {
+				if metricSum(t, r.metricsURL(), "portcullis_connections_open ") > 0 {
 					if holder != nil {
 						return fmt.Errorf("%s and %s both have connections open", holder.name, r.name)
 					}
