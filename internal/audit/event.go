@@ -160,8 +160,8 @@ func NewEvent(level Level, auditID string, received time.Time) *Event {
 	}
 }
 
-// plainEvent is Event without its JSON methods, so that they can use the
-// default encoding for every field they do not override.
+// plainEvent is Event without its JSON methods, so that UnmarshalJSON can
+// use the default decoding for every field it does not override.
 type plainEvent Event
 
 // eventJSON overrides Event's timestamps with their wire form: a field at
@@ -172,14 +172,9 @@ type eventJSON struct {
 	StageTimestamp           microTime `json:"stageTimestamp"`
 }
 
-// MarshalJSON writes e as kube-apiserver does.
+// MarshalJSON writes e as kube-apiserver does (appendEvent).
 func (e Event) MarshalJSON() ([]byte, error) {
-	p := plainEvent(e)
-	return json.Marshal(eventJSON{
-		plainEvent:               &p,
-		RequestReceivedTimestamp: microTime(e.RequestReceivedTimestamp),
-		StageTimestamp:           microTime(e.StageTimestamp),
-	})
+	return appendEvent(make([]byte, 0, 1024), &e), nil
 }
 
 // UnmarshalJSON reads an event as kube-apiserver writes it.
@@ -193,33 +188,19 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// plainStatus is ResponseStatus without its JSON method.
-type plainStatus ResponseStatus
-
 // MarshalJSON writes s as kube-apiserver writes a metav1.Status, whose
 // ListMeta is always present, as "metadata":{}.
 func (s ResponseStatus) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Metadata struct{} `json:"metadata"`
-		plainStatus
-	}{plainStatus: plainStatus(s)})
+	return appendStatus(nil, &s), nil
 }
 
 // rfc3339Micro is metav1.RFC3339Micro, the layout of metav1.MicroTime.
 const rfc3339Micro = "2006-01-02T15:04:05.000000Z07:00"
 
 // microTime is a time in JSON as metav1.MicroTime: RFC 3339 in UTC with
-// exactly six fractional digits, or null for the zero time.
+// exactly six fractional digits, or null for the zero time. Only read:
+// appendMicroTime writes it.
 type microTime time.Time
-
-// MarshalJSON writes t as metav1.MicroTime does.
-func (t microTime) MarshalJSON() ([]byte, error) {
-	tt := time.Time(t)
-	if tt.IsZero() {
-		return []byte("null"), nil
-	}
-	return json.Marshal(tt.UTC().Format(rfc3339Micro))
-}
 
 // UnmarshalJSON reads t as metav1.MicroTime does, but keeps it in UTC
 // (metav1 converts to local time, which only changes how it prints).

@@ -44,6 +44,18 @@ func BenchmarkEventMarshal(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendEvent is appendEvent of one typical event into a buffer
+// that is reused, as the file sink encodes.
+func BenchmarkAppendEvent(b *testing.B) {
+	ev := typicalEvent()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendEvent(buf[:0], ev)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
 // BenchmarkFileSinkWrite is the writer's work per batch: encoding and
 // writing a batch of 1 event (a quiet server, where every event is written
 // as it comes) and of 100 (a busy one) to a file.
