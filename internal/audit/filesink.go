@@ -1,9 +1,7 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +41,7 @@ type fileSink struct {
 	maxBytes   int64     // rotate past this; 0 never
 	maxBackups int       // keep this many rotated files; 0 all
 	now        func() time.Time
+	buf        []byte // Write's buffer, kept for the next
 }
 
 // NewFileSink returns a Sink that writes each event as one JSON line, as
@@ -90,42 +89,53 @@ func (s *fileSink) open() error {
 	return nil
 }
 
+// maxKeptBuffer is the largest encoding buffer a fileSink keeps between
+// Writes; one that a large batch grew past it is let go.
+const maxKeptBuffer = 1 << 20
+
 // Write appends one JSON line per event, rotating the file first whenever
-// the next line would take it past its maximum size.
+// the next line would take it past its maximum size. The lines are
+// encoded into one buffer, kept from Write to Write, and written with one
+// write(2) per batch (two around a rotation).
 func (s *fileSink) Write(_ context.Context, events []*Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w == nil {
 		return errors.New("writing audit log: sink is closed")
 	}
-	var buf bytes.Buffer
-	for _, ev := range events {
-		line, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("writing audit log: encoding event %s: %w", ev.AuditID, err)
+	buf := s.buf[:0]
+	defer func() {
+		if cap(buf) <= maxKeptBuffer {
+			s.buf = buf[:0]
+		} else {
+			s.buf = nil
 		}
-		line = append(line, '\n')
-		if s.f != nil && s.maxBytes > 0 && s.size+int64(buf.Len()+len(line)) > s.maxBytes && s.size+int64(buf.Len()) > 0 {
-			if err := s.flush(&buf); err != nil {
+	}()
+	for _, ev := range events {
+		start := len(buf)
+		buf = appendEvent(buf, ev)
+		buf = append(buf, '\n')
+		if s.f != nil && s.maxBytes > 0 && s.size+int64(len(buf)) > s.maxBytes && s.size+int64(start) > 0 {
+			// The lines before this one go to the file being rotated.
+			if err := s.flush(buf[:start]); err != nil {
 				return err
 			}
+			buf = buf[:copy(buf, buf[start:])]
 			if err := s.rotate(); err != nil {
 				return err
 			}
 		}
-		buf.Write(line)
 	}
-	return s.flush(&buf)
+	return s.flush(buf)
 }
 
-// flush writes buf out and empties it.
-func (s *fileSink) flush(buf *bytes.Buffer) error {
-	if buf.Len() == 0 {
+// flush writes buf out.
+func (s *fileSink) flush(buf []byte) error {
+	if len(buf) == 0 {
 		return nil
 	}
-	n, err := s.w.Write(buf.Bytes())
+	n, err := s.w.Write(buf)
 	s.size += int64(n)
-	buf.Reset()
 	if err != nil {
 		return fmt.Errorf("writing audit log: %w", err)
 	}
