@@ -32,8 +32,9 @@ type auditEvent struct {
 	// ImpersonatedUser is who kube-apiserver acted as: the person
 	// Portcullis forwarded (empty in Portcullis's own events).
 	ImpersonatedUser struct {
-		Username string   `json:"username"`
-		Groups   []string `json:"groups"`
+		Username string              `json:"username"`
+		Groups   []string            `json:"groups"`
+		Extra    map[string][]string `json:"extra"`
 	} `json:"impersonatedUser"`
 	ObjectRef *struct {
 		Resource    string `json:"resource"`

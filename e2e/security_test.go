@@ -48,19 +48,10 @@ func TestKubernetesSecurity(t *testing.T) {
 			name   string
 			header http.Header
 		}{
-			{"impersonation headers", http.Header{
-				"Authorization":            {"Bearer Pomerium-" + good},
-				"Impersonate-User":         {"admin"},
-				"Impersonate-Group":        {"system:masters", "admins"},
-				"Impersonate-Uid":          {"0"},
-				"Impersonate-Extra-Scopes": {"everything"},
-				"X-Remote-User":            {"admin"},
-				"X-Remote-Group":           {"system:masters"},
-			}},
-			{"hop-by-hop trick on our own headers", http.Header{
-				"Authorization":    {"Bearer Pomerium-" + good},
-				"Connection":       {"Authorization, Impersonate-User, Impersonate-Group"},
-				"Impersonate-User": {"admin"},
+			{"authenticating-proxy headers", http.Header{
+				"Authorization":  {"Bearer Pomerium-" + good},
+				"X-Remote-User":  {"admin"},
+				"X-Remote-Group": {"system:masters"},
 			}},
 			{"cluster-admin bearer beside our header", http.Header{
 				"Authorization":            {"Bearer " + s.cluster.AdminToken},
@@ -79,9 +70,43 @@ func TestKubernetesSecurity(t *testing.T) {
 				}
 			})
 		}
+		// Impersonation a person asks for is decided by the cluster's RBAC
+		// for the person (TestImpersonation): one RBAC gives no such right,
+		// and no request of theirs reaches the apiserver as anyone else,
+		// nor, with the headers dropped, as themselves.
+		nobody := s.token(t, "nobody@example.com")
+		for _, tt := range []struct {
+			name   string
+			header http.Header
+		}{
+			{"every impersonation header", http.Header{
+				"Impersonate-User":         {"admin"},
+				"Impersonate-Group":        {"system:masters", "admins"},
+				"Impersonate-Uid":          {"0"},
+				"Impersonate-Extra-Scopes": {"everything"},
+			}},
+			{"a user", http.Header{"Impersonate-User": {"admin"}}},
+			{"hop-by-hop trick on our own headers", http.Header{
+				"Connection":       {"Authorization, Impersonate-User, Impersonate-Group"},
+				"Impersonate-User": {"admin"},
+			}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.header.Set("Authorization", "Bearer Pomerium-"+nobody)
+				got := selfSubjectReview(t, client, s.routeURL, tt.header)
+				if got.code != http.StatusForbidden || got.user != "" {
+					t.Errorf("got %d as %q, want 403 from Portcullis and nothing forwarded", got.code, got.user)
+				}
+			})
+		}
 		// The apiserver's own record: every request came from Portcullis's
 		// service account impersonating someuser, never anyone else.
 		for _, e := range auditEvents(t, s) {
+			// nobody's impersonations were asked about, as nobody, and
+			// refused: those questions are the only requests as nobody.
+			if e.ImpersonatedUser.Username == "nobody@example.com" && e.ObjectRef != nil && e.ObjectRef.Resource == "selfsubjectaccessreviews" {
+				continue
+			}
 			if e.ImpersonatedUser.Username != "" && e.ImpersonatedUser.Username != "someuser@example.com" {
 				t.Errorf("audit: %s %s impersonated %q", e.Verb, e.RequestURI, e.ImpersonatedUser.Username)
 			}

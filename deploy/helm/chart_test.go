@@ -289,6 +289,7 @@ func TestRendered(t *testing.T) {
 	// e2e tests apply and exercise.
 	wantRules := []any{
 		map[string]any{"apiGroups": []any{""}, "resources": []any{"users", "groups"}, "verbs": []any{"impersonate"}},
+		map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"userextras/portcullis.io/impersonator"}, "verbs": []any{"impersonate"}},
 		map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"selfsubjectaccessreviews"}, "verbs": []any{"create"}},
 	}
 	if diff := cmp.Diff(wantRules, object(t, defaults, "ClusterRole")["rules"]); diff != "" {

@@ -251,11 +251,7 @@ func (im Impersonator) Set(h http.Header, saToken string, user string, groups []
 	if err == nil {
 		err = im.Check(user, groups)
 	}
-	for k := range h {
-		if strings.EqualFold(k, headerAuthorization) || hasPrefixFold(k, headerImpersonatePrefix) {
-			delete(h, k)
-		}
-	}
+	clearImpersonation(h)
 	if err != nil {
 		return err
 	}

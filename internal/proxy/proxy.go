@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -30,6 +31,7 @@ type Proxy struct {
 	failed     func(kind string)
 	cookieName string
 	targets    *failover
+	reviews    *impersonationReviews // kubectl --as, on a Kubernetes route
 	rp         *httputil.ReverseProxy
 	rpStream   *httputil.ReverseProxy // rp with small copy buffers, for watches
 	logger     *slog.Logger
@@ -116,6 +118,7 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 			p.saToken = kube.StaticToken(route.KubernetesServiceAccountToken)
 		}
 	}
+	p.reviews = &impersonationReviews{rt: p.targets, target: p.targets.pick, imp: p.imp}
 	var rt http.RoundTripper = requireFraming{p.targets}
 	if p.kubernetes {
 		rt = requireImpersonation{rt}
@@ -183,7 +186,8 @@ func (streamBuffers) Put([]byte) {}
 type upstreamAuth struct {
 	token     string // the service account's, on a Kubernetes route
 	id        *identity.Identity
-	assertion string // pass_identity_headers: the signed identity assertion
+	as        *kube.Requested // kubectl --as, once the cluster said id may
+	assertion string          // pass_identity_headers: the signed identity assertion
 }
 
 type upstreamAuthKey struct{}
@@ -232,6 +236,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		auth.token = tok
+		if as, ok, err := kube.RequestedImpersonation(r.Header); ok {
+			if !p.impersonationAllowed(w, r, id, tok, as, err) {
+				return
+			}
+			auth.as = &as
+		}
 	}
 	ctx = context.WithValue(ctx, upstreamAuthKey{}, auth)
 	if p.route.Timeout > 0 && !IsUpgrade(r.Header) {
@@ -246,6 +256,40 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer stop()
 	}
 	p.reverseProxyFor(r).ServeHTTP(w, r)
+}
+
+// impersonationAllowed decides a request that asks to impersonate (kubectl
+// --as, --as-group), whose headers asked for as (err if they are
+// malformed): the requested names must pass the route's checks, and the
+// cluster's RBAC must let the person impersonate them. Otherwise it answers
+// with a Status that says why and returns false: a request is never
+// forwarded as the person when they asked to be someone else, nor with
+// the headers dropped.
+func (p *Proxy) impersonationAllowed(w http.ResponseWriter, r *http.Request, id *identity.Identity, saToken string, as kube.Requested, err error) bool {
+	switch {
+	case errors.Is(err, kube.ErrImpersonationUnsupported):
+		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: " + err.Error()})
+		return false
+	case err != nil:
+		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: kubectl --as: " + err.Error()})
+		return false
+	}
+	if err := p.imp.Check(as.User, as.Groups); err != nil {
+		respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: kubectl --as: " + err.Error()})
+		return false
+	}
+	if err := p.reviews.allow(r.Context(), id, saToken, as); err != nil {
+		if errorIsDenial(err) {
+			p.logger.Info("refused an impersonation the cluster does not allow", "email", id.Email, "error", err)
+			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: " + err.Error()})
+			return false
+		}
+		p.logger.Warn("could not review an impersonation", "email", id.Email, "error", err)
+		respond.Error(w, r, respond.Problem{Code: http.StatusServiceUnavailable,
+			Message: "portcullis: could not ask the cluster whether you may impersonate " + strconv.Quote(as.User) + "; try again"})
+		return false
+	}
+	return true
 }
 
 // reverseProxyFor picks the ReverseProxy whose copy buffers suit r.
@@ -332,7 +376,13 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			pr.Out.Header[kube.HeaderAuditID] = []string{id}
 		}
 	}
-	if err := p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups); err != nil {
+	var err error
+	if auth.as != nil {
+		err = p.imp.SetAs(pr.Out.Header, auth.token, *auth.as, auth.id.Email)
+	} else {
+		err = p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups)
+	}
+	if err != nil {
 		// ServeHTTP checked these; Set left no credential
 		// behind, and requireImpersonation refuses the request.
 		p.logger.Error("setting impersonation headers", "error", err)

@@ -29,19 +29,14 @@ import (
 // them may reach the upstream.
 func clientCredentials() http.Header {
 	return http.Header{
-		"Authorization":             {"Bearer Pomerium-eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"},
-		"Proxy-Authorization":       {"Basic YWRtaW46YWRtaW4="},
-		"X-Pomerium-Authorization":  {"Pomerium eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"},
-		"Impersonate-User":          {"system:admin"},
-		"Impersonate-Group":         {"system:masters", "system:nodes"},
-		"Impersonate-Uid":           {"0"},
-		"Impersonate-Extra-Scopes":  {"everything"},
-		"Impersonate-Future-Header": {"x"},
-		"X-Remote-User":             {"system:admin"},
-		"X-Remote-Group":            {"system:masters"},
-		"X-Remote-Uid":              {"0"},
-		"X-Remote-Extra-Scopes":     {"everything"},
-		"Cookie":                    {testCookieName + "=session-secret; theme=dark"},
+		"Authorization":            {"Bearer Pomerium-eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"},
+		"Proxy-Authorization":      {"Basic YWRtaW46YWRtaW4="},
+		"X-Pomerium-Authorization": {"Pomerium eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"},
+		"X-Remote-User":            {"system:admin"},
+		"X-Remote-Group":           {"system:masters"},
+		"X-Remote-Uid":             {"0"},
+		"X-Remote-Extra-Scopes":    {"everything"},
+		"Cookie":                   {testCookieName + "=session-secret; theme=dark"},
 		// The hop-by-hop trick: a proxy that set the credential before
 		// removing the headers Connection names would send none, and the
 		// request would go with the service account's own rights.
@@ -99,8 +94,6 @@ func TestKubernetesRouteForwardsOnlyTheVerifiedIdentity(t *testing.T) {
 		req.Header = clientCredentials()
 		// Keys in other letter cases, as a handler or a middleware could
 		// set them by direct assignment: net/http would send them.
-		req.Header["impersonate-user"] = []string{"root"}
-		req.Header["IMPERSONATE-GROUP"] = []string{"system:masters"}
 		req.Header["x-remote-user"] = []string{"root"}
 		req.Header["authorization"] = []string{"Bearer stolen"}
 		rec := httptest.NewRecorder()
@@ -467,7 +460,7 @@ func TestUpgradeRelays101(t *testing.T) {
 			conn.SetDeadline(time.Now().Add(10 * time.Second))
 			fmt.Fprintf(conn, "POST /api/v1/namespaces/default/pods/web/exec?command=sh&stdin=true HTTP/1.1\r\n"+
 				"Host: k8s.example.com\r\nConnection: Upgrade\r\nUpgrade: %s\r\n"+
-				"Authorization: Bearer Pomerium-client-token\r\nImpersonate-User: system:admin\r\n"+
+				"Authorization: Bearer Pomerium-client-token\r\nX-Remote-User: system:admin\r\n"+
 				"X-Stream-Protocol-Version: v5.channel.k8s.io\r\n\r\n", proto)
 			br := bufio.NewReader(conn)
 			resp, err := http.ReadResponse(br, nil)
