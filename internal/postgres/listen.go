@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
 // heartbeat is how long the listener waits for a notification before it
@@ -190,7 +192,8 @@ func (s *Store) reconcile(ctx context.Context, since time.Time) (time.Time, erro
 }
 
 // sweep removes what has run out: sessions past their expiry, revoked
-// sessions past revokedRetention, states and leases past theirs. Every
+// sessions past revokedRetention, states and leases past theirs, device
+// sign-ins past session.DeviceRetention after theirs. Every
 // replica sweeps; the deletes are idempotent.
 func (s *Store) sweep(ctx context.Context) error {
 	return s.do(ctx, "sweep", func(ctx context.Context) error {
@@ -199,6 +202,10 @@ func (s *Store) sweep(ctx context.Context) error {
 			return err
 		}
 		if _, err := s.pool.Exec(ctx, `DELETE FROM portcullis_sign_in_states WHERE expires_at < now()`); err != nil {
+			return err
+		}
+		if _, err := s.pool.Exec(ctx, `DELETE FROM portcullis_device_grants WHERE expires_at < now() - make_interval(secs => $1)`,
+			session.DeviceRetention.Seconds()); err != nil {
 			return err
 		}
 		_, err := s.pool.Exec(ctx, `DELETE FROM portcullis_leases WHERE expires_at < now()`)

@@ -66,6 +66,28 @@ CREATE INDEX portcullis_leases_expires ON portcullis_leases (expires_at);
 ALTER TABLE portcullis_sessions ADD COLUMN email_hash text;
 CREATE INDEX portcullis_sessions_email ON portcullis_sessions (email_hash) WHERE revoked_at IS NULL;
 `,
+	// 3: device sign-ins (RFC 8628), which a client may poll on any
+	// replica. A new table: replicas of the previous release neither
+	// read nor write it, and refuse device sign-in, which they do not
+	// serve.
+	`
+CREATE TABLE portcullis_device_grants (
+	-- Hex SHA-256 of the device code, the secret the client polls with.
+	device_code text PRIMARY KEY,
+	-- Hex SHA-256 of the user code the person types: one per unexpired
+	-- grant; an expired one kept for its client's late poll gives it up.
+	user_code   text NOT NULL UNIQUE,
+	expires_at  timestamptz NOT NULL,
+	interval_ms bigint NOT NULL,
+	last_poll   timestamptz,
+	-- session.DeviceStatus: 0 pending, 1 approved, 2 denied, 3 answered.
+	status      smallint NOT NULL DEFAULT 0,
+	-- The route, the requesting client, the approving session: JSON
+	-- sealed with COOKIE_SECRET (the session ID is a credential).
+	data        text NOT NULL
+);
+CREATE INDEX portcullis_device_grants_expires ON portcullis_device_grants (expires_at);
+`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations: ten

@@ -629,32 +629,45 @@ func (s *Store) evictEmail(key string) {
 // expiry is the database's now() plus ttl, so that replicas whose clocks
 // differ agree on it.
 func (s *Store) RedeemState(ctx context.Context, nonce string, ttl time.Duration, max int) error {
-	h := hashID(nonce)
+	// A state remembered but past its time is free again, as in the
+	// memory store: by then the state itself has expired.
+	err := s.insertBounded(ctx, "redeem_state", session.ErrStateUsed, `
+		INSERT INTO portcullis_sign_in_states (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+		ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		WHERE portcullis_sign_in_states.expires_at <= now()`, []any{hashID(nonce), ttl.Seconds()},
+		`SELECT count(*) FROM (SELECT 1 FROM portcullis_sign_in_states WHERE expires_at > now() LIMIT $1) AS s`, max)
+	if err != nil && !errors.Is(err, session.ErrStateUsed) && !errors.Is(err, session.ErrTooManyPending) {
+		return fmt.Errorf("redeeming a sign-in state: %w", err)
+	}
+	return err
+}
+
+// insertBounded runs insert, an INSERT … ON CONFLICT DO UPDATE … WHERE the
+// row in the way has run out, then count, which counts the rows still
+// holding a place (LIMIT $last, which it is given as max+1), in one
+// transaction. It returns taken if the insert changed no row (the key is
+// in use), and session.ErrTooManyPending if there are more than max rows;
+// either rolls back.
+func (s *Store) insertBounded(ctx context.Context, op string, taken error, insert string, insertArgs []any, count string, max int, countArgs ...any) error {
 	var outcome error
-	err := s.do(ctx, "redeem_state", func(ctx context.Context) error {
+	err := s.do(ctx, op, func(ctx context.Context) error {
 		outcome = nil
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			// A state remembered but past its time is free again, as in
-			// the memory store: by then the state itself has expired.
-			tag, err := tx.Exec(ctx, `
-				INSERT INTO portcullis_sign_in_states (nonce, expires_at) VALUES ($1, now() + make_interval(secs => $2))
-				ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
-				WHERE portcullis_sign_in_states.expires_at <= now()`, h, ttl.Seconds())
+			tag, err := tx.Exec(ctx, insert, insertArgs...)
 			if err != nil {
 				return err
 			}
 			if tag.RowsAffected() == 0 {
-				outcome = session.ErrStateUsed
+				outcome = taken
 				return outcome // rolls back
 			}
 			// Counted after the insert, which this transaction sees, so
-			// "more than max" is "max before". Concurrent sign-ins do not
+			// "more than max" is "max before". Concurrent inserts do not
 			// see each other and may pass max by a few: the bound is
 			// against floods, not exact. LIMIT keeps the count cheap when
 			// a flood has filled the table.
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM (
-				SELECT 1 FROM portcullis_sign_in_states WHERE expires_at > now() LIMIT $1) AS s`, max+1).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, count, append(countArgs, max+1)...).Scan(&n); err != nil {
 				return err
 			}
 			if n > max {
@@ -667,10 +680,7 @@ func (s *Store) RedeemState(ctx context.Context, nonce string, ttl time.Duration
 	if outcome != nil {
 		return outcome
 	}
-	if err != nil {
-		return fmt.Errorf("redeeming a sign-in state: %w", err)
-	}
-	return nil
+	return err
 }
 
 // TryLease takes the lease name for holder for ttl, in one statement: a
@@ -722,7 +732,7 @@ func (s *Store) do(ctx context.Context, op string, f func(ctx context.Context) e
 	s.metrics.observe(op, time.Since(start))
 	switch {
 	case err == nil, errors.Is(err, pgx.ErrNoRows),
-		errors.Is(err, session.ErrStateUsed), errors.Is(err, session.ErrTooManyPending):
+		errors.Is(err, session.ErrStateUsed), errors.Is(err, session.ErrTooManyPending), errors.Is(err, session.ErrUserCodeTaken):
 		s.touch()
 		if !s.listening.Load() {
 			select {

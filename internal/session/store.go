@@ -107,6 +107,26 @@ type Store interface {
 	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	// ReleaseLease gives up holder's lease name, if it still has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+
+	// PutDeviceGrant stores a new device sign-in (device.go) until
+	// DeviceRetention after it expires. It returns ErrUserCodeTaken if an
+	// unexpired grant has its user code, and ErrTooManyPending if max
+	// grants are pending already (a flood of device sign-ins).
+	PutDeviceGrant(ctx context.Context, g *DeviceGrant, max int) error
+	// DeviceGrantByUserCode returns a copy of the pending, unexpired grant
+	// whose user code is userCode (normalized), or ErrNoDeviceGrant. Its
+	// DeviceCode is empty where the store keeps only the code's hash.
+	DeviceGrantByUserCode(ctx context.Context, userCode string) (*DeviceGrant, error)
+	// DecideDeviceGrant approves the pending grant userCode for the
+	// session sessionID of the person email, or denies it (approve
+	// false), once (DeviceGrant.Decide): ErrNoDeviceGrant if it is not
+	// pending any more, or never was.
+	DecideDeviceGrant(ctx context.Context, userCode string, approve bool, sessionID, email string) error
+	// PollDeviceGrant is one poll by the client holding deviceCode, on
+	// the route audience (DeviceGrant.Poll): it returns a copy of the
+	// grant after the poll, and the answer. A code no store knows, or
+	// one for another route, is ErrNoDeviceGrant, and changes nothing.
+	PollDeviceGrant(ctx context.Context, deviceCode, audience string) (*DeviceGrant, PollResult, error)
 }
 
 // NewSessionID returns a random session identifier (130 bits).
@@ -135,6 +155,10 @@ type MemoryStore struct {
 	states      map[string]time.Time // redeemed sign-in states, until they expire
 	statesSwept time.Time            // when RedeemState last dropped expired states
 	leases      map[string]lease
+
+	devices      map[string]*DeviceGrant // by device code
+	deviceUsers  map[string]string       // device code by user code
+	devicesSwept time.Time               // when PutDeviceGrant last dropped forgotten grants
 }
 
 type lease struct {
@@ -149,7 +173,8 @@ const DefaultMaxPerPerson = 50
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{sessions: make(map[string]*Session), bySubject: make(map[string]map[string]struct{}),
-		states: make(map[string]time.Time), leases: make(map[string]lease)}
+		states: make(map[string]time.Time), leases: make(map[string]lease),
+		devices: make(map[string]*DeviceGrant), deviceUsers: make(map[string]string)}
 }
 
 // Put stores a copy of s. A new session past its subject's cap ends that
@@ -353,6 +378,95 @@ func (m *MemoryStore) ReleaseLease(_ context.Context, name, holder string) error
 		delete(m.leases, name)
 	}
 	return nil
+}
+
+// PutDeviceGrant stores a copy of the new grant g.
+func (m *MemoryStore) PutDeviceGrant(_ context.Context, g *DeviceGrant, max int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	// As RedeemState: sweep now and then, or when full, at most once a
+	// second, so that a flood costs no quadratic time.
+	since := now.Sub(m.devicesSwept)
+	if since >= time.Minute || since >= time.Second && len(m.devices) >= max {
+		for code, d := range m.devices {
+			if now.After(d.ExpiresAt.Add(DeviceRetention)) {
+				m.forgetDeviceLocked(code, d)
+			}
+		}
+		m.devicesSwept = now
+	}
+	if code, ok := m.deviceUsers[g.UserCode]; ok && now.Before(m.devices[code].ExpiresAt) {
+		return ErrUserCodeTaken
+	}
+	// Fewer grants held than max means fewer pending: only a full map is
+	// worth counting.
+	if len(m.devices) >= max {
+		pending := 0
+		for _, d := range m.devices {
+			if d.Status != DeviceAnswered && now.Before(d.ExpiresAt) {
+				pending++
+			}
+		}
+		if pending >= max {
+			return ErrTooManyPending
+		}
+	}
+	// An expired grant kept for its client's late poll gives up its user
+	// code here; its device code still answers expired_token.
+	m.devices[g.DeviceCode] = g.Clone()
+	m.deviceUsers[g.UserCode] = g.DeviceCode
+	return nil
+}
+
+func (m *MemoryStore) forgetDeviceLocked(code string, d *DeviceGrant) {
+	delete(m.devices, code)
+	if m.deviceUsers[d.UserCode] == code {
+		delete(m.deviceUsers, d.UserCode)
+	}
+}
+
+// deviceByUserLocked returns the pending grant userCode, or nil.
+func (m *MemoryStore) deviceByUserLocked(userCode string) *DeviceGrant {
+	d := m.devices[m.deviceUsers[userCode]]
+	if d == nil || !d.Pending(m.now()) {
+		return nil
+	}
+	return d
+}
+
+// DeviceGrantByUserCode returns a copy of the pending grant userCode.
+func (m *MemoryStore) DeviceGrantByUserCode(_ context.Context, userCode string) (*DeviceGrant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.deviceByUserLocked(userCode)
+	if d == nil {
+		return nil, ErrNoDeviceGrant
+	}
+	return d.Clone(), nil
+}
+
+// DecideDeviceGrant approves or denies the pending grant userCode.
+func (m *MemoryStore) DecideDeviceGrant(_ context.Context, userCode string, approve bool, sessionID, email string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := m.deviceByUserLocked(userCode)
+	if d == nil {
+		return ErrNoDeviceGrant
+	}
+	return d.Decide(m.now(), approve, sessionID, email)
+}
+
+// PollDeviceGrant is one poll of the grant deviceCode on audience.
+func (m *MemoryStore) PollDeviceGrant(_ context.Context, deviceCode, audience string) (*DeviceGrant, PollResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.devices[deviceCode]
+	if !ok || d.Audience != audience {
+		return nil, 0, ErrNoDeviceGrant
+	}
+	r := d.Poll(m.now())
+	return d.Clone(), r, nil
 }
 
 func (m *MemoryStore) now() time.Time {

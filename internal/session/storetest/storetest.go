@@ -20,6 +20,7 @@ import (
 // (session.DefaultMaxPerPerson).
 func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 	ctx := context.Background()
+	runDevice(t, newStore)
 	t.Run("put then get gives a copy", func(t *testing.T) {
 		st := newStore(t)
 		s := sample("alice")
@@ -279,6 +280,7 @@ const prompt = time.Second
 // away, so that what passes here is prompt in production too.
 func RunShared(t *testing.T, newReplicas func(t *testing.T) (a, b session.Store)) {
 	ctx := context.Background()
+	runDeviceShared(t, newReplicas)
 	t.Run("delete user on one replica ends the person's sessions on the other", func(t *testing.T) {
 		a, b := newReplicas(t)
 		onA, onB, bob := sample("alice"), sample("alice"), sample("bob")
