@@ -71,14 +71,16 @@ func DefaultPolicy() *Policy {
 // and the stages not to record: those of the first rule that matches, with
 // the policy's own omitStages. When no rule matches, the level is
 // LevelNone. Matching is kube-apiserver's
-// (k8s.io/apiserver/pkg/audit/policy/checker.go).
+// (k8s.io/apiserver/pkg/audit/policy/checker.go). The stages are the
+// policy's own, asked for on every request: the caller must not change
+// them (appending to them copies).
 func (p *Policy) Level(a Attributes) (Level, []Stage) {
 	for i := range p.rules {
 		if p.rules[i].matches(&a) {
-			return p.rules[i].level, slices.Clone(p.rules[i].omitStages)
+			return p.rules[i].level, slices.Clip(p.rules[i].omitStages)
 		}
 	}
-	return LevelNone, slices.Clone(p.omitStages)
+	return LevelNone, slices.Clip(p.omitStages)
 }
 
 // matches reports whether r applies to a request with attributes a. A rule

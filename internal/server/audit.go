@@ -113,12 +113,23 @@ func (a *auditor) shutdown(ctx context.Context) {
 
 // requestAudit is the audit record of one request on a Kubernetes route,
 // filled in as the request goes: begun at authorization, written when the
-// handler returns (and, for a stream, when it starts).
+// handler returns (and, for a stream, when it starts). The event's slice
+// and pointers point into the record, so that it is one allocation, and
+// the ResponseComplete event is the record's own: nothing changes it after.
 type requestAudit struct {
 	a    *auditor
 	ev   audit.Event
 	omit []audit.Stage // the stages the policy leaves out
+
+	sourceIPs [1]string
+	objectRef audit.ObjectReference
+	status    audit.ResponseStatus
 }
+
+// finishAnnotations is how many annotations finish adds to every
+// ResponseComplete event: latency and response-bytes (a stream's five
+// more grow the map).
+const finishAnnotations = 2
 
 // beginAudit starts the audit record of r, a request on route authorized
 // by d for id (nil on a public route), unless the policy's level for it is
@@ -137,7 +148,8 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	if level == audit.LevelNone {
 		return nil
 	}
-	ev := audit.NewEvent(level, AuditID(r.Context()), start)
+	ra := &requestAudit{a: a, ev: *audit.NewEvent(level, AuditID(r.Context()), start), omit: omit}
+	ev := &ra.ev
 	ev.RequestURI = r.URL.RequestURI()
 	ev.Verb = info.Verb
 	if id != nil {
@@ -147,23 +159,46 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 		}
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		ev.SourceIPs = []string{host}
+		ra.sourceIPs[0] = host
+		ev.SourceIPs = ra.sourceIPs[:]
 	}
 	ev.UserAgent = r.UserAgent()
 	if info.IsResourceRequest {
-		ev.ObjectRef = &audit.ObjectReference{Resource: info.Resource, Subresource: info.Subresource,
+		ra.objectRef = audit.ObjectReference{Resource: info.Resource, Subresource: info.Subresource,
 			Namespace: info.Namespace, Name: info.Name, APIGroup: info.APIGroup, APIVersion: info.APIVersion}
+		ev.ObjectRef = &ra.objectRef
 	}
-	ev.Annotations = map[string]string{
-		"portcullis.io/route":           route,
-		"authorization.k8s.io/decision": "forbid",
-		"authorization.k8s.io/reason":   d.Message(),
+	// What an exec, attach or port-forward runs, as kube-apiserver's own
+	// event does not say.
+	var command, container, ports string
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		command, container, ports = strings.Join(q["command"], " "), q.Get("container"), strings.Join(q["ports"], ",")
 	}
+	traceID := tracing.TraceID(r.Context())
+	// Sized for the annotations below and finish's, so that the map of
+	// a request that is not a stream never grows.
+	n := 3 + finishAnnotations
+	for _, v := range []string{traceID, command, container, ports} {
+		if v != "" {
+			n++
+		}
+	}
+	if d.Rule != nil {
+		n++
+	}
+	if len(d.Reasons) > 0 {
+		n++
+	}
+	ev.Annotations = make(map[string]string, n)
+	ev.Annotations["portcullis.io/route"] = route
+	ev.Annotations["authorization.k8s.io/decision"] = "forbid"
 	if d.Allow {
 		ev.Annotations["authorization.k8s.io/decision"] = "allow"
 	}
-	if tid := tracing.TraceID(r.Context()); tid != "" {
-		ev.Annotations["portcullis.io/trace-id"] = tid
+	ev.Annotations["authorization.k8s.io/reason"] = d.Message()
+	if traceID != "" {
+		ev.Annotations["portcullis.io/trace-id"] = traceID
 	}
 	if d.Rule != nil {
 		ev.Annotations["portcullis.io/rule"] = d.Rule.Path
@@ -171,23 +206,21 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	if len(d.Reasons) > 0 {
 		ev.Annotations["portcullis.io/reasons"] = strings.Join(d.Reasons, ",")
 	}
-	// What an exec, attach or port-forward runs, as kube-apiserver's own
-	// event does not say.
-	q := r.URL.Query()
-	if c := q["command"]; len(c) > 0 {
-		ev.Annotations["portcullis.io/command"] = strings.Join(c, " ")
+	if command != "" {
+		ev.Annotations["portcullis.io/command"] = command
 	}
-	if c := q.Get("container"); c != "" {
-		ev.Annotations["portcullis.io/container"] = c
+	if container != "" {
+		ev.Annotations["portcullis.io/container"] = container
 	}
-	if p := q["ports"]; len(p) > 0 {
-		ev.Annotations["portcullis.io/ports"] = strings.Join(p, ",")
+	if ports != "" {
+		ev.Annotations["portcullis.io/ports"] = ports
 	}
-	return &requestAudit{a: a, ev: *ev, omit: omit}
+	return ra
 }
 
 // streamStarted writes the ResponseStarted event of a stream, when the
-// upstream has answered with code.
+// upstream has answered with code. It is called, if at all, while the
+// handler runs: before finish.
 func (ra *requestAudit) streamStarted(st *stream.Stream, code int) {
 	if slices.Contains(ra.omit, audit.StageResponseStarted) {
 		return
@@ -202,9 +235,10 @@ func (ra *requestAudit) streamStarted(st *stream.Stream, code int) {
 
 // finish writes the ResponseComplete event: the response's code and size,
 // the time taken, and for a stream the bytes each way and how it ended.
+// It is the record's last event, so it is the record's own event, filled
+// in.
 func (ra *requestAudit) finish(w *responseWriter, st *stream.Stream, panicked bool) {
-	ev := ra.ev
-	ev.Annotations = cloneAnnotations(ra.ev.Annotations, 6)
+	ev := &ra.ev
 	ev.Stage, ev.StageTimestamp = audit.StageResponseComplete, time.Now()
 	if panicked {
 		ev.Stage = audit.StagePanic
@@ -213,11 +247,12 @@ func (ra *requestAudit) finish(w *responseWriter, st *stream.Stream, panicked bo
 		return
 	}
 	code := w.finalStatus(panicked)
-	ev.ResponseStatus = &audit.ResponseStatus{Code: code}
+	ra.status = audit.ResponseStatus{Code: code}
 	if code >= 400 {
-		ev.ResponseStatus.Status = "Failure"
-		ev.ResponseStatus.Reason = respond.StatusReason(code)
+		ra.status.Status = "Failure"
+		ra.status.Reason = respond.StatusReason(code)
 	}
+	ev.ResponseStatus = &ra.status
 	ev.Annotations["portcullis.io/latency"] = ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp).String()
 	ev.Annotations["portcullis.io/response-bytes"] = strconv.FormatInt(w.bytes, 10)
 	if st != nil {
@@ -231,7 +266,7 @@ func (ra *requestAudit) finish(w *responseWriter, st *stream.Stream, panicked bo
 			ev.Annotations["portcullis.io/stream-ended-reason"] = e.Message
 		}
 	}
-	ra.a.log(&ev)
+	ra.a.log(ev)
 }
 
 func cloneAnnotations(m map[string]string, more int) map[string]string {
