@@ -70,8 +70,9 @@ type Backend struct {
 	dropped  map[string]int // dropped since the last log line
 	lastLog  time.Time      // of dropped events
 	lastFail time.Time      // of a failed write; the writer's alone
+	spare    []*Event       // the last batch's slice, emptied, for the next; the writer's alone
 
-	wake        chan struct{} // an event was queued; capacity 1
+	wake        chan struct{} // the queue's first event, or a full batch, was queued; capacity 1
 	flush       chan struct{} // closed by Shutdown: write the queue out without waiting, then stop
 	abort       chan struct{} // closed when Shutdown's context ends: stop now
 	done        chan struct{} // closed when the writer has stopped
@@ -125,7 +126,7 @@ func (b *Backend) Log(ev *Event) {
 		return
 	}
 	b.mu.Lock()
-	reason := ""
+	reason, wake := "", false
 	switch {
 	case b.closing:
 		reason = DropShutdown
@@ -133,15 +134,21 @@ func (b *Backend) Log(ev *Event) {
 		reason = DropQueueFull
 	default:
 		b.queue = append(b.queue, ev)
+		// The writer waits for the first event, and then for a full
+		// batch or its deadline: only those need to wake it. Waking it
+		// for every event would have it wake and sleep again for each.
+		wake = len(b.queue) == 1 || len(b.queue) == b.opts.BatchSize
 	}
 	b.mu.Unlock()
 	if reason != "" {
 		b.drop(1, reason)
 		return
 	}
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -197,6 +204,12 @@ func (b *Backend) run() {
 			return
 		}
 		b.write(batch)
+		// The slice holds the next batch, or the queue, rather than be
+		// allocated again for every batch; it lets go of the events.
+		clear(batch)
+		if cap(batch) <= 2*b.opts.BatchSize {
+			b.spare = batch[:0]
+		}
 	}
 }
 
@@ -215,14 +228,17 @@ func (b *Backend) next() []*Event {
 		n, flushing := len(b.queue), b.closing
 		if n > 0 && (n >= b.opts.BatchSize || flushing || b.opts.BatchWait <= 0 ||
 			(!deadline.IsZero() && !time.Now().Before(deadline))) {
-			k := min(n, b.opts.BatchSize)
-			batch := make([]*Event, k)
-			copy(batch, b.queue)
-			clear(b.queue[:k]) // let the events be collected once written
-			b.queue = b.queue[k:]
-			if len(b.queue) == 0 {
-				b.queue = nil
+			var batch []*Event
+			if k := min(n, b.opts.BatchSize); k == n {
+				// The whole queue: it is the batch, and the last batch's
+				// slice the queue.
+				batch, b.queue = b.queue, b.spare
+			} else {
+				batch = append(b.spare, b.queue[:k]...)
+				clear(b.queue[:k]) // let the events be collected once written
+				b.queue = b.queue[k:]
 			}
+			b.spare = nil
 			b.mu.Unlock()
 			return batch
 		}

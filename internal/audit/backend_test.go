@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +159,7 @@ func (s *fakeSink) Write(ctx context.Context, events []*Event) error {
 	if s.fail {
 		return errors.New("sink failing")
 	}
-	s.batches = append(s.batches, events)
+	s.batches = append(s.batches, slices.Clone(events)) // Write must not keep events
 	return nil
 }
 
@@ -222,5 +223,55 @@ func TestBackendShutdownGivesUp(t *testing.T) {
 	}
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: got %v, want nil", err)
+	}
+}
+
+// TestBackendEveryEventOnce: events logged from many goroutines at once,
+// through batches whose slices the Backend reuses and a writer woken only
+// for a batch's first event or a full batch, are each written once, each
+// goroutine's in order.
+func TestBackendEveryEventOnce(t *testing.T) {
+	for _, wait := range []time.Duration{-1, time.Millisecond} {
+		t.Run(fmt.Sprint(wait), func(t *testing.T) {
+			sink := &fakeSink{}
+			b := NewBackend(sink, BackendOptions{BatchSize: 7, BatchWait: wait, Logger: discard})
+			const writers, each = 4, 2000
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range each {
+						b.Log(&Event{AuditID: fmt.Sprintf("%d-%d", w, i)})
+						if i%100 == 0 {
+							time.Sleep(time.Millisecond) // let the writer catch up and wait again
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := b.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			next := make([]int, writers)
+			n := 0
+			for _, batch := range sink.batches {
+				if len(batch) == 0 || len(batch) > 7 {
+					t.Fatalf("a batch of %d events", len(batch))
+				}
+				for _, ev := range batch {
+					var w, i int
+					if _, err := fmt.Sscanf(ev.AuditID, "%d-%d", &w, &i); err != nil {
+						t.Fatal(err)
+					}
+					if i != next[w] {
+						t.Fatalf("writer %d: event %d after %d", w, i, next[w]-1)
+					}
+					next[w]++
+					n++
+				}
+			}
+			if n != writers*each {
+				t.Errorf("%d events written, want %d", n, writers*each)
+			}
+		})
 	}
 }

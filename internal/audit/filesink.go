@@ -18,7 +18,8 @@ import (
 // goroutine at a time; an error makes it retry the same events later.
 type Sink interface {
 	// Write writes events, in order. An error means none or only some were
-	// written; the caller may write them again.
+	// written; the caller may write them again. Write must not keep the
+	// slice events after it returns: the caller reuses it.
 	Write(ctx context.Context, events []*Event) error
 	// Close releases what the sink holds. Write must not be called after.
 	Close() error
