@@ -56,8 +56,8 @@ type Options struct {
 	// with 503. At least 1.
 	PendingSignIns int
 	// Limited, if set, is told of every request refused at one of these
-	// limits (LimitSignInRate, LimitLoginRate, LimitPendingSignIns), and
-	// of the client refused.
+	// limits (LimitSignInRate, LimitLoginRate, LimitPendingSignIns,
+	// LimitDevicePolls), and of the client refused.
 	Limited func(limit string, client netip.Addr)
 	// Record, if set, is told of every sign-in, refused sign-in, sign-out
 	// and session ended by the identity provider, for the audit trail. r
@@ -122,6 +122,9 @@ type Authenticator struct {
 	// crossOrigin refuses state-changing requests a page of another
 	// origin made (signout.go).
 	crossOrigin *http.CrossOriginProtection
+	// devicePolls bounds the device token endpoint's polls per client
+	// (device.go).
+	devicePolls *limit.Rate
 }
 
 // stateTTL bounds a sign-in round trip to the provider and back.
@@ -150,7 +153,7 @@ func New(opts Options) (*Authenticator, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Authenticator{opts: opts, log: log, now: time.Now, replica: session.NewSessionID(),
-		crossOrigin: http.NewCrossOriginProtection()}
+		crossOrigin: http.NewCrossOriginProtection(), devicePolls: limit.NewRate(devicePollsPerMinute, 0)}
 	a.SetProvider(opts.Provider)
 	return a, nil
 }
@@ -459,10 +462,7 @@ func (a *Authenticator) allowSignIn(w http.ResponseWriter, r *http.Request) bool
 // handOff gives a session to the route it was for: a token to a loopback
 // listener for portcullis-cli, or the route host's callback for a browser.
 func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *session.Session, st loginState) {
-	tok, err := a.opts.Keys.Issue(session.Claims{
-		Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups,
-		SessionID: sess.ID, Audience: st.Audience, Expiry: sess.ExpiresAt,
-	})
+	tok, err := a.issue(sess, st.Audience)
 	if err != nil {
 		a.log.Error("issuing token", "error", err)
 		respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Title: "Sign-in failed",
@@ -498,6 +498,15 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 	}
 	cb.RawQuery = q.Encode()
 	http.Redirect(w, r, cb.String(), http.StatusFound)
+}
+
+// issue returns a token of sess for the route audience: what every
+// sign-in delivers, by whichever way (hand-off, loopback, device).
+func (a *Authenticator) issue(sess *session.Session, audience string) (string, error) {
+	return a.opts.Keys.Issue(session.Claims{
+		Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups,
+		SessionID: sess.ID, Audience: audience, Expiry: sess.ExpiresAt,
+	})
 }
 
 // handOffBinding ties a route's sign-in nonce to the token handed off for

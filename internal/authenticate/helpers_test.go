@@ -289,7 +289,8 @@ func (r *response) cookie(name string) *http.Cookie {
 type req struct {
 	header  []string
 	cookies []*http.Cookie
-	remote  string // the client's address, if not httptest's 192.0.2.1:1234
+	remote  string     // the client's address, if not httptest's 192.0.2.1:1234
+	form    url.Values // a form body (application/x-www-form-urlencoded)
 }
 
 // get serves GET target with the handler of its host.
@@ -311,7 +312,14 @@ func (f *fixture) post(t testing.TB, target string, rq req) *response {
 // do serves a request for target with the handler of its host.
 func (f *fixture) do(t testing.TB, method, target string, rq req) *response {
 	t.Helper()
-	r := httptest.NewRequest(method, target, nil)
+	var form io.Reader
+	if rq.form != nil {
+		form = strings.NewReader(rq.form.Encode())
+	}
+	r := httptest.NewRequest(method, target, form)
+	if rq.form != nil {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
 	if rq.remote != "" {
 		r.RemoteAddr = rq.remote
 	}

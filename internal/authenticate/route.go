@@ -22,6 +22,12 @@ func (a *Authenticator) RouteEndpoints(w http.ResponseWriter, r *http.Request, a
 	switch r.URL.Path {
 	case "/.pomerium/api/v1/login":
 		a.programmaticLogin(w, r, audience)
+	case pathDeviceAuthorize:
+		a.deviceAuthorize(w, r, audience) // device.go
+	case pathDeviceToken:
+		a.deviceToken(w, r, audience)
+	case pathDevice:
+		a.devicePage(w, r, audience)
 	case "/.pomerium/callback/", "/.pomerium/callback":
 		a.routeCallback(w, r, audience)
 	case "/.pomerium/sign_out":

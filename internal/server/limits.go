@@ -8,14 +8,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/authenticate"
 	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/respond"
 )
 
 // The limits the server enforces itself; the authenticator enforces the
-// sign-in and login rates and the pending sign-ins (authenticate.Limit*),
-// the session store the sessions per person. All are LIMIT_* settings
-// (config.Limits).
+// sign-in and login rates, the pending sign-ins and the device sign-in's
+// polls (authenticate.Limit*), the session store the sessions per person.
+// All but the polls, a fixed bound, are LIMIT_* settings (config.Limits).
 const limitSignInBody = "sign_in_body_bytes"
 
 // limitListener caps the connections open on ln (LIMIT_CONNECTIONS, and
@@ -35,6 +36,11 @@ func (s *Server) limitListener(ln net.Listener) net.Listener {
 func (s *Server) limited(name string, client netip.Addr) {
 	s.metrics.refused.WithLabelValues(name).Inc()
 	if n, ok := s.refusals.note(name, time.Now()); ok {
+		if name == authenticate.LimitDevicePolls {
+			s.logger.Warn("refused at a limit (a fixed one: a client polling for device sign-ins far faster than it is told to)",
+				"limit", name, "client", client.String(), "refused_since_last_report", n)
+			return
+		}
 		s.logger.Warn("refused at a limit; raise the setting if this is not an attack",
 			"limit", name, "setting", "LIMIT_"+strings.ToUpper(name), "client", client.String(), "refused_since_last_report", n)
 	}

@@ -51,7 +51,7 @@ func newMetrics() *metrics {
 		}, []string{"route", "method"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_limit_refusals_total",
-			Help: "Connections and requests refused at a limit (the LIMIT_* settings), by limit: connections, connections_per_client, sign_ins_per_minute, logins_per_minute, pending_sign_ins, sign_in_body_bytes.",
+			Help: "Connections and requests refused at a limit (the LIMIT_* settings), by limit: connections, connections_per_client, sign_ins_per_minute, logins_per_minute, pending_sign_ins, sign_in_body_bytes, device_polls_per_minute (a fixed bound).",
 		}, []string{"limit"}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portcullis_connections_open",
