@@ -18,7 +18,9 @@ func newExecCredentialCommand() *cobra.Command {
 			"\"Pomerium-<jwt>\" and whose expirationTimestamp is the token's expiry.\n\n" +
 			"A cached token is used while it has more than a minute left and the server still\n" +
 			"accepts it (asked on every run, with one request to URL/.pomerium/); otherwise it\n" +
-			"signs in through the browser. Concurrent runs share one sign-in.\n" +
+			"signs in: through a browser on this machine, or, with --device (the default over SSH\n" +
+			"and where there is no display), with a code approved in a browser on any device.\n" +
+			"Concurrent runs share one sign-in.\n" +
 			"Only the JSON goes to stdout; messages go to stderr.",
 		Args: oneURL,
 		RunE: func(cmd *cobra.Command, args []string) error {

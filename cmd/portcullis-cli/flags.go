@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,18 +18,26 @@ import (
 )
 
 // connFlags are the flags of every command that reaches a route and may
-// sign in: pomerium-cli's names, and --no-browser and --login-timeout.
+// sign in: pomerium-cli's names, and --no-browser, --device and
+// --login-timeout.
 type connFlags struct {
 	tls          route.TLSOptions
 	browserCmd   string
 	noBrowser    bool
+	device       bool
 	loginTimeout time.Duration
+	// changed reports whether the command was given a flag, to tell a
+	// --device given from its default.
+	changed func(name string) bool
 }
 
 func (f *connFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
+	f.changed = fs.Changed
 	fs.StringVar(&f.browserCmd, "browser-cmd", "", "program to open the sign-in page with (its argument is the URL); default $BROWSER, else xdg-open")
-	fs.BoolVar(&f.noBrowser, "no-browser", false, "do not open a browser: print the sign-in address (on stderr) and wait")
+	fs.BoolVar(&f.noBrowser, "no-browser", false, "do not open a browser: print the sign-in address (on stderr) and wait for a browser on this machine")
+	fs.BoolVar(&f.device, "device", false, "sign in with a code on any device (a phone, a laptop): print an address and a code (on stderr) and wait for the approval; "+
+		"the default over SSH and where there is no display, unless --browser-cmd, --no-browser or $BROWSER choose a browser here; --device=false never")
 	fs.DurationVar(&f.loginTimeout, "login-timeout", login.DefaultTimeout, "how long to wait for the sign-in in the browser")
 	fs.BoolVar(&f.tls.InsecureSkipVerify, "disable-tls-verification", false, "do not verify the server's TLS certificate (insecure)")
 	fs.StringVar(&f.tls.CACert, "ca-cert", "", "CA certificate to trust for the server: a PEM file, or base64-encoded PEM as pomerium-cli takes")
@@ -49,6 +58,13 @@ func (f *connFlags) args() ([]string, error) {
 	}
 	if f.noBrowser {
 		args = append(args, "--no-browser")
+	}
+	switch {
+	case f.changed == nil || !f.changed("device"):
+	case f.device:
+		args = append(args, "--device")
+	default:
+		args = append(args, "--device=false")
 	}
 	if f.loginTimeout != login.DefaultTimeout {
 		args = append(args, "--login-timeout", f.loginTimeout.String())
@@ -73,6 +89,7 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 	if err != nil {
 		return nil, nil, err
 	}
+	client.UserAgent = fmt.Sprintf("portcullis-cli/%s (%s/%s)", version, runtime.GOOS, runtime.GOARCH)
 	b := &broker.Broker{
 		URL:   u.String(),
 		Cache: cache.New(dir),
@@ -81,6 +98,15 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 			return err
 		},
 		Login: func(ctx context.Context) (string, error) {
+			if f.useDevice(os.Getenv, runtime.GOOS) {
+				return login.Device(ctx, login.DeviceOptions{
+					Authorize: client.DeviceAuthorize,
+					Poll:      client.DeviceToken,
+					Server:    u.String(),
+					Timeout:   f.loginTimeout,
+					Stderr:    stderr,
+				})
+			}
 			return login.Login(ctx, login.Options{
 				SignInURL: client.LoginURL,
 				Server:    u.String(),
@@ -92,6 +118,21 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 		Stderr: stderr,
 	}
 	return b, client.CloseIdleConnections, nil
+}
+
+// useDevice says whether to sign in with a code (login.Device) rather
+// than through a browser on this machine: as --device says if it was
+// given; otherwise where there is probably no browser here
+// (login.Headless), unless a browser command (--browser-cmd, $BROWSER) or
+// --no-browser chose the loopback sign-in.
+func (f *connFlags) useDevice(getenv func(string) string, goos string) bool {
+	if f.changed != nil && f.changed("device") {
+		return f.device
+	}
+	if f.browserCmd != "" || f.noBrowser || getenv("BROWSER") != "" {
+		return false
+	}
+	return login.Headless(getenv, goos)
 }
 
 // oneURL is cobra.ExactArgs(1) with a message that says what is missing.

@@ -11,7 +11,8 @@ func newLoginCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login URL",
 		Short: "Sign in and print a token for scripts",
-		Long: "login signs in through the browser and prints the raw token (a JWT) on stdout, for\n" +
+		Long: "login signs in (through the browser, or with a code on any device: --device) and\n" +
+			"prints the raw token (a JWT) on stdout, for\n" +
 			"scripts: send it as `Authorization: Bearer Pomerium-<token>`. It always signs in anew,\n" +
 			"and caches the token for kubectl as exec-credential would.",
 		Args: oneURL,

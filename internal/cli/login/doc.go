@@ -12,6 +12,13 @@
 // also knowing the path (which travels only inside the server's sealed
 // sign-in state and the browser's redirect).
 //
+// Device signs in without a browser on this machine (RFC 8628's device
+// authorization grant, served by the route): it prints the route's
+// verification address and a short code, with a QR code of the address
+// on a terminal, and polls the route until a person approves the sign-in
+// in a browser on any device. It is for SSH sessions and machines without
+// a display (Headless).
+//
 // It must not cache or check tokens (packages cache and broker do), and
 // it writes only to the stderr it is given: stdout belongs to the
 // ExecCredential kubectl reads.

@@ -24,8 +24,12 @@ const requestTimeout = 30 * time.Second
 // A Client talks to one Portcullis route.
 type Client struct {
 	// URL is the route's canonical URL (see ParseURL).
-	URL  *url.URL
-	http *http.Client
+	URL *url.URL
+	// UserAgent is what the client calls itself in a device sign-in's
+	// requests ("portcullis-cli" if empty): the person who approves it
+	// sees it.
+	UserAgent string
+	http      *http.Client
 }
 
 // New returns a client for the route at u with the given TLS options.
