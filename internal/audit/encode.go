@@ -66,6 +66,18 @@ func appendEvent(dst []byte, e *Event) []byte {
 	return append(dst, '}')
 }
 
+// appendEventList appends an audit.k8s.io/v1 EventList of events.
+func appendEventList(dst []byte, events []*Event) []byte {
+	dst = append(dst, `{"kind":"EventList","apiVersion":"`+APIVersion+`","items":[`...)
+	for i, ev := range events {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendEvent(dst, ev)
+	}
+	return append(dst, "]}"...)
+}
+
 // appendUser appends u as authentication.k8s.io/v1 UserInfo.
 func appendUser(dst []byte, u *UserInfo) []byte {
 	dst = append(dst, '{')

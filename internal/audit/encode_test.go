@@ -341,3 +341,34 @@ func FuzzEventEncode(f *testing.F) {
 		checkEncoding(t, ev)
 	})
 }
+
+// TestEventListEncode: an EventList is what encoding/json wrote of it,
+// and decodes to its events.
+func TestEventListEncode(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var events []*Event
+	for len(events) < 50 {
+		ev := randomEvent(r)
+		if _, ok := decoded(ev); ok { // no map keys that become one
+			events = append(events, ev)
+		}
+	}
+	got := appendEventList(nil, events)
+	var list struct {
+		Kind       string   `json:"kind"`
+		APIVersion string   `json:"apiVersion"`
+		Items      []*Event `json:"items"`
+	}
+	if err := json.Unmarshal(got, &list); err != nil {
+		t.Fatal(err)
+	}
+	if list.Kind != "EventList" || list.APIVersion != APIVersion || len(list.Items) != len(events) {
+		t.Fatalf("got kind %q, apiVersion %q, %d items", list.Kind, list.APIVersion, len(list.Items))
+	}
+	for i, ev := range events {
+		want, _ := decoded(ev)
+		if diff := cmp.Diff(want, list.Items[i]); diff != "" {
+			t.Errorf("item %d (-want +got):\n%s", i, diff)
+		}
+	}
+}

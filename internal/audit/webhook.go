@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -267,19 +266,9 @@ func (s *webhookSink) Warnings() []string {
 // defaultBatchWait tells a Backend how long a partial batch waits.
 func (s *webhookSink) defaultBatchWait() time.Duration { return webhookBatchWait }
 
-// eventList is an audit.k8s.io/v1 EventList.
-type eventList struct {
-	Kind       string   `json:"kind"`
-	APIVersion string   `json:"apiVersion"`
-	Items      []*Event `json:"items"`
-}
-
-// Write posts events as one EventList.
+// Write posts events as one audit.k8s.io/v1 EventList.
 func (s *webhookSink) Write(ctx context.Context, events []*Event) error {
-	body, err := json.Marshal(eventList{Kind: "EventList", APIVersion: APIVersion, Items: events})
-	if err != nil {
-		return fmt.Errorf("posting audit events: encoding: %w", err)
-	}
+	body := appendEventList(nil, events)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.target.server.String(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("posting audit events: %w", err)
