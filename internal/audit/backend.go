@@ -28,7 +28,7 @@ type BackendOptions struct {
 	// does not batch (the file sink) gets whatever is queued, up to it.
 	BatchSize int
 	// BatchWait is how long a partial batch waits for more events. Zero
-	// means the sink's default: 1s for a webhook, none for a file. A
+	// means the sink's default: 1s for a webhook, 10ms for a file. A
 	// negative value writes at once.
 	BatchWait time.Duration
 	// RetryMin and RetryMax bound the back-off between failed Writes of a
@@ -71,6 +71,7 @@ type Backend struct {
 	lastLog  time.Time      // of dropped events
 	lastFail time.Time      // of a failed write; the writer's alone
 	spare    []*Event       // the last batch's slice, emptied, for the next; the writer's alone
+	timer    *time.Timer    // for BatchWait; the writer's alone
 
 	wake        chan struct{} // the queue's first event, or a full batch, was queued; capacity 1
 	flush       chan struct{} // closed by Shutdown: write the queue out without waiting, then stop
@@ -246,14 +247,17 @@ func (b *Backend) next() []*Event {
 		if n == 0 && flushing {
 			return nil
 		}
-		var timer *time.Timer
 		var timeout <-chan time.Time
 		if n > 0 {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(b.opts.BatchWait)
 			}
-			timer = time.NewTimer(time.Until(deadline))
-			timeout = timer.C
+			if b.timer == nil {
+				b.timer = time.NewTimer(time.Until(deadline))
+			} else {
+				b.timer.Reset(time.Until(deadline))
+			}
+			timeout = b.timer.C
 		}
 		stop := false
 		select {
@@ -263,8 +267,8 @@ func (b *Backend) next() []*Event {
 		case <-b.abort:
 			stop = true
 		}
-		if timer != nil {
-			timer.Stop()
+		if timeout != nil {
+			b.timer.Stop()
 		}
 		if stop {
 			return nil

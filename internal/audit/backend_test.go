@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -273,5 +275,30 @@ func TestBackendEveryEventOnce(t *testing.T) {
 				t.Errorf("%d events written, want %d", n, writers*each)
 			}
 		})
+	}
+}
+
+// TestBackendBatchWaitDefaults: a partial batch waits 10ms for the file
+// sink, a second for the webhook, unless BatchWait says otherwise.
+func TestBackendBatchWaitDefaults(t *testing.T) {
+	file, err := NewFileSink(filepath.Join(t.TempDir(), "audit.log"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		sink Sink
+		opt  time.Duration
+		want time.Duration
+	}{
+		{file, 0, 10 * time.Millisecond},
+		{file, -1, -1},
+		{&webhookSink{client: &http.Client{}}, 0, time.Second},
+		{&fakeSink{}, 0, 0},
+	} {
+		b := NewBackend(tt.sink, BackendOptions{BatchWait: tt.opt, Logger: discard})
+		if b.opts.BatchWait != tt.want {
+			t.Errorf("%T with BatchWait %v: got %v, want %v", tt.sink, tt.opt, b.opts.BatchWait, tt.want)
+		}
+		b.Shutdown(context.Background())
 	}
 }
