@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -26,6 +27,10 @@ func Defaults() Options {
 		LogFormat:              "json",
 
 		IDPBuiltinTokenTTL: time.Hour,
+
+		// The email address, as Kubernetes saw people before there was
+		// a choice (kube-apiserver's own default is sub).
+		KubernetesUsernameClaim: "email",
 
 		// Unlike kube-apiserver's flags (0: unbounded), a bounded audit
 		// log by default: 100 MB a file, ten files.
@@ -54,10 +59,35 @@ const (
 )
 
 // routeSet records which defaulted route keys the config set explicitly:
-// "allow_spdy: false" on a Kubernetes route must stay false.
+// "allow_spdy: false" on a Kubernetes route must stay false, and a route's
+// own kubernetes_groups_prefix is not replaced by the top-level one.
 type routeSet struct {
 	allowSPDY, allowWebsockets bool
 	timeout, idleTimeout       bool
+
+	usernameClaim, usernamePrefix, groupsPrefix, groupsFilter bool
+}
+
+// inheritMapping gives a Kubernetes route r the top-level identity
+// mapping settings of o (KUBERNETES_USERNAME_CLAIM and the others) that
+// set says r does not set itself. Other routes impersonate no one: they
+// keep only what they set, which validation refuses.
+func (r *Route) inheritMapping(o *Options, set routeSet) {
+	if !r.IsKubernetes() {
+		return
+	}
+	if !set.usernameClaim {
+		r.KubernetesUsernameClaim = o.KubernetesUsernameClaim
+	}
+	if !set.usernamePrefix {
+		r.KubernetesUsernamePrefix = o.KubernetesUsernamePrefix
+	}
+	if !set.groupsPrefix {
+		r.KubernetesGroupsPrefix = o.KubernetesGroupsPrefix
+	}
+	if !set.groupsFilter {
+		r.KubernetesGroupsFilter = slices.Clone(o.KubernetesGroupsFilter)
+	}
 }
 
 // applyDefaults fills the keys of r that set says were not given.

@@ -113,6 +113,10 @@ func render(t *testing.T, o *Options) []byte {
 			"AllowAnyAuthenticatedUser":         r.AllowAnyAuthenticatedUser,
 			"AllowPublicUnauthenticatedAccess":  r.AllowPublicUnauthenticatedAccess,
 			"IsKubernetes":                      r.IsKubernetes(),
+			"KubernetesUsernameClaim":           r.KubernetesUsernameClaim,
+			"KubernetesUsernamePrefix":          r.KubernetesUsernamePrefix,
+			"KubernetesGroupsPrefix":            r.KubernetesGroupsPrefix,
+			"KubernetesGroupsFilter":            r.KubernetesGroupsFilter,
 		})
 	}
 	auth := ""

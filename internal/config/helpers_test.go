@@ -77,6 +77,17 @@ func messages(err error) []string {
 	return out
 }
 
+// loadProblems loads file as config.yaml (no file when it is "") with
+// the environment e, and returns the text of each Problem.
+func loadProblems(file string, e env) []string {
+	path := ""
+	if file != "" {
+		path = "config.yaml"
+	}
+	_, err := load(path, e.lookup, configFile(path, file))
+	return messages(err)
+}
+
 // golden compares got with the golden file at path, or rewrites the file
 // under -update.
 func golden(t *testing.T, path string, got []byte) {

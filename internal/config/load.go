@@ -200,6 +200,7 @@ func (l *loader) finish() (*Options, error) {
 	for i := range o.Routes {
 		l.resolveInCluster(&o.Routes[i], &l.loc.routes[i])
 		o.Routes[i].applyDefaults(l.loc.routes[i].set)
+		o.Routes[i].inheritMapping(&o, l.loc.routes[i].set)
 	}
 	found, warnings := o.check(&l.loc, l.checks)
 	l.found = append(l.found, found...)

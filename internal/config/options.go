@@ -94,6 +94,19 @@ type Options struct {
 	// default 1h.
 	IDPBuiltinTokenTTL time.Duration
 
+	// KubernetesUsernameClaim, KubernetesUsernamePrefix,
+	// KubernetesGroupsPrefix and KubernetesGroupsFilter are the identity
+	// mapping of the Kubernetes routes that do not set their own: Load
+	// copies each into every route that does not set the route key (see
+	// Route). KUBERNETES_USERNAME_CLAIM (default "email"),
+	// KUBERNETES_USERNAME_PREFIX, KUBERNETES_GROUPS_PREFIX,
+	// KUBERNETES_GROUPS_FILTER (a comma list, or a JSON list; in the file
+	// also a YAML list); the others default to none.
+	KubernetesUsernameClaim  string
+	KubernetesUsernamePrefix string
+	KubernetesGroupsPrefix   string
+	KubernetesGroupsFilter   []string
+
 	// InsecureServer serves plain HTTP, for use behind a TLS-terminating
 	// load balancer. INSECURE_SERVER; default false.
 	InsecureServer bool
@@ -242,6 +255,21 @@ type Route struct {
 	// a person whose provider names them so is refused.
 	// kubernetes_allow_system_names; default false; Kubernetes routes only.
 	KubernetesAllowSystemNames bool
+
+	// KubernetesUsernameClaim is the claim whose value is the user name
+	// Kubernetes sees ("" is "email"); KubernetesUsernamePrefix goes
+	// before it ("": kube-apiserver's default, the issuer URL and "#" for a
+	// claim other than email; "-": none); KubernetesGroupsPrefix goes
+	// before each group ("" or "-": none); KubernetesGroupsFilter lists the
+	// patterns of the groups that reach Kubernetes (identity.GroupFilter;
+	// none: every group). kubernetes_username_claim,
+	// kubernetes_username_prefix, kubernetes_groups_prefix,
+	// kubernetes_groups_filter; each defaults to the top-level setting of
+	// the same name (Load copies it); Kubernetes routes only.
+	KubernetesUsernameClaim  string
+	KubernetesUsernamePrefix string
+	KubernetesGroupsPrefix   string
+	KubernetesGroupsFilter   []string
 
 	// PreserveHostHeader sends the client's Host header upstream instead of
 	// the host of To. preserve_host_header; default false.

@@ -110,7 +110,7 @@ var pomeriumKeys = []pomeriumKey{
 	{name: "bearer_token_format", at: global | inRoute, todo: ownTokens},
 	{name: "jwt_issuer_format", at: global | inRoute, todo: "Portcullis's tokens always name the same issuer: remove it"},
 	// Security: filtered-out groups would reach Kubernetes after this.
-	{name: "jwt_groups_filter", at: global | inRoute, todo: "Portcullis passes every group the identity provider gives, as Impersonate-Group on Kubernetes routes, so RBAC bound to a group you filtered out would apply: check your RoleBindings, then remove it"},
+	{name: "jwt_groups_filter", at: global | inRoute, todo: "Portcullis passes every group the identity provider gives, as Impersonate-Group on Kubernetes routes, unless kubernetes_groups_filter (names and patterns such as team-*, top-level or per route) keeps fewer, so RBAC bound to a group you filtered out would apply: move the list to kubernetes_groups_filter, then remove it"},
 	{name: "jwt_claims_headers", at: global, todo: "Portcullis sends no X-Pomerium-Claim-* headers (Kubernetes sees the person as Impersonate-User and Impersonate-Group): remove it"},
 	{name: "pass_identity_headers", at: global, suggest: suggestPerRoute, todo: "Portcullis sets pass_identity_headers per route: set it on each route that needs the headers"},
 	{name: "programmatic_redirect_domain_whitelist", at: global, todo: "Portcullis's programmatic login redirects only to loopback addresses (kubectl's local listener): remove it"},

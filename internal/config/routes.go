@@ -55,6 +55,19 @@ func routeKeyTable() []routeKey {
 				return ok
 			}}
 	}
+	// mapped is a text key of the identity mapping (mapping.go): the
+	// route's own value of the top-level setting of the same name, which
+	// it takes when the key is not given; mark records that it is.
+	mapped := func(name, example, doc string, field func(*Route) *string, mark func(*routeSet) *bool) routeKey {
+		return routeKey{name: name, logical: name, example: example, unset: "`" + strings.ToUpper(name) + "`'s value",
+			doc: doc + " Kubernetes routes only.",
+			get: func(r *Route) any { return *field(r) },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				*mark(set) = true
+				*field(r), ok = l.str(v)
+				return ok
+			}}
+	}
 	// pem is a PEM setting and its _file form; doc says what the PEM
 	// holds, example names its file.
 	pem := func(name, example, doc, unset string, data func(*Route) *[]byte, path func(*Route) *string) []routeKey {
@@ -207,6 +220,25 @@ func routeKeyTable() []routeKey {
 				"identities (the group `system:masters` is cluster-admin). Without it, a person whose identity provider gives "+
 				"such a name is refused. Kubernetes routes only.",
 			func(r *Route) *bool { return &r.KubernetesAllowSystemNames }),
+		mapped("kubernetes_username_claim", "preferred_username",
+			"The claim whose value is the user name Kubernetes sees on this route, as `KUBERNETES_USERNAME_CLAIM` describes.",
+			func(r *Route) *string { return &r.KubernetesUsernameClaim }, func(s *routeSet) *bool { return &s.usernameClaim }),
+		mapped("kubernetes_username_prefix", `"oidc:"`,
+			"What goes before every user name Kubernetes sees on this route, as `KUBERNETES_USERNAME_PREFIX` describes; `-` for none.",
+			func(r *Route) *string { return &r.KubernetesUsernamePrefix }, func(s *routeSet) *bool { return &s.usernamePrefix }),
+		mapped("kubernetes_groups_prefix", `"oidc:"`,
+			"What goes before every group name Kubernetes sees on this route, as `KUBERNETES_GROUPS_PREFIX` describes; `-` for none.",
+			func(r *Route) *string { return &r.KubernetesGroupsPrefix }, func(s *routeSet) *bool { return &s.groupsPrefix }),
+		routeKey{name: "kubernetes_groups_filter", logical: "kubernetes_groups_filter", example: `["team-*", sre]`,
+			unset: "`KUBERNETES_GROUPS_FILTER`'s value",
+			doc: "The patterns of the groups that reach Kubernetes on this route, as `KUBERNETES_GROUPS_FILTER` describes; " +
+				"`[\"*\"]` lets every group through on a route that must not take the top-level filter. Kubernetes routes only.",
+			get: func(r *Route) any { return r.KubernetesGroupsFilter },
+			decode: func(l *loader, v value, r *Route, set *routeSet) (ok bool) {
+				set.groupsFilter = true
+				r.KubernetesGroupsFilter, ok = l.groupPatterns(v)
+				return ok
+			}},
 		boolean("preserve_host_header",
 			"Send the client's `Host` header upstream instead of the host of `to`.",
 			func(r *Route) *bool { return &r.PreserveHostHeader }),

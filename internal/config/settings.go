@@ -13,6 +13,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // A setting is one top-level key: an environment variable and the same
@@ -254,6 +256,37 @@ func topSettings() []setting {
 				o.IDPBuiltinTokenTTL, ok = l.duration(v)
 				return ok
 			}},
+		mappingSetting("kubernetes_username_claim", "sub", "",
+			"On Kubernetes routes, the identity provider's claim whose value is the user name Kubernetes sees "+
+				"(`Impersonate-User`), as kube-apiserver's `--oidc-username-claim`: `email`, the address the provider verified; "+
+				"`sub`; `name`; or another text claim the provider sends, such as `preferred_username` or `upn`. "+
+				"With any claim but `email` the name is prefixed with the provider's issuer URL and `#`, as kube-apiserver does, "+
+				"unless `KUBERNETES_USERNAME_PREFIX` says otherwise. A person whose claim is missing, empty or a list of more than "+
+				"one value is refused with `403`.",
+			func(o *Options) *string { return &o.KubernetesUsernameClaim }),
+		mappingSetting("kubernetes_username_prefix", "oidc:", "none for `email`; for another claim, the identity provider's issuer URL and `#`",
+			"What goes before every user name Kubernetes sees, as kube-apiserver's `--oidc-username-prefix`, such as `oidc:`, "+
+				"so that the people who come through Portcullis cannot take the name of another user of the cluster. "+
+				"Not set, a `KUBERNETES_USERNAME_CLAIM` other than `email` gets the identity provider's issuer URL and `#` "+
+				"(`https://accounts.example.com#1234`); `-` means no prefix at all.",
+			func(o *Options) *string { return &o.KubernetesUsernamePrefix }),
+		mappingSetting("kubernetes_groups_prefix", "oidc:", "none",
+			"What goes before every group name Kubernetes sees (`Impersonate-Group`), as kube-apiserver's "+
+				"`--oidc-groups-prefix`, such as `oidc:`; `-` means none, for a route that must not take this one. "+
+				"Policies still see the provider's group names, without it.",
+			func(o *Options) *string { return &o.KubernetesGroupsPrefix }),
+		{key: "kubernetes_groups_filter", example: "'team-*,sre'", unset: "none: every group reaches Kubernetes",
+			doc: "Only the groups that match one of these patterns reach Kubernetes: a group's exact name, or a pattern in which " +
+				"`*` stands for any run of characters (`team-*`, `*-admins`; `*` is every group). They are matched, case-sensitively, " +
+				"against the provider's group names, before `KUBERNETES_GROUPS_PREFIX`. A comma list, or a JSON list for names " +
+				"with commas (`[\"cn=ops,dc=example,dc=com\"]`); in the file, also a YAML list, in which a pattern that begins " +
+				"with `*` must be quoted. Policies' `groups` still see every group the provider gives. " +
+				inheritedBy("kubernetes_groups_filter"),
+			get: func(o *Options) any { return o.KubernetesGroupsFilter },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.KubernetesGroupsFilter, ok = l.groupPatterns(v)
+				return ok
+			}},
 		{key: "insecure_server", restart: true, example: "true",
 			doc: "Serve plain HTTP on `ADDRESS`, with no certificate, behind a load balancer or ingress that terminates TLS.",
 			get: func(o *Options) any { return o.InsecureServer },
@@ -372,6 +405,90 @@ func topSettings() []setting {
 			doc:    "More routes, written as `POLICY` is; they come after the routes of `POLICY`.",
 			decode: decodeRouteList("routes")},
 	}
+}
+
+// inheritedBy ends the doc of a top-level identity mapping setting: the
+// route key of the same name overrides it.
+func inheritedBy(key string) string {
+	return fmt.Sprintf("Each Kubernetes route takes it unless it sets `%s` itself: see "+
+		"[identity mapping](identity-providers.md#identity-mapping).", key)
+}
+
+// mappingSetting is a text setting of the identity mapping (mapping.go),
+// which a reload changes; doc is what it does, before inheritedBy.
+func mappingSetting(key, example, unset, doc string, field func(*Options) *string) setting {
+	return setting{key: key, example: example, unset: unset, doc: doc + " " + inheritedBy(key),
+		get: func(o *Options) any { return *field(o) },
+		decode: func(l *loader, v value, o *Options) (ok bool) {
+			*field(o), ok = l.str(v)
+			return ok
+		}}
+}
+
+// groupPatterns decodes a list of group patterns (kubernetes_groups_filter):
+// a YAML list in the file, each item whole; or, in the environment or as
+// a string in the file, a JSON list of strings (for names with commas,
+// such as LDAP's cn=ops,dc=example,dc=com) or a comma list. Each pattern
+// is checked as identity.CheckGroupPattern checks it. Empty gives nil.
+func (l *loader) groupPatterns(v value) ([]string, bool) {
+	var out []string
+	ok := true
+	add := func(at value, p string) {
+		if err := identity.CheckGroupPattern(p); err != nil {
+			ok = l.fail(at, "%v", err)
+			return
+		}
+		out = append(out, p)
+	}
+	text := v.text
+	if v.node != nil {
+		n := deref(v.node)
+		switch n.Kind {
+		case yaml.SequenceNode:
+			if len(n.Content) == 0 {
+				// Neither "no group" nor "no filter" is what it plainly says.
+				return nil, l.fail(v, "an empty list: leave the key out for the default, or give [\"*\"] to let every group through")
+			}
+			for i, item := range n.Content {
+				iv := value{at: v.d.at(item, fmt.Sprintf("%s[%d]", v.at.key, i)), d: v.d, node: item}
+				if !l.count(v.d, item, iv.at.key) {
+					return nil, false
+				}
+				if p, good := l.str(iv); !good {
+					ok = false
+				} else if p != "" {
+					add(iv, p)
+				}
+			}
+			return out, ok
+		case yaml.ScalarNode:
+			text = n.Value
+		default:
+			return nil, l.fail(v, "want a list of group names and patterns, got %s", describe(n))
+		}
+	}
+	text = strings.TrimSpace(text)
+	if strings.HasPrefix(text, "[") {
+		const hint = `want one such as ["team-*","cn=ops,dc=example,dc=com"], or a comma list such as team-*,sre`
+		var list []any
+		if err := json.Unmarshal([]byte(text), &list); err != nil {
+			return nil, l.fail(v, "not a JSON list (%v): %s", err, hint)
+		}
+		for i, item := range list {
+			p, isString := item.(string)
+			if !isString {
+				return nil, l.fail(v, "item %d of the JSON list is not a string: %s", i+1, hint)
+			}
+			add(v, p)
+		}
+		return out, ok
+	}
+	for p := range strings.SplitSeq(text, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			add(v, p)
+		}
+	}
+	return out, ok
 }
 
 // generatedSecret is the reference's default for the secrets that

@@ -3,8 +3,11 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 )
 
 // Summary describes o in a few lines for "portcullis --check-config": what
@@ -85,6 +88,9 @@ func (o *Options) Summary() string {
 		}
 		fmt.Fprintf(&b, "  %s → %s\n", from, strings.Join(to, ", "))
 		fmt.Fprintf(&b, "      %s\n", strings.Join(routeTraits(&r), "; "))
+		if r.IsKubernetes() {
+			fmt.Fprintf(&b, "      %s\n", kubernetesIdentity(o, &r))
+		}
 	}
 	return b.String()
 }
@@ -170,6 +176,34 @@ func routeTraits(r *Route) []string {
 	}
 	t = append(t, "access: "+strings.Join(access, ", "))
 	return t
+}
+
+// kubernetesIdentity says who Kubernetes sees on Kubernetes route r: the
+// user name's claim and prefix, and which groups, with what prefix.
+func kubernetesIdentity(o *Options, r *Route) string {
+	claim := r.KubernetesUsernameClaim
+	if claim == "" {
+		claim = identity.ClaimEmail
+	}
+	user := claim
+	switch p := r.KubernetesUsernamePrefix; {
+	case p == "" && claim != identity.ClaimEmail && o.IDPProvider == "builtin":
+		user = `the built-in provider's issuer URL + "#" + ` + claim
+	case p == "" && claim != identity.ClaimEmail && o.IDPProviderURL != "":
+		user = strconv.Quote(o.IDPProviderURL+"#") + " + " + claim
+	case p == "" && claim != identity.ClaimEmail:
+		user = `the identity provider's issuer URL + "#" + ` + claim
+	case p != "" && p != identity.NoPrefix:
+		user = strconv.Quote(p) + " + " + claim
+	}
+	groups := "every group"
+	if len(r.KubernetesGroupsFilter) > 0 {
+		groups = "those matching " + strings.Join(r.KubernetesGroupsFilter, ", ")
+	}
+	if p := r.KubernetesGroupsPrefix; p != "" && p != identity.NoPrefix {
+		groups += ", prefixed " + strconv.Quote(p)
+	}
+	return "kubernetes sees: user " + user + "; groups " + groups
 }
 
 // describeCert names the hosts and expiry of the first certificate in a

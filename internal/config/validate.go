@@ -235,6 +235,8 @@ func (o *Options) validateInto(v *validator) {
 		v.add(at, "%q is not a log format: want json or text", o.LogFormat)
 	}
 
+	v.topMapping(o)
+
 	// owner is the route that answers each Host value (Hosts): two routes
 	// the router could not tell apart are refused here, not at start.
 	owner := map[string]int{}
@@ -282,6 +284,7 @@ func (o *Options) validateInto(v *validator) {
 			v.add(rl.key("kubernetes_allow_system_names"),
 				"set on a route that is not a Kubernetes route (no kubernetes_service_account_token): it only decides what Portcullis may impersonate; remove it")
 		}
+		v.routeMapping(r, rl)
 		if r.KubernetesServiceAccountToken != "" && r.KubernetesServiceAccountTokenFile != "" {
 			v.add(rl.key("kubernetes_service_account_token_file"),
 				"set together with kubernetes_service_account_token: set only one of them (the _file form is re-read when the token rotates)")

@@ -16,11 +16,15 @@ import (
 type Identity struct {
 	// User is the stable subject at the identity provider.
 	User string
-	// Email is the name Kubernetes sees in Impersonate-User.
+	// Email is the email address the identity provider verified: the
+	// name Kubernetes sees in Impersonate-User unless the route maps the
+	// person otherwise (see Kubernetes).
 	Email string
 	// Name is the display name, if the provider gave one.
 	Name string
-	// Groups are sent as one Impersonate-Group each.
+	// Groups are the provider's groups, as policies see them; Kubernetes
+	// sees them as one Impersonate-Group each, unless the route maps the
+	// person otherwise (see Kubernetes).
 	Groups []string
 	// Claims are the identity provider's text claims about the person,
 	// for claim/<name> policies; nil when the credential names no session
@@ -30,6 +34,35 @@ type Identity struct {
 	SessionID string
 	// Expiry is when the credential that proved this identity ends.
 	Expiry time.Time
+
+	// kube is who Kubernetes sees, once a route's KubernetesMapping gave
+	// it (WithKubernetes); nil for the email and groups as they are.
+	kube *kubernetesName
+}
+
+// kubernetesName is a user name and groups for Kubernetes.
+type kubernetesName struct {
+	user   string
+	groups []string
+}
+
+// WithKubernetes returns a copy of id whose Kubernetes user and groups
+// (Kubernetes) are user and groups, as a route's KubernetesMapping gave
+// them; id itself is not changed.
+func (id *Identity) WithKubernetes(user string, groups []string) *Identity {
+	c := *id
+	c.kube = &kubernetesName{user: user, groups: groups}
+	return &c
+}
+
+// Kubernetes returns the user and groups to impersonate for id: those
+// WithKubernetes set, else the email and the provider's groups (the
+// default mapping's).
+func (id *Identity) Kubernetes() (user string, groups []string) {
+	if id.kube != nil {
+		return id.kube.user, id.kube.groups
+	}
+	return id.Email, id.Groups
 }
 
 type contextKey struct{}

@@ -271,6 +271,39 @@ var reservedParams = []string{
 	"redirect_uri", "request", "request_uri", "response_mode", "response_type", "scope", "state",
 }
 
+// issuerURL is the issuer URL sign-in uses for the preset: configured
+// (IDP_PROVIDER_URL), or else the preset's own, with the preset's rule for
+// a trailing slash.
+func (p preset) issuerURL(configured string) string {
+	u := configured
+	if u == "" {
+		u = p.issuer
+	}
+	switch p.slash {
+	case slashTrim:
+		u = strings.TrimRight(u, "/")
+	case slashAdd:
+		if u != "" {
+			u = strings.TrimRight(u, "/") + "/"
+		}
+	}
+	return u
+}
+
+// Issuer returns the issuer URL that sign-in with provider (IDP_PROVIDER)
+// uses, given IDP_PROVIDER_URL: the URL as resolved, the preset's own when
+// it is not set; "" for a provider that is not one, or that needs a URL
+// and has none (Check reports both). It is what kube-apiserver's default
+// user name prefix, the issuer URL and "#", is made of. The built-in
+// provider's URL is the server's to fill in.
+func Issuer(provider, providerURL string) string {
+	p, ok := presets[provider]
+	if !ok {
+		return ""
+	}
+	return p.issuerURL(providerURL)
+}
+
 // resolve fills in opts from the preset of opts.Provider: the Options the
 // provider will run with. It does no I/O.
 func resolve(opts Options) (Options, error) {
@@ -283,17 +316,7 @@ func resolve(opts Options) (Options, error) {
 		return Options{}, &SettingError{Setting: "IDP_PROVIDER",
 			Message: fmt.Sprintf("%q is not supported: want one of %s", opts.Provider, strings.Join(ProviderNames(), ", "))}
 	}
-	if opts.ProviderURL == "" {
-		opts.ProviderURL = p.issuer
-	}
-	switch p.slash {
-	case slashTrim:
-		opts.ProviderURL = strings.TrimRight(opts.ProviderURL, "/")
-	case slashAdd:
-		if opts.ProviderURL != "" {
-			opts.ProviderURL = strings.TrimRight(opts.ProviderURL, "/") + "/"
-		}
-	}
+	opts.ProviderURL = p.issuerURL(opts.ProviderURL)
 	if u, err := url.Parse(opts.ProviderURL); opts.ProviderURL == "" {
 		bad("IDP_PROVIDER_URL", "not set, and identity provider %q needs it: %s", opts.Provider, p.urlHint)
 	} else if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

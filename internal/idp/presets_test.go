@@ -251,3 +251,27 @@ func TestPresetErrorsAllAtOnce(t *testing.T) {
 		t.Errorf("settings named (-want +got):\n%s", diff)
 	}
 }
+
+// TestIssuer: the issuer URL of kube-apiserver's default user name prefix
+// is the one sign-in resolves, the preset's own when none is set.
+func TestIssuer(t *testing.T) {
+	for _, tc := range []struct{ provider, url, want string }{
+		{"google", "", "https://accounts.google.com"},
+		{"google", "https://accounts.google.com/", "https://accounts.google.com"},
+		{"github", "", "https://github.com"},
+		{"oidc", "http://127.0.0.1:5556/dex/", "http://127.0.0.1:5556/dex/"},
+		{"oidc", "", ""},
+		{"auth0", "https://example.auth0.com", "https://example.auth0.com/"},
+		{"nonsense", "https://example.com", ""},
+	} {
+		if got := Issuer(tc.provider, tc.url); got != tc.want {
+			t.Errorf("Issuer(%q, %q) = %q, want %q", tc.provider, tc.url, got, tc.want)
+		}
+		if tc.want == "" {
+			continue
+		}
+		if o, err := resolve(Options{Provider: tc.provider, ProviderURL: tc.url, ClientID: "c", ClientSecret: "s"}); err != nil || o.ProviderURL != tc.want {
+			t.Errorf("%s: resolve gives %q (%v), Issuer %q", tc.provider, o.ProviderURL, err, tc.want)
+		}
+	}
+}

@@ -87,7 +87,8 @@ func (e *impersonationDenied) Error() string {
 // error when the cluster could not be asked (the request is then refused:
 // no answer is not a yes).
 func (v *impersonationReviews) allow(ctx context.Context, id *identity.Identity, saToken string, req kube.Requested) error {
-	person := id.Email + "\x00" + strings.Join(id.Groups, "\x00")
+	user, groups := id.Kubernetes() // the person as the cluster's RBAC knows them
+	person := user + "\x00" + strings.Join(groups, "\x00")
 	now := time.Now()
 	for _, attrs := range req.Reviews() {
 		key := reviewKey{person: person, attrs: attrs}
@@ -136,7 +137,8 @@ func (v *impersonationReviews) ask(ctx context.Context, id *identity.Identity, s
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Accept", "application/json")
 	// As the person: the question is what *they* may do.
-	if err := v.imp.Set(r.Header, saToken, id.Email, id.Groups); err != nil {
+	user, groups := id.Kubernetes()
+	if err := v.imp.Set(r.Header, saToken, user, groups); err != nil {
 		return reviewAnswer{}, err
 	}
 	resp, err := v.rt.RoundTrip(r)

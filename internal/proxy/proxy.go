@@ -224,7 +224,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			respond.Error(w, r, respond.Unauthenticated("no signed-in user"))
 			return
 		}
-		if err := p.imp.Check(id.Email, id.Groups); err != nil {
+		if err := p.imp.Check(id.Kubernetes()); err != nil {
 			p.logger.Warn("refusing to impersonate", "error", err)
 			respond.Error(w, r, respond.Problem{Code: http.StatusForbidden, Message: "portcullis: your identity cannot be passed to Kubernetes: " + err.Error()})
 			return
@@ -380,7 +380,8 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if auth.as != nil {
 		err = p.imp.SetAs(pr.Out.Header, auth.token, *auth.as, auth.id.Email)
 	} else {
-		err = p.imp.Set(pr.Out.Header, auth.token, auth.id.Email, auth.id.Groups)
+		user, groups := auth.id.Kubernetes()
+		err = p.imp.Set(pr.Out.Header, auth.token, user, groups)
 	}
 	if err != nil {
 		// ServeHTTP checked these; Set left no credential

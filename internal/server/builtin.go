@@ -18,6 +18,14 @@ import (
 // this path.
 const builtinIDPPath = "/.portcullis/idp"
 
+// builtinIssuer is the built-in provider's issuer URL: the authenticate
+// service URL authURL with builtinIDPPath.
+func builtinIssuer(authURL *url.URL) url.URL {
+	issuer := *authURL
+	issuer.Path = strings.TrimSuffix(issuer.Path, "/") + builtinIDPPath
+	return issuer
+}
+
 // newBuiltinIDP starts the built-in OpenID provider for IDP_PROVIDER=builtin
 // and fills in the provider settings in opts (issuer, client) that point
 // sign-in at it, as if the operator had set them. It returns
@@ -32,8 +40,7 @@ func (s *Server) newBuiltinIDP(opts *config.Options) (http.Handler, *http.Client
 	if err != nil {
 		return nil, nil, err
 	}
-	issuer := *opts.AuthenticateServiceURL
-	issuer.Path = strings.TrimSuffix(issuer.Path, "/") + builtinIDPPath
+	issuer := builtinIssuer(opts.AuthenticateServiceURL)
 	callback := *opts.AuthenticateServiceURL
 	callback.Path = strings.TrimSuffix(callback.Path, "/") + "/oauth2/callback"
 	if opts.IDPClientID == "" {

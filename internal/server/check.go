@@ -27,7 +27,7 @@ import (
 // after them may fail on configuration, only on the machine (a port in
 // use) or the network.
 func Checks() []config.Check {
-	return []config.Check{checkCertificate, checkPolicies, checkIdentityProvider, checkRouteFiles, checkAudit}
+	return []config.Check{checkCertificate, checkPolicies, checkIdentityProvider, checkKubernetesIdentity, checkRouteFiles, checkAudit}
 }
 
 // ConfigError is New's refusal of a configuration that Checks (or

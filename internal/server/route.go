@@ -40,7 +40,10 @@ import (
 //  3. authorize: the route's policy on the person and, on a Kubernetes
 //     route, on the API request as kube-apiserver parses it; a denial
 //     names the rule that decided it;
-//  4. proxy: credentials out, service-account token and Impersonate-* in,
+//  4. on a Kubernetes route, the identity mapping: who Kubernetes sees
+//     (kubernetes_username_claim and the others), after the policy, which
+//     decides on the provider's names and groups;
+//  5. proxy: credentials out, service-account token and Impersonate-* in,
 //     forward, stream.
 func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler, error) {
 	pol, err := policy.Compile(route)
@@ -61,7 +64,17 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 	g.proxies = append(g.proxies, p)
 	g.addPolicy(route, pol)
 	audience := route.From.Host
-	next := s.authorize(route, pol, p)
+	var proxied http.Handler = p
+	if route.IsKubernetes() {
+		m, err := kubernetesMapping(g.opts, route)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", route.From, err)
+		}
+		if m != nil {
+			proxied = s.mapKubernetesIdentity(m, p)
+		}
+	}
+	next := s.authorize(route, pol, proxied)
 	if !route.AllowPublicUnauthenticatedAccess {
 		next = s.authenticate(route, next)
 	}
