@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,26 @@ func TestGuideExecuted(t *testing.T) {
 	}
 	if n := u.browserRuns(); n != 1 {
 		t.Errorf("browser sign-ins: got %d, want 1 (cluster-info signed in, whoami used the cache)", n)
+	}
+
+	// The guide's recipe for signing in over SSH, applied to that user,
+	// leaves the plugin its command: kubectl replaces the arguments with
+	// the ones given, so a recipe of --exec-arg=--device alone would not.
+	guide, err := os.ReadFile("../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("`kubectl (config set-credentials via-portcullis --exec-arg=[^`]*--device)`").FindSubmatch(guide)
+	if m == nil {
+		t.Fatalf("docs/kubernetes.md: no kubectl config set-credentials recipe with --device")
+	}
+	recipe := strings.Fields(strings.ReplaceAll(string(m[1]), "https://k8s.example.com", s.routeURL))
+	if _, errOut, err := u.kubectl(ctx, recipe...); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", m[1], err, errOut)
+	}
+	out, errOut, err = u.kubectl(ctx, "config", "view", "-o", "jsonpath={.users[?(@.name==\"via-portcullis\")].user.exec.args}")
+	if want := `["k8s","exec-credential","` + s.routeURL + `","--device"]`; err != nil || out != want {
+		t.Errorf("the plugin's arguments after the SSH recipe: got %s, %v, %s; want %s", out, err, errOut, want)
 	}
 }
 
