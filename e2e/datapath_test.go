@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,24 +54,9 @@ func TestKubernetesDataPath(t *testing.T) {
 	runDemoPod(t, ctx, c, s.kwok, workDir, logFile)
 
 	t.Run("whoami shows the token's person", func(t *testing.T) {
-		out, _, err := s.as(ctx, admin, "", "auth", "whoami", "-o", "json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var review struct {
-			Status struct {
-				UserInfo struct {
-					Username string   `json:"username"`
-					Groups   []string `json:"groups"`
-				} `json:"userInfo"`
-			} `json:"status"`
-		}
-		if err := json.Unmarshal([]byte(out), &review); err != nil {
-			t.Fatalf("whoami output %q: %v", out, err)
-		}
-		u := review.Status.UserInfo
-		if u.Username != "someuser@example.com" || !contains(u.Groups, "dev") || !contains(u.Groups, "oncall") {
-			t.Errorf("whoami: got user %q groups %v, want someuser@example.com with dev and oncall", u.Username, u.Groups)
+		user, groups := s.whoami(t, ctx, admin)
+		if user != "someuser@example.com" || !contains(groups, "dev") || !contains(groups, "oncall") {
+			t.Errorf("whoami: got user %q groups %v, want someuser@example.com with dev and oncall", user, groups)
 		}
 	})
 

@@ -61,19 +61,8 @@ func TestReloadAndRevocation(t *testing.T) {
 	runDemoPod(t, ctx, s.cluster, s.kwok, t.TempDir(), logFile)
 	alice := s.kubeconfig(t, s.token(t, "alice@example.com"))
 	bob := s.kubeconfig(t, s.token(t, "bob@example.com"))
-	reloads := func() float64 {
-		return metricValue(t, s.metricsURL+"/metrics", `portcullis_config_reloads_total{result="success"}`)
-	}
-	// reloaded waits until the successful reloads number more than before.
-	reloaded := func(before float64) {
-		t.Helper()
-		waitFor(t, ctx, 20*time.Second, "the configuration is reloaded", func() error {
-			if got := reloads(); got <= before {
-				return fmt.Errorf("%v successful reloads; log:\n%s", got, s.portcullis.LogTail(10))
-			}
-			return nil
-		})
-	}
+	reloads := func() float64 { return s.reloads(t) }
+	reloaded := func(before float64) { t.Helper(); s.reloaded(t, ctx, before) }
 
 	t.Run("1000 watches survive a reload that adds a route and changes a policy", func(t *testing.T) {
 		cs := s.clientset(t, "alice@example.com")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -264,4 +265,44 @@ func (s *stack) as(ctx context.Context, kubeconfig string, stdin string, args ..
 		return s.cluster.Kubectl(ctx, nil, full...)
 	}
 	return s.cluster.Kubectl(ctx, in, full...)
+}
+
+// whoami runs kubectl auth whoami through Portcullis with kubeconfig and
+// returns the user and groups kube-apiserver saw.
+func (s *stack) whoami(t *testing.T, ctx context.Context, kubeconfig string) (string, []string) {
+	t.Helper()
+	out, stderr, err := s.as(ctx, kubeconfig, "", "auth", "whoami", "-o", "json")
+	if err != nil {
+		t.Fatalf("kubectl auth whoami: %v\n%s", err, stderr)
+	}
+	var review struct {
+		Status struct {
+			UserInfo struct {
+				Username string   `json:"username"`
+				Groups   []string `json:"groups"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(out), &review); err != nil {
+		t.Fatalf("whoami output %q: %v", out, err)
+	}
+	return review.Status.UserInfo.Username, review.Status.UserInfo.Groups
+}
+
+// reloads is how many times a reloadable stack has reloaded its
+// configuration successfully.
+func (s *stack) reloads(t *testing.T) float64 {
+	t.Helper()
+	return metricValue(t, s.metricsURL+"/metrics", `portcullis_config_reloads_total{result="success"}`)
+}
+
+// reloaded waits until the successful reloads number more than before.
+func (s *stack) reloaded(t *testing.T, ctx context.Context, before float64) {
+	t.Helper()
+	waitFor(t, ctx, 20*time.Second, "the configuration is reloaded", func() error {
+		if got := s.reloads(t); got <= before {
+			return fmt.Errorf("%v successful reloads; log:\n%s", got, s.portcullis.LogTail(10))
+		}
+		return nil
+	})
 }
