@@ -24,7 +24,7 @@ type Requested struct {
 // does not forward: a UID (kubectl --as-uid) and extra fields. Its service
 // account is not allowed to impersonate them, and Portcullis's own record
 // of who impersonated is an extra field.
-var ErrImpersonationUnsupported = errors.New("Portcullis forwards kubectl --as and --as-group, not --as-uid or Impersonate-Extra- fields")
+var ErrImpersonationUnsupported = errors.New("kubectl --as and --as-group are forwarded, not --as-uid or Impersonate-Extra- fields")
 
 // RequestedImpersonation reads the impersonation the client's header h asks
 // for, in any letter case; ok is false when it asks for none. As
@@ -57,14 +57,14 @@ func RequestedImpersonation(h http.Header) (req Requested, ok bool, err error) {
 	}
 	req.User = users[0]
 	if err := checkHeaderValue(req.User); err != nil {
-		return Requested{}, true, fmt.Errorf("Impersonate-User: %w", err)
+		return Requested{}, true, fmt.Errorf("the Impersonate-User header: %w", err)
 	}
 	for _, g := range req.Groups {
 		if g == "" {
 			return Requested{}, true, errors.New("an empty Impersonate-Group header")
 		}
 		if err := checkHeaderValue(g); err != nil {
-			return Requested{}, true, fmt.Errorf("Impersonate-Group %q: %w", g, err)
+			return Requested{}, true, fmt.Errorf("the Impersonate-Group header %q: %w", g, err)
 		}
 	}
 	slices.Sort(req.Groups)
