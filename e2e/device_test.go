@@ -5,15 +5,19 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis-proxy/portcullis/internal/testenv"
 )
@@ -288,4 +292,114 @@ type deviceAuthorization struct {
 	DeviceCode              string `json:"device_code"`
 	UserCode                string `json:"user_code"`
 	VerificationURIComplete string `json:"verification_uri_complete"`
+}
+
+// TestDeviceSignInChromium approves a device sign-in in a real browser,
+// and shows that a page of another site cannot: headless Chromium signs
+// in on the route's device page, then opens an attacker's page that posts
+// the confirmation form to the route by itself, with the page's own token
+// even; only the person's click on Approve approves.
+func TestDeviceSignInChromium(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	st := startBuiltinStack(t, ctx, builtinUsersFile(t, signinEmail, signinPassword, "dev"))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: st.ca.ClientTLS()}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	res := do(t, client, http.MethodPost, st.routeURL+"/.pomerium/api/v1/device/authorize",
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "User-Agent": {"portcullis-cli/e2e (linux/amd64)"}}, "")
+	var d deviceAuthorization
+	if err := json.Unmarshal([]byte(res.body), &d); err != nil || res.code != http.StatusOK {
+		t.Fatalf("device authorization: %d %s", res.code, res.body)
+	}
+	poll := func() string {
+		res := do(t, client, http.MethodPost, st.routeURL+"/.pomerium/api/v1/device/token", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+			url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {d.DeviceCode}}.Encode())
+		var a struct {
+			AccessToken string `json:"access_token"`
+			Error       string `json:"error"`
+		}
+		json.Unmarshal([]byte(res.body), &a)
+		if a.AccessToken != "" {
+			return "token"
+		}
+		return a.Error
+	}
+
+	tab := testenv.NewChromium(t, st.certPEM)
+	bctx, bcancel := context.WithTimeout(tab, 3*time.Minute)
+	defer bcancel()
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(d.VerificationURIComplete),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("email"), signinEmail),
+		chromedp.SendKeys(chromedp.ID("password"), signinPassword),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("approve")),
+	); err != nil {
+		t.Fatalf("signing in on the device page: %v", err)
+	}
+	clientAddr, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("client")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(clientAddr) != "127.0.0.1" {
+		t.Errorf("the page shows the client at %q, want 127.0.0.1", clientAddr)
+	}
+	csrf, err := chromedp.Run(bctx, chromedp.Value(chromedp.CSS(`input[name="csrf"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saveArtifact(t, "device-confirmation.png", shot)
+	checkNotBlankPNG(t, shot)
+
+	// Another site's page that submits the form by itself, with the real
+	// token (as if it had leaked): the browser says where it comes from.
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/.pomerium/device">
+<input type="hidden" name="user_code" value="%s"><input type="hidden" name="csrf" value="%s">
+<input type="hidden" name="decision" value="approve"></form><script>document.getElementById("f").submit()</script>`,
+			html.EscapeString(st.routeURL), html.EscapeString(d.UserCode), html.EscapeString(csrf))
+	}))
+	defer attacker.Close()
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(attacker.URL),
+		chromedp.Sleep(2*time.Second),
+	); err != nil {
+		t.Fatalf("the attacker's page: %v", err)
+	}
+	body, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, "Approved") {
+		t.Fatalf("a cross-site page approved the sign-in: %s", body)
+	}
+	if got := poll(); got != "authorization_pending" {
+		t.Fatalf("after the attacker's page: got %s, want authorization_pending", got)
+	}
+
+	// The person's own click.
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(d.VerificationURIComplete),
+		chromedp.WaitVisible(chromedp.ID("approve")),
+		chromedp.Click(chromedp.ID("approve")),
+		chromedp.Sleep(time.Second),
+	); err != nil {
+		t.Fatalf("approving: %v", err)
+	}
+	if body, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("h1"))); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(body) != "Approved" {
+		t.Errorf("after Approve: got heading %q", body)
+	}
+	time.Sleep(5 * time.Second) // the interval since the last poll
+	if got := poll(); got != "token" {
+		t.Errorf("after approving: got %s, want the token", got)
+	}
 }
