@@ -212,15 +212,7 @@ func devicePlainHTTP(t *testing.T, ctx context.Context, s *signinStack) {
 	}
 	poll := func(code string) (int, string, string) {
 		t.Helper()
-		res := do(t, client, http.MethodPost, s.routeURL+"/.pomerium/api/v1/device/token",
-			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
-			url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {code}}.Encode())
-		var a struct {
-			AccessToken string `json:"access_token"`
-			Error       string `json:"error"`
-		}
-		json.Unmarshal([]byte(res.body), &a)
-		return res.code, a.AccessToken, a.Error
+		return pollDevice(t, client, s.routeURL, code)
 	}
 
 	mine, theirs := start(), start()
@@ -287,6 +279,21 @@ func devicePlainHTTP(t *testing.T, ctx context.Context, s *signinStack) {
 	})
 }
 
+// pollDevice polls the route at routeURL once with a device code, and
+// returns the status, the token and the OAuth error.
+func pollDevice(t *testing.T, client *http.Client, routeURL, deviceCode string) (code int, token, oauthError string) {
+	t.Helper()
+	res := do(t, client, http.MethodPost, routeURL+"/.pomerium/api/v1/device/token",
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+		url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {deviceCode}}.Encode())
+	var a struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	json.Unmarshal([]byte(res.body), &a)
+	return res.code, a.AccessToken, a.Error
+}
+
 // deviceAuthorization is a device authorization's answer (RFC 8628 §3.2).
 type deviceAuthorization struct {
 	DeviceCode              string `json:"device_code"`
@@ -312,17 +319,12 @@ func TestDeviceSignInChromium(t *testing.T) {
 		t.Fatalf("device authorization: %d %s", res.code, res.body)
 	}
 	poll := func() string {
-		res := do(t, client, http.MethodPost, st.routeURL+"/.pomerium/api/v1/device/token", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
-			url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {d.DeviceCode}}.Encode())
-		var a struct {
-			AccessToken string `json:"access_token"`
-			Error       string `json:"error"`
-		}
-		json.Unmarshal([]byte(res.body), &a)
-		if a.AccessToken != "" {
+		t.Helper()
+		_, tok, e := pollDevice(t, client, st.routeURL, d.DeviceCode)
+		if tok != "" {
 			return "token"
 		}
-		return a.Error
+		return e
 	}
 
 	tab := testenv.NewChromium(t, st.certPEM)
