@@ -3,15 +3,20 @@ package server
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // BenchmarkPipelineKubernetesGETAudit is BenchmarkPipelineKubernetesGET
@@ -41,7 +46,10 @@ func BenchmarkPipelineKubernetesGETAudit(b *testing.B) {
 	}
 }
 
-func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
+// auditBenchServer is the server of BenchmarkPipelineKubernetesGET, with
+// its audit log written to a temporary file when auditOn (else none), and
+// a token for kubectlRequest.
+func auditBenchServer(b *testing.B, auditOn bool) (s *Server, token, logPath string) {
 	up, caPEM := benchAPIServer(b)
 	opts := insecureOptions(b, benchFrom)
 	route := &opts.Routes[0]
@@ -50,7 +58,7 @@ func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
 	route.KubernetesServiceAccountToken = "sa-token.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cG9ydGN1bGxpcyJ9.c2ln"
 	route.AllowSPDY, route.AllowWebsockets = true, true
 	route.AllowedUsers = []string{"alice@example.com"}
-	logPath := filepath.Join(b.TempDir(), "audit.log")
+	logPath = filepath.Join(b.TempDir(), "audit.log")
 	if auditOn {
 		opts.AuditLogPath = logPath
 	}
@@ -60,15 +68,20 @@ func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.current().close() })
-	token := benchToken(b, opts, route)
-	serve := func(w *discardWriter, req *http.Request) {
-		w.reset()
-		s.handler.ServeHTTP(w, req)
-		if w.code != http.StatusOK || w.n != len(benchPod) {
-			b.Errorf("got %d with %d bytes, want 200 with %d", w.code, w.n, len(benchPod))
-		}
-	}
+	return s, benchToken(b, opts, route), logPath
+}
 
+// serveBench serves req through s's handler into w, and checks the answer.
+func serveBench(b *testing.B, s *Server, w *discardWriter, req *http.Request) {
+	w.reset()
+	s.handler.ServeHTTP(w, req)
+	if w.code != http.StatusOK || w.n != len(benchPod) {
+		b.Errorf("got %d with %d bytes, want 200 with %d", w.code, w.n, len(benchPod))
+	}
+}
+
+func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
+	s, token, logPath := auditBenchServer(b, auditOn)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU(b)
@@ -76,13 +89,13 @@ func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
 		b.RunParallel(func(pb *testing.PB) {
 			req, w := kubectlRequest(token), &discardWriter{h: http.Header{}}
 			for pb.Next() {
-				serve(w, req)
+				serveBench(b, s, w, req)
 			}
 		})
 	} else {
 		req, w := kubectlRequest(token), &discardWriter{h: http.Header{}}
 		for range b.N {
-			serve(w, req)
+			serveBench(b, s, w, req)
 		}
 	}
 	if s.audit != nil {
@@ -105,6 +118,75 @@ func benchPipelineAudit(b *testing.B, auditOn, parallel bool) {
 			b.Fatalf("%d events in the audit log, want %d", n, b.N)
 		}
 	}
+}
+
+// BenchmarkPipelineKubernetesGETAuditPaired compares the two servers of
+// BenchmarkPipelineKubernetesGETAudit in one run, for a machine whose
+// other load comes and goes: they take turns at chunks of requests, from
+// one client or four at once, and each turn's process CPU time and
+// elapsed time is counted to its server. A turn of the audited server
+// ends when the backend has written all its events (the wait is not
+// counted as elapsed time; the CPU the writer spends in it is counted).
+// It reports both servers' CPU and elapsed time per request, and
+// cpu-ratio and throughput-ratio, auditing off over on: the target is
+// ≥ 0.95.
+func BenchmarkPipelineKubernetesGETAuditPaired(b *testing.B) {
+	for _, clients := range []int{1, 4} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			off, offToken, _ := auditBenchServer(b, false)
+			on, onToken, _ := auditBenchServer(b, true)
+			written := on.audit.written.WithLabelValues("log")
+			const chunk = 200
+			var cpu, elapsed [2]time.Duration
+			logged := 0
+			b.ResetTimer()
+			for done := 0; done < b.N; done += chunk {
+				n := min(chunk, b.N-done)
+				for i, s := range []*Server{off, on} {
+					token := []string{offToken, onToken}[i]
+					cpu0, t0 := processCPU(b), time.Now()
+					var wg sync.WaitGroup
+					for c := range clients {
+						wg.Go(func() {
+							req, w := kubectlRequest(token), &discardWriter{h: http.Header{}}
+							for i := c; i < n; i += clients {
+								serveBench(b, s, w, req)
+							}
+						})
+					}
+					wg.Wait()
+					elapsed[i] += time.Since(t0)
+					if s == on {
+						logged += n
+						for deadline := time.Now().Add(time.Minute); counterValue(b, written) < logged; {
+							if time.Now().After(deadline) {
+								b.Fatalf("%v of %d events written", counterValue(b, written), logged)
+							}
+							time.Sleep(time.Millisecond)
+						}
+					}
+					cpu[i] += processCPU(b) - cpu0
+				}
+			}
+			b.StopTimer()
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+			b.ReportMetric(per(cpu[0]), "off-cpu-ns/op")
+			b.ReportMetric(per(cpu[1]), "on-cpu-ns/op")
+			b.ReportMetric(per(elapsed[0]), "off-ns/op")
+			b.ReportMetric(per(elapsed[1]), "on-ns/op")
+			b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "cpu-ratio")
+			b.ReportMetric(float64(elapsed[0])/float64(elapsed[1]), "throughput-ratio")
+		})
+	}
+}
+
+// counterValue is c's value now.
+func counterValue(tb testing.TB, c prometheus.Counter) int {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		tb.Fatal(err)
+	}
+	return int(m.GetCounter().GetValue())
 }
 
 // processCPU is the CPU time, user and system, the process has used.
