@@ -34,7 +34,7 @@ type connFlags struct {
 func (f *connFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	f.changed = fs.Changed
-	fs.StringVar(&f.browserCmd, "browser-cmd", "", "program to open the sign-in page with (its argument is the URL); default $BROWSER, else xdg-open")
+	fs.StringVar(&f.browserCmd, "browser-cmd", "", "program to open the sign-in page with (its argument is the URL); default $BROWSER, else the system's opener (xdg-open, open on macOS, rundll32 url.dll,FileProtocolHandler on Windows)")
 	fs.BoolVar(&f.noBrowser, "no-browser", false, "do not open a browser: print the sign-in address (on stderr) and wait for a browser on this machine")
 	fs.BoolVar(&f.device, "device", false, "sign in with a code on any device (a phone, a laptop): print an address and a code (on stderr) and wait for the approval; "+
 		"the default over SSH and where there is no display, unless --browser-cmd, --no-browser or $BROWSER choose a browser here; --device=false never")

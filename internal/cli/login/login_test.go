@@ -3,6 +3,7 @@ package login
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +27,18 @@ import (
 // LOGIN_TEST_BROWSER set, it prints a line on stdout (which must end up on
 // the CLI's stderr) and GETs its argument, following redirects, as a
 // browser would.
+//
+// With LOGIN_TEST_ARGS set to a file, it writes its arguments there as a
+// JSON list instead: what a browser command was handed, exactly.
 func TestMain(m *testing.M) {
+	if path := os.Getenv("LOGIN_TEST_ARGS"); path != "" {
+		b, _ := json.Marshal(os.Args[1:])
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("LOGIN_TEST_BROWSER") != "" {
 		fmt.Println("browser stand-in opening", os.Args[len(os.Args)-1])
 		resp, err := http.Get(os.Args[len(os.Args)-1])
@@ -246,6 +261,13 @@ func TestLoginServerRefuses(t *testing.T) {
 	}
 }
 
+// ChooseBrowser is chooseBrowser for this system.
+func TestChooseBrowserHere(t *testing.T) {
+	if got, want := ChooseBrowser("", "", false), chooseBrowser(runtime.GOOS, "", "", false); !cmp.Equal(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
 func TestChooseBrowser(t *testing.T) {
 	for _, tt := range []struct {
 		name       string
@@ -263,11 +285,124 @@ func TestChooseBrowser(t *testing.T) {
 		{"--no-browser wins over all", "/usr/bin/open", "firefox", true, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ChooseBrowser(tt.browserCmd, tt.env, tt.noBrowser)
+			got := chooseBrowser("linux", tt.browserCmd, tt.env, tt.noBrowser)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Each system's own opener is the default; $BROWSER is a list in that
+// system's way.
+func TestChooseBrowserPerSystem(t *testing.T) {
+	for _, tt := range []struct {
+		goos, env string
+		want      []string
+	}{
+		{"linux", "", []string{"xdg-open"}},
+		{"freebsd", "", []string{"xdg-open"}},
+		{"darwin", "", []string{"open"}},
+		{"windows", "", []string{"rundll32", "url.dll,FileProtocolHandler"}},
+		{"linux", "w3m %s:lynx", []string{"w3m", "%s"}},
+		{"darwin", "/Applications/Firefox.app/Contents/MacOS/firefox:open", []string{"/Applications/Firefox.app/Contents/MacOS/firefox"}},
+		{"windows", `C:\Tools\firefox.exe --new-window;msedge`, []string{`C:\Tools\firefox.exe`, "--new-window"}},
+	} {
+		got := chooseBrowser(tt.goos, "", tt.env, false)
+		if got == nil || got.Explicit || !slices.Equal(got.Argv, tt.want) {
+			t.Errorf("%s, $BROWSER=%q: got %+v, want %q", tt.goos, tt.env, got, tt.want)
+		}
+		if got := chooseBrowser(tt.goos, "my-browser", tt.env, false); !got.Explicit || !slices.Equal(got.Argv, []string{"my-browser"}) {
+			t.Errorf("%s: --browser-cmd gave %+v", tt.goos, got)
+		}
+		if got := chooseBrowser(tt.goos, "my-browser", tt.env, true); got != nil {
+			t.Errorf("%s: --no-browser gave %+v", tt.goos, got)
+		}
+	}
+}
+
+// URLs that a shell would cut into commands: cmd.exe at & and ^, POSIX
+// shells at ; | & and in $(...) and backquotes.
+var hostileURLs = []string{
+	"https://k8s.example.com/sign_in?a=1&calc.exe",
+	"https://k8s.example.com/sign_in?a=1&&calc.exe&b=2",
+	"https://k8s.example.com/sign_in?a=1^&calc.exe|whoami",
+	"https://k8s.example.com/sign_in?a=1;touch${IFS}/tmp/pwned",
+	"https://k8s.example.com/sign_in?a=$(touch /tmp/pwned)&b=`id`",
+	`https://k8s.example.com/sign_in?a="&calc.exe&"`,
+	"https://k8s.example.com/sign_in?a=%TEMP%&b=!x!",
+}
+
+// On every system the default opener gets the URL as its last argument,
+// whole, and is no shell: nothing can read the URL as commands.
+func TestSystemOpenerGetsTheURLWhole(t *testing.T) {
+	shells := []string{"sh", "bash", "zsh", "dash", "cmd", "cmd.exe", "powershell", "powershell.exe", "pwsh", "pwsh.exe", "start", "env"}
+	for _, goos := range []string{"linux", "darwin", "windows", "freebsd", "openbsd", "netbsd"} {
+		b := chooseBrowser(goos, "", "", false)
+		for _, arg := range b.Argv {
+			if slices.Contains(shells, strings.ToLower(filepath.Base(arg))) || strings.EqualFold(arg, "/c") {
+				t.Errorf("%s: the opener %q runs a shell", goos, b.Argv)
+			}
+		}
+		for _, u := range hostileURLs {
+			argv := b.command(u)
+			if want := append(slices.Clone(b.Argv), u); !slices.Equal(argv, want) {
+				t.Errorf("%s: command(%q) = %q, want %q", goos, u, argv, want)
+			}
+		}
+	}
+}
+
+// Whatever the URL holds, the browser command is handed exactly one
+// argument, the URL, and no shell ran: the test binary stands in for the
+// browser and writes down its arguments.
+func TestBrowserGetsHostileURLAsOneArgument(t *testing.T) {
+	for _, u := range hostileURLs {
+		path := filepath.Join(t.TempDir(), "args.json")
+		t.Setenv("LOGIN_TEST_ARGS", path)
+		var out logbuf.Buffer
+		failed, err := (&Browser{Argv: []string{os.Args[0]}, Explicit: true}).Open(u, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		deadline := time.After(10 * time.Second)
+		for got == nil {
+			if b, err := os.ReadFile(path); err == nil && json.Valid(b) {
+				if err := json.Unmarshal(b, &got); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			select {
+			case err := <-failed:
+				t.Fatalf("%s\n%s", err, out.String())
+			case <-deadline:
+				t.Fatalf("the browser stand-in never ran for %q\n%s", u, out.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if !slices.Equal(got, []string{u}) {
+			t.Errorf("the browser got %q, want the one argument %q", got, u)
+		}
+	}
+}
+
+// Only a web address is handed to an opener: on Windows and macOS the
+// openers also start programs and open files.
+func TestOpenRefusesWhatIsNotAWebAddress(t *testing.T) {
+	for _, u := range []string{
+		`C:\Windows\System32\calc.exe`,
+		"file:///etc/passwd",
+		"javascript:alert(1)",
+		"-a Calculator",
+		"https:///no-host",
+		"",
+	} {
+		var out logbuf.Buffer
+		if _, err := (&Browser{Argv: []string{"true"}}).Open(u, &out); err == nil || !strings.Contains(err.Error(), "is not a web address") {
+			t.Errorf("Open(%q): got %v, want a refusal", u, err)
+		}
 	}
 }
 
