@@ -65,7 +65,7 @@ func key(url string) string {
 // reported as ErrCorrupt; callers treat it as absent and overwrite it.
 func (c *Cache) Load(url string) (*Entry, error) {
 	path := c.Path(url)
-	f, err := os.Open(path)
+	f, err := openEntry(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -135,7 +135,7 @@ func (c *Cache) Store(e Entry) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("caching credential: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := replaceFile(tmp.Name(), path); err != nil {
 		return fmt.Errorf("caching credential: %w", err)
 	}
 	ok = true

@@ -4,11 +4,13 @@
 //
 // Writes are atomic (a temporary file in the same directory, synced, then
 // renamed over the old one), so a reader sees the old credential or the
-// new one and never half of either. Lock takes an exclusive flock(2) on a
-// companion .lock file per URL: kubectl may run several copies of the
-// plugin at once (a script, a shell loop, `kubectl get` in parallel), and
-// the lock lets the first sign in while the others wait and reuse its
-// credential instead of each opening a browser.
+// new one and never half of either. Lock takes an exclusive lock on a
+// companion .lock file per URL (flock(2) on Unix, LockFileEx on Windows):
+// kubectl may run several copies of the plugin at once (a script, a shell
+// loop, `kubectl get` in parallel), and the lock lets the first sign in
+// while the others wait and reuse its credential instead of each opening a
+// browser. On Windows, which refuses to replace a file another process has
+// open, the rename and the read that meet are retried for a moment.
 //
 // It must not decide whether a credential is still good (package broker
 // does), talk to the network, or log: a credential is a secret, and this

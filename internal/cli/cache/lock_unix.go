@@ -3,59 +3,22 @@
 package cache
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
-	"time"
 )
 
-// lockPoll is how often a waiting process tries the lock again. flock(2)
-// cannot wait on a context, so waiting is a non-blocking try in a loop;
-// a tenth of a second is nothing next to a browser sign-in.
-const lockPoll = 100 * time.Millisecond
-
-// Lock takes the exclusive lock for url, waiting until it is free or ctx
-// ends. waiting, if not nil, is called once if the lock is held by
-// someone else, so the caller can tell the person why nothing happens.
-// The returned function releases the lock; the kernel also releases it if
-// the process dies, so a crashed sign-in never blocks the next.
-//
-// The lock is flock(2) on a file of its own (not the entry, which Store
-// replaces by rename): locks belong to an open file, so two opens in one
-// process exclude each other as two processes do.
-func (c *Cache) Lock(ctx context.Context, url string, waiting func()) (unlock func(), err error) {
-	if err := c.ensureDir(); err != nil {
-		return nil, err
+// tryLock takes flock(2)'s exclusive lock on f without waiting; held
+// reports that another open file has it.
+func tryLock(f *os.File) (held bool, err error) {
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, syscall.EWOULDBLOCK), errors.Is(err, syscall.EINTR):
+		return true, nil
 	}
-	path := c.lockPath(url)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("locking credential cache: %w", err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking credential cache %s: %w", path, err)
-		}
-		if waiting != nil {
-			waiting()
-			waiting = nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for another portcullis-cli to finish signing in: %w", context.Cause(ctx))
-		case <-time.After(lockPoll):
-		}
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return false, err
 }
+
+func unlockFile(f *os.File) { syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
