@@ -35,6 +35,7 @@ func main() {
 // XDG_CACHE_HOME) is read from the process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := newRootCommand(stdout, stderr)
+	asPlugin(root, os.Args[0])
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }
