@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 func TestImpersonation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	s := startStack(t, ctx, false)
+	auditLog := filepath.Join(t.TempDir(), "portcullis-audit.log")
+	s := startStackWith(t, ctx, stackOptions{env: []string{"AUDIT_LOG_PATH=" + auditLog}})
 	if err := s.cluster.EnsureNamespace(ctx, "imp"); err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +127,18 @@ subjects: [{kind: User, name: bob@example.com}]
 			return fmt.Errorf("no event of bob impersonated")
 		}
 		return nil
+	})
+	// Portcullis's own record: alice made the request, as bob.
+	waitFor(t, ctx, 10*time.Second, "Portcullis's audit log records alice acting as bob", func() error {
+		for _, ev := range readAuditLog(t, auditLog) {
+			if ev.Stage != "ResponseComplete" || ev.ImpersonatedUser.Username != "bob@example.com" || ev.ObjectRef == nil || ev.ObjectRef.Resource != "configmaps" {
+				continue
+			}
+			if ev.User.Username != "alice@example.com" || strings.Join(ev.ImpersonatedUser.Extra["portcullis.io/impersonator"], ",") != "alice@example.com" {
+				t.Errorf("Portcullis's event of the get as bob: user %q, impersonated %+v", ev.User.Username, ev.ImpersonatedUser)
+			}
+			return nil
+		}
+		return fmt.Errorf("no event of alice's get as bob")
 	})
 }

@@ -39,6 +39,10 @@ func appendEvent(dst []byte, e *Event) []byte {
 	dst = appendString(dst, e.Verb)
 	dst = append(dst, `,"user":`...)
 	dst = appendUser(dst, &e.User)
+	if e.ImpersonatedUser != nil {
+		dst = append(dst, `,"impersonatedUser":`...)
+		dst = appendUser(dst, e.ImpersonatedUser)
+	}
 	if len(e.SourceIPs) > 0 {
 		dst = append(dst, `,"sourceIPs":`...)
 		dst = appendStrings(dst, e.SourceIPs)

@@ -33,6 +33,7 @@ func referenceMarshal(t testing.TB, e *Event) []byte {
 		RequestURI               string            `json:"requestURI"`
 		Verb                     string            `json:"verb"`
 		User                     UserInfo          `json:"user"`
+		ImpersonatedUser         *UserInfo         `json:"impersonatedUser,omitempty"`
 		SourceIPs                []string          `json:"sourceIPs,omitempty"`
 		UserAgent                string            `json:"userAgent,omitempty"`
 		ObjectRef                *ObjectReference  `json:"objectRef,omitempty"`
@@ -49,7 +50,7 @@ func referenceMarshal(t testing.TB, e *Event) []byte {
 		return &s
 	}
 	r := event{Kind: e.Kind, APIVersion: e.APIVersion, Level: e.Level, AuditID: e.AuditID, Stage: e.Stage,
-		RequestURI: e.RequestURI, Verb: e.Verb, User: e.User, SourceIPs: e.SourceIPs, UserAgent: e.UserAgent,
+		RequestURI: e.RequestURI, Verb: e.Verb, User: e.User, ImpersonatedUser: e.ImpersonatedUser, SourceIPs: e.SourceIPs, UserAgent: e.UserAgent,
 		ObjectRef: e.ObjectRef, RequestReceivedTimestamp: micro(e.RequestReceivedTimestamp),
 		StageTimestamp: micro(e.StageTimestamp), Annotations: e.Annotations}
 	if s := e.ResponseStatus; s != nil {
@@ -123,6 +124,17 @@ func randomTime(r *rand.Rand) time.Time {
 }
 
 // randomEvent is an event with every field set or not, at random.
+func randomUser(r *rand.Rand) UserInfo {
+	u := UserInfo{Username: randomString(r), UID: randomString(r), Groups: randomStrings(r)}
+	if r.IntN(3) > 0 {
+		u.Extra = map[string][]string{}
+		for range r.IntN(3) {
+			u.Extra[randomString(r)] = randomStrings(r)
+		}
+	}
+	return u
+}
+
 func randomEvent(r *rand.Rand) *Event {
 	ev := &Event{Level: Level(randomString(r)), AuditID: randomString(r), Stage: Stage(randomString(r)),
 		RequestURI: randomString(r), Verb: randomString(r), UserAgent: randomString(r),
@@ -130,12 +142,10 @@ func randomEvent(r *rand.Rand) *Event {
 	if r.IntN(2) == 0 {
 		ev.Kind, ev.APIVersion = "Event", APIVersion
 	}
-	ev.User = UserInfo{Username: randomString(r), UID: randomString(r), Groups: randomStrings(r)}
-	if r.IntN(3) > 0 {
-		ev.User.Extra = map[string][]string{}
-		for range r.IntN(3) {
-			ev.User.Extra[randomString(r)] = randomStrings(r)
-		}
+	ev.User = randomUser(r)
+	if r.IntN(2) == 0 {
+		u := randomUser(r)
+		ev.ImpersonatedUser = &u
 	}
 	ev.SourceIPs = randomStrings(r)
 	if r.IntN(3) > 0 {
@@ -173,6 +183,25 @@ func validStrings(ss []string) []string {
 // decoded is what decoding ev's JSON must give: strings made valid UTF-8,
 // times in UTC to the microsecond, empty optional slices and maps absent.
 // It is false when two keys of a map become one.
+// decodedUser is u as it decodes; false when two of its extra keys
+// become one.
+func decodedUser(u UserInfo) (UserInfo, bool) {
+	d := UserInfo{Username: validString(u.Username), UID: validString(u.UID)}
+	if len(u.Groups) > 0 {
+		d.Groups = validStrings(u.Groups)
+	}
+	if len(u.Extra) > 0 {
+		d.Extra = map[string][]string{}
+		for k, v := range u.Extra {
+			d.Extra[validString(k)] = validStrings(v)
+		}
+		if len(d.Extra) != len(u.Extra) {
+			return UserInfo{}, false
+		}
+	}
+	return d, true
+}
+
 func decoded(ev *Event) (*Event, bool) {
 	micro := func(t time.Time) time.Time {
 		if t.IsZero() {
@@ -184,21 +213,19 @@ func decoded(ev *Event) (*Event, bool) {
 		AuditID: validString(ev.AuditID), Stage: Stage(validString(string(ev.Stage))),
 		RequestURI: validString(ev.RequestURI), Verb: validString(ev.Verb), UserAgent: validString(ev.UserAgent),
 		RequestReceivedTimestamp: micro(ev.RequestReceivedTimestamp), StageTimestamp: micro(ev.StageTimestamp)}
-	d.User = UserInfo{Username: validString(ev.User.Username), UID: validString(ev.User.UID)}
-	if len(ev.User.Groups) > 0 {
-		d.User.Groups = validStrings(ev.User.Groups)
+	var ok bool
+	if d.User, ok = decodedUser(ev.User); !ok {
+		return nil, false
+	}
+	if ev.ImpersonatedUser != nil {
+		u, ok := decodedUser(*ev.ImpersonatedUser)
+		if !ok {
+			return nil, false
+		}
+		d.ImpersonatedUser = &u
 	}
 	if len(ev.SourceIPs) > 0 {
 		d.SourceIPs = validStrings(ev.SourceIPs)
-	}
-	if len(ev.User.Extra) > 0 {
-		d.User.Extra = map[string][]string{}
-		for k, v := range ev.User.Extra {
-			d.User.Extra[validString(k)] = validStrings(v)
-		}
-		if len(d.User.Extra) != len(ev.User.Extra) {
-			return nil, false
-		}
 	}
 	if o := ev.ObjectRef; o != nil {
 		d.ObjectRef = &ObjectReference{Resource: validString(o.Resource), Namespace: validString(o.Namespace),

@@ -86,6 +86,13 @@ type Event struct {
 	// email, groups, Extra[ExtraSessionID] = SessionHash of the session id),
 	// never the service account Portcullis forwards with.
 	User UserInfo `json:"user"`
+	// ImpersonatedUser is who the cluster was asked to act as, when that is
+	// not the person as they are: a route's identity mapping (another
+	// claim, prefixes, a group filter) or kubectl --as, with the person in
+	// Extra["portcullis.io/impersonator"]. Nil when Kubernetes sees the
+	// person's email and groups. kube-apiserver's own event for the
+	// request has the same impersonatedUser.
+	ImpersonatedUser *UserInfo `json:"impersonatedUser,omitempty"`
 	// SourceIPs are the client's address and the addresses that forwarded
 	// the request, client first.
 	SourceIPs []string `json:"sourceIPs,omitempty"`

@@ -21,20 +21,21 @@ import (
 // Proxy forwards the requests of one route. It is built once per route and
 // safe for concurrent use.
 type Proxy struct {
-	route      *config.Route
-	kubernetes bool
-	saToken    kube.TokenSource // Kubernetes routes only
-	imp        kube.Impersonator
-	assert     func(*identity.Identity, string) (string, error)
-	auditID    func(context.Context) string
-	traceCtx   func(context.Context, http.Header)
-	failed     func(kind string)
-	cookieName string
-	targets    *failover
-	reviews    *impersonationReviews // kubectl --as, on a Kubernetes route
-	rp         *httputil.ReverseProxy
-	rpStream   *httputil.ReverseProxy // rp with small copy buffers, for watches
-	logger     *slog.Logger
+	route       *config.Route
+	kubernetes  bool
+	saToken     kube.TokenSource // Kubernetes routes only
+	imp         kube.Impersonator
+	assert      func(*identity.Identity, string) (string, error)
+	auditID     func(context.Context) string
+	traceCtx    func(context.Context, http.Header)
+	forwardedAs func(ctx context.Context, user string, groups []string, impersonator string)
+	failed      func(kind string)
+	cookieName  string
+	targets     *failover
+	reviews     *impersonationReviews // kubectl --as, on a Kubernetes route
+	rp          *httputil.ReverseProxy
+	rpStream    *httputil.ReverseProxy // rp with small copy buffers, for watches
+	logger      *slog.Logger
 }
 
 // Options are what a Proxy needs besides its route.
@@ -55,6 +56,11 @@ type Options struct {
 	// to the upstream (see upstreamProblem; "idle_timeout" for idle_timeout),
 	// for the metrics.
 	UpstreamFailed func(kind string)
+	// ForwardedAs, if set, is told, for each request a Kubernetes route
+	// forwards, who the cluster is asked to act as: the person as the
+	// route maps them, or whom kubectl --as asked for, with the person
+	// as impersonator (else ""). For the audit trail.
+	ForwardedAs func(ctx context.Context, user string, groups []string, impersonator string)
 	// TraceContext, if set, sets the trace context of the request whose
 	// context it is given on the upstream request's header (the W3C
 	// traceparent), so that the upstream's spans join Portcullis's trace.
@@ -96,16 +102,17 @@ func New(route *config.Route, opts Options) (*Proxy, error) {
 		opts.UpstreamFailed = func(string) {}
 	}
 	p := &Proxy{
-		route:      route,
-		kubernetes: route.IsKubernetes(),
-		assert:     opts.Assert,
-		auditID:    opts.AuditID,
-		traceCtx:   opts.TraceContext,
-		failed:     opts.UpstreamFailed,
-		imp:        kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
-		cookieName: opts.CookieName,
-		targets:    &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
-		logger:     logger,
+		route:       route,
+		kubernetes:  route.IsKubernetes(),
+		assert:      opts.Assert,
+		auditID:     opts.AuditID,
+		traceCtx:    opts.TraceContext,
+		forwardedAs: opts.ForwardedAs,
+		failed:      opts.UpstreamFailed,
+		imp:         kube.Impersonator{AllowSystemNames: route.KubernetesAllowSystemNames},
+		cookieName:  opts.CookieName,
+		targets:     &failover{targets: route.To, rt: byProtocol{h2: h2, h1: h1}},
+		logger:      logger,
 	}
 	if p.kubernetes {
 		if route.KubernetesServiceAccountTokenFile != "" {
@@ -241,6 +248,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			auth.as = &as
+		}
+		if p.forwardedAs != nil {
+			if auth.as != nil {
+				p.forwardedAs(ctx, auth.as.User, auth.as.Groups, id.Email)
+			} else {
+				user, groups := id.Kubernetes()
+				p.forwardedAs(ctx, user, groups, "")
+			}
 		}
 	}
 	ctx = context.WithValue(ctx, upstreamAuthKey{}, auth)

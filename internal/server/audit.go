@@ -215,7 +215,31 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	if ports != "" {
 		ev.Annotations["portcullis.io/ports"] = ports
 	}
+	if st := stateFrom(r.Context()); st != nil {
+		st.audit = ra // for forwardedAs
+	}
 	return ra
+}
+
+// forwardedAs completes the audit event of the request whose context ctx
+// is with who the cluster was asked to act as (proxy.Options.ForwardedAs),
+// when that is not the person as they are: a route's identity mapping, or
+// kubectl --as with the person as impersonator. kube-apiserver's event for
+// the request records the same impersonatedUser.
+func forwardedAs(ctx context.Context, user string, groups []string, impersonator string) {
+	st := stateFrom(ctx)
+	if st == nil || st.audit == nil {
+		return
+	}
+	ev := &st.audit.ev
+	if impersonator == "" && user == ev.User.Username && slices.Equal(groups, ev.User.Groups) {
+		return
+	}
+	u := audit.UserInfo{Username: user, Groups: groups}
+	if impersonator != "" {
+		u.Extra = map[string][]string{kube.ExtraImpersonator: {impersonator}}
+	}
+	ev.ImpersonatedUser = &u
 }
 
 // streamStarted writes the ResponseStarted event of a stream, when the

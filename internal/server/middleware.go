@@ -270,6 +270,8 @@ type requestState struct {
 	user     string
 	decision policy.Decision
 	decided  bool
+	// audit is the request's audit record, when it has one (beginAudit).
+	audit *requestAudit
 }
 
 // newAuditID returns a random audit id in the form kube-apiserver gives

@@ -51,7 +51,11 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 		return nil, err
 	}
 	failed := s.metrics.upstreamErrors.MustCurryWith(prometheus.Labels{"route": route.From.String()})
-	p, err := proxy.New(route, proxy.Options{CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger,
+	var forwarded func(context.Context, string, []string, string)
+	if s.audit != nil {
+		forwarded = forwardedAs
+	}
+	p, err := proxy.New(route, proxy.Options{ForwardedAs: forwarded, CookieName: s.opts.CookieName, Assert: s.assert, AuditID: AuditID, Logger: s.logger,
 		UpstreamFailed: func(kind string) { failed.WithLabelValues(kind).Inc() },
 		TraceContext: func(ctx context.Context, h http.Header) {
 			if s.tracer != nil {
