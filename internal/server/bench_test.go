@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -154,30 +153,12 @@ func benchAPIServer(b *testing.B) (*httptest.Server, []byte) {
 // loopback HTTP/2 TLS upstream. BenchmarkPipelineDirectGET is its
 // baseline: the same request from a client straight to the same upstream.
 func BenchmarkPipelineKubernetesGET(b *testing.B) {
-	up, caPEM := benchAPIServer(b)
-	opts := insecureOptions(b, benchFrom)
-	route := &opts.Routes[0]
-	route.To = []*url.URL{mustURL(b, up.URL)}
-	route.TLSCustomCA = caPEM
-	route.KubernetesServiceAccountToken = "sa-token.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cG9ydGN1bGxpcyJ9.c2ln"
-	route.AllowSPDY, route.AllowWebsockets = true, true
-	route.AllowedUsers = []string{"alice@example.com"} // the policy lets her in
-	// Production logs one line per request.
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	s, err := New(opts, logger)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.current().close() })
-	req := kubectlRequest(benchToken(b, opts, route))
+	s, token, _ := auditBenchServer(b, false)
+	req := kubectlRequest(token)
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
-		w.reset()
-		s.handler.ServeHTTP(w, req)
-		if w.code != http.StatusOK || w.n != len(benchPod) {
-			b.Fatalf("got %d with %d bytes, want 200 with %d", w.code, w.n, len(benchPod))
-		}
+		serveBench(b, s, w, req)
 	}
 }
 
