@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TESTENV := $(GO) run ./internal/testenv/cmd/testenv
 TEST_LOG ?= $(or $(TMPDIR),/tmp)/portcullis-test.log
 
-.PHONY: all build demo test testenv tools lint staticcheck deadcode vulncheck bench bench-check fuzz clean image image-check
+.PHONY: all build demo test testenv tools lint staticcheck deadcode vulncheck bench bench-check fuzz clean image image-check cli-dist
 
 all: build
 
@@ -37,6 +37,21 @@ image: ## Build the container image into bin/image (IMAGE=registry/name:tag PUSH
 	cd deploy/image && $(GO) run . -out $(CURDIR)/bin/image -src $(CURDIR) -go $(GO) \
 	  -version $(VERSION) -revision "$(REVISION)" -source-date-epoch $(SOURCE_DATE_EPOCH) \
 	  $(if $(filter-out 0,$(PUSH)),-push $(or $(IMAGE),$(error PUSH=1 needs IMAGE=registry/name:tag)))
+
+# portcullis-cli's release files, in dist/ (deploy/krew/README.md): the
+# CLI for Linux, macOS and Windows on amd64 and arm64, built as the build
+# target builds it but without cgo, each in an archive krew installs
+# (tar.gz, zip for Windows) holding kubectl-portcullis, a SHA256SUMS of the
+# archives, and the krew manifest deploy/krew/portcullis.yaml with the
+# version and the archives' sha256 filled in; then it checks them all. The
+# archives' entries carry the commit's date, so a commit, a version and a Go
+# give the same bytes. A release's VERSION is its tag: make cli-dist
+# VERSION=v1.2.3. make test runs it, so that the CLI builds for every
+# desktop: about 15 s with a warm build cache, 4 minutes cold on 2 cores.
+CLI_DIST ?= dist
+cli-dist: ## Cross-compile portcullis-cli into dist/: an archive per platform, SHA256SUMS and the krew manifest.
+	$(GO) run ./internal/cli/dist -out $(CLI_DIST) -version $(VERSION) -ldflags "$(LDFLAGS)" -go $(GO) \
+	  -source-date-epoch $(SOURCE_DATE_EPOCH)
 
 testenv: tools ## Everything the tests need: the tools below, Chromium, nginx, runc and umoci (installed with apt-get as root).
 	bash internal/testenv/install-chromium.sh
@@ -137,7 +152,7 @@ bench-check:
 image-check:
 	cd deploy/image && $(GO) test -count=1 ./...
 
-test: testenv lint bench-check image-check ## Run everything CI runs.
+test: testenv lint bench-check image-check cli-dist ## Run everything CI runs.
 	@set +e; $(GO) test -count=1 -timeout 30m -v ./... 2>&1 | tee $(TEST_LOG) \
 	  | grep --line-buffered -Ev '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS)'; rc=$${PIPESTATUS[0]}; set -e; \
 	printf '%s passed, %s failed, %s skipped\n' "$$(grep -c -- '^\s*--- PASS' $(TEST_LOG))" \
@@ -152,4 +167,4 @@ fuzz: ## Run each fuzz target for a while (FUZZTIME, default 30s).
 	  done; done
 
 clean:
-	rm -rf bin/
+	rm -rf bin/ dist/
