@@ -178,29 +178,26 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 // appendStringMap appends m as a JSON object, its keys sorted.
 func appendStringMap(dst []byte, m map[string]string) []byte {
 	var buf [16]string
-	dst = append(dst, '{')
-	for i, k := range sortedKeys(buf[:0], m) {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendString(dst, k)
-		dst = append(dst, ':')
-		dst = appendString(dst, m[k])
-	}
-	return append(dst, '}')
+	return appendObject(dst, m, buf[:0], appendString)
 }
 
 // appendExtra appends UserInfo.Extra as a JSON object, its keys sorted.
 func appendExtra(dst []byte, m map[string][]string) []byte {
 	var buf [4]string
+	return appendObject(dst, m, buf[:0], appendStrings)
+}
+
+// appendObject appends m as a JSON object, its keys sorted (into keys,
+// the caller's room for them), each value by appendValue.
+func appendObject[V any](dst []byte, m map[string]V, keys []string, appendValue func([]byte, V) []byte) []byte {
 	dst = append(dst, '{')
-	for i, k := range sortedKeys(buf[:0], m) {
+	for i, k := range sortedKeys(keys, m) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = appendString(dst, k)
 		dst = append(dst, ':')
-		dst = appendStrings(dst, m[k])
+		dst = appendValue(dst, m[k])
 	}
 	return append(dst, '}')
 }
