@@ -86,6 +86,10 @@ func TestKubernetesSecurity(t *testing.T) {
 				"Impersonate-Extra-Scopes": {"everything"},
 			}},
 			{"a user", http.Header{"Impersonate-User": {"admin"}}},
+			// The field in which Portcullis names who used --as: a client
+			// must not write someone else's name into the cluster's audit.
+			{"the impersonator field", http.Header{"Impersonate-User": {"nobody@example.com"},
+				"Impersonate-Extra-Portcullis.io%2fimpersonator": {"admin@example.com"}}},
 			{"hop-by-hop trick on our own headers", http.Header{
 				"Connection":       {"Authorization, Impersonate-User, Impersonate-Group"},
 				"Impersonate-User": {"admin"},
