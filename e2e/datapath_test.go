@@ -117,11 +117,9 @@ func TestKubernetesDataPath(t *testing.T) {
 			if err != nil || strings.TrimSpace(out) != "to-stdout" || !strings.Contains(stderr, "to-stderr") {
 				t.Errorf("exec: got stdout %q stderr %q err %v", out, stderr, err)
 			}
-			// kwok never closes stdin, so read a line rather than to EOF.
-			out, _, err = s.as(ctx, admin, "typed into stdin\n", "-n", "demo", "exec", "-i", "web", "--", "head", "-n", "1")
-			if err != nil || strings.TrimSpace(out) != "typed into stdin" {
-				t.Errorf("exec with stdin: got %q, %v", out, err)
-			}
+			// stdin is checked on the fake node below (exec -i cat, byte
+			// for byte and to EOF): kwok never ends stdin, and under load
+			// its exec now and then loses a short stdin altogether.
 		})
 		t.Run("cp from a pod over "+transport.name, func(t *testing.T) {
 			t.Setenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", transport.ws)
