@@ -193,7 +193,8 @@ func (s *Store) reconcile(ctx context.Context, since time.Time) (time.Time, erro
 
 // sweep removes what has run out: sessions past their expiry, revoked
 // sessions past revokedRetention, states and leases past theirs, device
-// sign-ins past session.DeviceRetention after theirs. Every
+// sign-ins past session.DeviceRetention after theirs, renewal chains with
+// their sessions. Every
 // replica sweeps; the deletes are idempotent.
 func (s *Store) sweep(ctx context.Context) error {
 	return s.do(ctx, "sweep", func(ctx context.Context) error {
@@ -206,6 +207,9 @@ func (s *Store) sweep(ctx context.Context) error {
 		}
 		if _, err := s.pool.Exec(ctx, `DELETE FROM portcullis_device_grants WHERE expires_at < now() - make_interval(secs => $1)`,
 			session.DeviceRetention.Seconds()); err != nil {
+			return err
+		}
+		if _, err := s.pool.Exec(ctx, `DELETE FROM portcullis_renewals WHERE expires_at < now()`); err != nil {
 			return err
 		}
 		_, err := s.pool.Exec(ctx, `DELETE FROM portcullis_leases WHERE expires_at < now()`)

@@ -88,6 +88,23 @@ CREATE TABLE portcullis_device_grants (
 );
 CREATE INDEX portcullis_device_grants_expires ON portcullis_device_grants (expires_at);
 `,
+	// 4: renewal chains (session.Store.RotateRenewal), each spent once
+	// across replicas. A new table: replicas of the previous release
+	// neither read nor write it, and do not serve renewal.
+	`
+CREATE TABLE portcullis_renewals (
+	-- Hex SHA-256 of the session ID, as portcullis_sessions.id.
+	session_id text NOT NULL,
+	-- The chain's random name, from the credential (not a secret alone).
+	family     text NOT NULL,
+	-- The generation the chain's next credential must carry.
+	next_gen   bigint NOT NULL,
+	-- The session's expiry: the sweep drops the chain with it.
+	expires_at timestamptz NOT NULL,
+	PRIMARY KEY (session_id, family)
+);
+CREATE INDEX portcullis_renewals_expires ON portcullis_renewals (expires_at);
+`,
 }
 
 // migrationLock is the advisory lock key that serializes migrations: ten

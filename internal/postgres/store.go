@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -540,6 +541,47 @@ func (s *Store) Update(ctx context.Context, sess *session.Session) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return session.ErrNoSession
+	}
+	return nil
+}
+
+// RotateRenewal spends generation gen of the chain family of session id
+// in one statement, so that of two replicas presented the same
+// credential at once, one wins and the other sees the reuse. The session
+// must be live in the database itself: a sign-out on another replica
+// counts at once, not when its notification arrives.
+func (s *Store) RotateRenewal(ctx context.Context, id, family string, gen uint64) error {
+	if gen >= math.MaxInt64 {
+		return session.ErrRenewalReused
+	}
+	h := hashID(id)
+	var live, rotated bool
+	err := s.do(ctx, "renew", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `
+			WITH sess AS (
+				SELECT expires_at FROM portcullis_sessions
+				WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()),
+			up AS (
+				INSERT INTO portcullis_renewals (session_id, family, next_gen, expires_at)
+				SELECT $1, $2, $3::bigint + 1, expires_at FROM sess WHERE $3::bigint = 0
+				ON CONFLICT (session_id, family) DO UPDATE SET next_gen = EXCLUDED.next_gen
+					WHERE portcullis_renewals.next_gen = $3::bigint
+				RETURNING 1),
+			moved AS (
+				UPDATE portcullis_renewals SET next_gen = next_gen + 1
+				WHERE session_id = $1 AND family = $2 AND next_gen = $3::bigint AND $3::bigint > 0
+					AND EXISTS (SELECT 1 FROM sess)
+				RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM sess), EXISTS (SELECT 1 FROM up) OR EXISTS (SELECT 1 FROM moved)`,
+			h, family, int64(gen)).Scan(&live, &rotated)
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("renewing session %s…: %w", short(h), err)
+	case !live:
+		return session.ErrNoSession
+	case !rotated:
+		return session.ErrRenewalReused
 	}
 	return nil
 }

@@ -127,7 +127,21 @@ type Store interface {
 	// grant after the poll, and the answer. A code no store knows, or
 	// one for another route, is ErrNoDeviceGrant, and changes nothing.
 	PollDeviceGrant(ctx context.Context, deviceCode, audience string) (*DeviceGrant, PollResult, error)
+
+	// RotateRenewal spends generation gen of the renewal chain family of
+	// the live session id (renewal.go): it moves the chain to gen+1 and
+	// returns nil once, and ErrRenewalReused for any other generation,
+	// an older one above all (a copied credential used after its
+	// rotation). A chain the store has not seen starts at 0. It returns
+	// ErrNoSession if the session has ended. It does not revoke the
+	// session on reuse: the caller does, and says why.
+	RotateRenewal(ctx context.Context, id, family string, gen uint64) error
 }
+
+// ErrRenewalReused is returned by Store.RotateRenewal for a renewal
+// credential that is not its chain's newest: it was used already, so two
+// parties hold it, and the session must end.
+var ErrRenewalReused = errors.New("the renewal credential was used already")
 
 // NewSessionID returns a random session identifier (130 bits).
 func NewSessionID() string { return rand.Text() }
@@ -159,6 +173,8 @@ type MemoryStore struct {
 	devices      map[string]*DeviceGrant // by device code
 	deviceUsers  map[string]string       // device code by user code
 	devicesSwept time.Time               // when PutDeviceGrant last dropped forgotten grants
+
+	renewals map[string]map[string]uint64 // session ID → renewal chain → its next generation
 }
 
 type lease struct {
@@ -174,7 +190,8 @@ const DefaultMaxPerPerson = 50
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{sessions: make(map[string]*Session), bySubject: make(map[string]map[string]struct{}),
 		states: make(map[string]time.Time), leases: make(map[string]lease),
-		devices: make(map[string]*DeviceGrant), deviceUsers: make(map[string]string)}
+		devices: make(map[string]*DeviceGrant), deviceUsers: make(map[string]string),
+		renewals: make(map[string]map[string]uint64)}
 }
 
 // Put stores a copy of s. A new session past its subject's cap ends that
@@ -228,6 +245,7 @@ func (m *MemoryStore) capLocked(subject, keep string) {
 
 func (m *MemoryStore) deleteLocked(s *Session) {
 	delete(m.sessions, s.ID)
+	delete(m.renewals, s.ID)
 	m.unindexLocked(s)
 }
 
@@ -467,6 +485,27 @@ func (m *MemoryStore) PollDeviceGrant(_ context.Context, deviceCode, audience st
 	}
 	r := d.Poll(m.now())
 	return d.Clone(), r, nil
+}
+
+// RotateRenewal moves the chain family of session id from gen to gen+1,
+// once. The chains live beside the session, not in it, so that an Update
+// from an older copy of the session (a refresh) cannot turn one back.
+func (m *MemoryStore) RotateRenewal(_ context.Context, id, family string, gen uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.sessions[id]; !ok || !s.Live(m.now()) {
+		return ErrNoSession
+	}
+	chains := m.renewals[id]
+	if chains == nil {
+		chains = make(map[string]uint64)
+		m.renewals[id] = chains
+	}
+	if chains[family] != gen {
+		return ErrRenewalReused
+	}
+	chains[family] = gen + 1
+	return nil
 }
 
 func (m *MemoryStore) now() time.Time {

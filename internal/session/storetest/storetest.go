@@ -21,6 +21,38 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 	ctx := context.Background()
 	runDevice(t, newStore)
+	t.Run("a renewal generation is spent once; its chain is the session's", func(t *testing.T) {
+		st := newStore(t)
+		s := sample("alice")
+		must(t, st.Put(ctx, s))
+		must(t, st.RotateRenewal(ctx, s.ID, "chain-a", 0))
+		must(t, st.RotateRenewal(ctx, s.ID, "chain-a", 1))
+		for _, gen := range []uint64{0, 1, 3} {
+			if err := st.RotateRenewal(ctx, s.ID, "chain-a", gen); !errors.Is(err, session.ErrRenewalReused) {
+				t.Errorf("generation %d of a chain at 2: got %v, want ErrRenewalReused", gen, err)
+			}
+		}
+		// Another chain of the same session (a second device) is its own.
+		must(t, st.RotateRenewal(ctx, s.ID, "chain-b", 0))
+		// A refresh writes the session from an older copy: the chain
+		// stays where it is.
+		must(t, st.Update(ctx, s))
+		if err := st.RotateRenewal(ctx, s.ID, "chain-a", 1); !errors.Is(err, session.ErrRenewalReused) {
+			t.Errorf("after an Update, generation 1 again: got %v, want ErrRenewalReused", err)
+		}
+		must(t, st.RotateRenewal(ctx, s.ID, "chain-a", 2))
+		// The same chain name in another session is another chain.
+		other := sample("alice")
+		must(t, st.Put(ctx, other))
+		must(t, st.RotateRenewal(ctx, other.ID, "chain-a", 0))
+		must(t, st.Delete(ctx, s.ID))
+		if err := st.RotateRenewal(ctx, s.ID, "chain-a", 3); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("after sign-out: got %v, want ErrNoSession", err)
+		}
+		if err := st.RotateRenewal(ctx, "no-such-session", "chain-a", 0); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("unknown session: got %v, want ErrNoSession", err)
+		}
+	})
 	t.Run("put then get gives a copy", func(t *testing.T) {
 		st := newStore(t)
 		s := sample("alice")
@@ -281,6 +313,16 @@ const prompt = time.Second
 func RunShared(t *testing.T, newReplicas func(t *testing.T) (a, b session.Store)) {
 	ctx := context.Background()
 	runDeviceShared(t, newReplicas)
+	t.Run("a renewal generation spent on one replica is spent on the other", func(t *testing.T) {
+		a, b := newReplicas(t)
+		s := sample("alice")
+		must(t, a.Put(ctx, s))
+		must(t, a.RotateRenewal(ctx, s.ID, "chain", 0))
+		if err := b.RotateRenewal(ctx, s.ID, "chain", 0); !errors.Is(err, session.ErrRenewalReused) {
+			t.Errorf("b, generation 0 that a spent: got %v, want ErrRenewalReused", err)
+		}
+		must(t, b.RotateRenewal(ctx, s.ID, "chain", 1))
+	})
 	t.Run("delete user on one replica ends the person's sessions on the other", func(t *testing.T) {
 		a, b := newReplicas(t)
 		onA, onB, bob := sample("alice"), sample("alice"), sample("bob")
