@@ -35,8 +35,11 @@ type Options struct {
 	AuthenticateURL *url.URL
 	CookieName      string
 	CookieExpire    time.Duration
-	Sealer          *session.Sealer
-	Keys            *session.Keys
+	// AccessTokenLifetime is how long a renewable token lasts
+	// (renewal.go); DefaultAccessTokenLifetime if zero.
+	AccessTokenLifetime time.Duration
+	Sealer              *session.Sealer
+	Keys                *session.Keys
 	// Verify checks a Portcullis token for an audience (Keys.Verify, or a
 	// cache in front of it).
 	Verify   func(token, audience string, now time.Time) (*session.Claims, error)
@@ -166,6 +169,9 @@ type loginState struct {
 	Redirect     string `json:"r"`           // where the person goes after sign-in
 	Audience     string `json:"a"`           // the route the token is for
 	Programmatic bool   `json:"p,omitempty"` // deliver pomerium_jwt to a loopback URL
+	// Renewable asks for a short-lived token and a renewal credential
+	// (renewal.go) beside it: portcullis-cli, not pomerium-cli.
+	Renewable bool `json:"rn,omitempty"`
 	// Bind is the nonce of the route's sign-in cookie (routeBinding): the
 	// hand-off is accepted only by the browser that holds it.
 	Bind string `json:"b,omitempty"`
@@ -173,8 +179,9 @@ type loginState struct {
 
 // programmaticLogin travels sealed in the sign-in URL the login API returns.
 type programmaticLogin struct {
-	Redirect string `json:"r"`
-	Audience string `json:"a"`
+	Redirect  string `json:"r"`
+	Audience  string `json:"a"`
+	Renewable bool   `json:"rn,omitempty"`
 }
 
 const (
@@ -257,7 +264,7 @@ func (a *Authenticator) signIn(w http.ResponseWriter, r *http.Request) {
 			respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Title: "Bad sign-in link", Text: err.Error()})
 			return
 		}
-		st = loginState{Redirect: pl.Redirect, Audience: pl.Audience, Programmatic: true}
+		st = loginState{Redirect: pl.Redirect, Audience: pl.Audience, Programmatic: true, Renewable: pl.Renewable}
 	default:
 		target, audience, err := a.routeRedirect(q.Get("pomerium_redirect_uri"))
 		if err != nil {
@@ -462,7 +469,17 @@ func (a *Authenticator) allowSignIn(w http.ResponseWriter, r *http.Request) bool
 // handOff gives a session to the route it was for: a token to a loopback
 // listener for portcullis-cli, or the route host's callback for a browser.
 func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *session.Session, st loginState) {
-	tok, err := a.issue(sess, st.Audience)
+	var (
+		tok  string
+		pair renewablePair
+		err  error
+	)
+	if st.Programmatic && st.Renewable {
+		pair, err = a.issueRenewable(sess, st.Audience, renewal{})
+		tok = pair.Token
+	} else {
+		tok, err = a.issue(sess, st.Audience)
+	}
 	if err != nil {
 		a.log.Error("issuing token", "error", err)
 		respond.Error(w, r, respond.Problem{Code: http.StatusInternalServerError, Title: "Sign-in failed",
@@ -477,6 +494,12 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 		}
 		q := u.Query()
 		q.Set("pomerium_jwt", tok)
+		if pair.Renewal != "" {
+			// In a URL, so in the browser's history: portcullis-cli
+			// spends it at once (login.Login), and whoever finds it there
+			// later ends the session by using it (renewal.go).
+			q.Set("portcullis_renewal", pair.Renewal)
+		}
 		u.RawQuery = q.Encode()
 		http.Redirect(w, r, u.String(), http.StatusFound)
 		return

@@ -165,16 +165,7 @@ func (a *Authenticator) deviceAuthorize(w http.ResponseWriter, r *http.Request, 
 // §3.4, §3.5): the route's token once a person approved, else an OAuth
 // error that says why not yet or not at all.
 func (a *Authenticator) deviceToken(w http.ResponseWriter, r *http.Request, audience string) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "poll with POST "+pathDeviceToken)
-		return
-	}
-	client := limit.Client(r)
-	if ok, wait := a.devicePolls.Allow(client, a.now()); !ok {
-		a.opts.Limited(LimitDevicePolls, client)
-		respond.RetryAfter(w.Header(), wait)
-		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many polls from your address")
+	if !a.tokenRequest(w, r, "poll with POST "+pathDeviceToken) {
 		return
 	}
 	code, errCode, why := devicePoll(r)
@@ -208,6 +199,26 @@ func (a *Authenticator) deviceToken(w http.ResponseWriter, r *http.Request, audi
 	default: // session.PollAnswered
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "this device code was used already: start again")
 	}
+}
+
+// tokenRequest refuses a request to a token endpoint (device polls,
+// renewals) that is not a POST (usage says how to call it), or that comes
+// from a client past its rate of such requests, and reports whether to go
+// on. Both endpoints share one rate: each is a client's loop.
+func (a *Authenticator) tokenRequest(w http.ResponseWriter, r *http.Request, usage string) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		oauthError(w, http.StatusMethodNotAllowed, "invalid_request", usage)
+		return false
+	}
+	client := limit.Client(r)
+	if ok, wait := a.devicePolls.Allow(client, a.now()); !ok {
+		a.opts.Limited(LimitDevicePolls, client)
+		respond.RetryAfter(w.Header(), wait)
+		oauthError(w, http.StatusTooManyRequests, "slow_down", "too many token requests from your address")
+		return false
+	}
+	return true
 }
 
 // devicePoll reads a poll's form: the device code, or the OAuth error
@@ -245,20 +256,15 @@ func (a *Authenticator) redeemDevice(w http.ResponseWriter, r *http.Request, g *
 		oauthError(w, http.StatusBadRequest, "access_denied", "the session that approved the sign-in has ended")
 		return
 	}
-	tok, err := a.issue(sess, g.Audience)
+	// A device's client renews as portcullis-cli does (renewal.go).
+	pair, err := a.issueRenewable(sess, g.Audience, renewal{})
 	if err != nil {
 		a.log.Error("issuing token", "error", err)
 		oauthError(w, http.StatusInternalServerError, "server_error", "Portcullis could not issue your credentials")
 		return
 	}
 	a.log.Info("device sign-in approved", "route", g.Audience, "client", g.Client, "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
-	writeJSON(w, http.StatusOK, struct {
-		AccessToken string `json:"access_token"`
-		// Pomerium: sent as "Authorization: Pomerium <token>" or
-		// "Authorization: Bearer Pomerium-<token>".
-		TokenType string `json:"token_type"`
-		ExpiresIn int64  `json:"expires_in"`
-	}{tok, "Pomerium", int64(sess.ExpiresAt.Sub(a.now()) / time.Second)})
+	a.writeRenewable(w, pair)
 }
 
 // oauthError answers with an OAuth error (RFC 6749 §5.2, RFC 8628 §3.5).

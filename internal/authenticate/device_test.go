@@ -51,15 +51,23 @@ type tokenAnswer struct {
 	AccessToken string `json:"access_token"`
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
-	Error       string `json:"error"`
-	Description string `json:"error_description"`
+	// RefreshToken is the renewal credential (renewal.go).
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
 }
 
 // pollDevice polls the route at base with deviceCode, as the CLI does.
 func (f *fixture) pollDevice(t testing.TB, base, deviceCode string) tokenAnswer {
 	t.Helper()
-	res := f.post(t, base+pathDeviceToken, req{remote: deviceClientAddr, header: []string{"Sec-Fetch-Site", ""},
-		form: url.Values{"grant_type": {deviceGrantType}, "device_code": {deviceCode}}})
+	return f.tokenRequest(t, base+pathDeviceToken, url.Values{"grant_type": {deviceGrantType}, "device_code": {deviceCode}})
+}
+
+// tokenRequest POSTs form to a token endpoint, as a client (not a
+// browser) from deviceClientAddr, and reads the answer.
+func (f *fixture) tokenRequest(t testing.TB, target string, form url.Values) tokenAnswer {
+	t.Helper()
+	res := f.post(t, target, req{remote: deviceClientAddr, header: []string{"Sec-Fetch-Site", ""}, form: form})
 	a := tokenAnswer{code: res.code}
 	if err := json.Unmarshal([]byte(res.body), &a); err != nil {
 		t.Fatalf("token endpoint: %d, not JSON: %s", res.code, res.body)
@@ -224,7 +232,8 @@ func TestDeviceSignIn(t *testing.T) {
 	}
 	f.advance(10 * time.Second)
 	a := f.pollDevice(t, routeURL, d.DeviceCode)
-	if a.code != http.StatusOK || a.AccessToken == "" || a.TokenType != "Pomerium" || a.ExpiresIn < 3600 {
+	if a.code != http.StatusOK || a.AccessToken == "" || a.TokenType != "Pomerium" ||
+		a.ExpiresIn != int64(DefaultAccessTokenLifetime/time.Second) || !strings.HasPrefix(a.RefreshToken, renewalPrefix) {
 		t.Fatalf("poll after approving: got %+v, want the token", a)
 	}
 	c, err := f.keys.Verify(a.AccessToken, routeHost, f.clock())

@@ -26,6 +26,8 @@ func (a *Authenticator) RouteEndpoints(w http.ResponseWriter, r *http.Request, a
 		a.deviceAuthorize(w, r, audience) // device.go
 	case pathDeviceToken:
 		a.deviceToken(w, r, audience)
+	case pathToken:
+		a.renewToken(w, r, audience) // renewal.go
 	case pathDevice:
 		a.devicePage(w, r, audience)
 	case "/.pomerium/callback/", "/.pomerium/callback":
@@ -61,7 +63,10 @@ func (a *Authenticator) programmaticLogin(w http.ResponseWriter, r *http.Request
 		respond.Error(w, r, respond.Problem{Code: http.StatusBadRequest, Message: "portcullis: " + err.Error()})
 		return
 	}
-	raw, _ := json.Marshal(programmaticLogin{Redirect: u.String(), Audience: audience})
+	// portcullis-cli asks for a renewable credential; pomerium-cli does
+	// not, and gets a token that lasts as long as the session.
+	renewable := r.URL.Query().Get("portcullis_renewal") == "1"
+	raw, _ := json.Marshal(programmaticLogin{Redirect: u.String(), Audience: audience, Renewable: renewable})
 	sealed := a.opts.Sealer.Seal(purposeLogin, raw, a.now().Add(stateTTL))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")

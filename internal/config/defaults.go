@@ -21,6 +21,7 @@ func Defaults() Options {
 		Address:                ":443",
 		CookieName:             "_pomerium",
 		CookieExpire:           14 * time.Hour,
+		AccessTokenLifetime:    5 * time.Minute,
 		DatabrokerStorageType:  "memory",
 		DatabrokerStorageGrace: 5 * time.Minute,
 		LogLevel:               slog.LevelInfo,

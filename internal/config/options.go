@@ -32,6 +32,9 @@ type Options struct {
 	CookieName string
 	// CookieExpire bounds a session's life. COOKIE_EXPIRE; default 14h.
 	CookieExpire time.Duration
+	// AccessTokenLifetime is how long a renewable token (portcullis-cli's)
+	// lasts. ACCESS_TOKEN_LIFETIME; default 5m.
+	AccessTokenLifetime time.Duration
 
 	// DatabrokerStorageType is where sessions are kept: "memory" (this
 	// process; one replica) or "postgres" (shared by replicas).

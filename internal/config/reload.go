@@ -46,6 +46,7 @@ func (o *Options) KeepRestartSettings(running *Options) {
 	o.CookieSecret = running.CookieSecret
 	o.CookieName = running.CookieName
 	o.CookieExpire = running.CookieExpire
+	o.AccessTokenLifetime = running.AccessTokenLifetime
 	o.DatabrokerStorageType = running.DatabrokerStorageType
 	o.DatabrokerStorageConnectionString = running.DatabrokerStorageConnectionString
 	o.DatabrokerStorageGrace = running.DatabrokerStorageGrace

@@ -21,6 +21,7 @@ var restartEnvs = map[string][2]string{
 	"COOKIE_SECRET":                        {b64(strings.Repeat("a", 32)), b64(strings.Repeat("b", 32))},
 	"COOKIE_NAME":                          {"_a", "_b"},
 	"COOKIE_EXPIRE":                        {"8h", "9h"},
+	"ACCESS_TOKEN_LIFETIME":                {"5m", "6m"},
 	"DATABROKER_STORAGE_TYPE":              {"postgres", "postgres"},
 	"DATABROKER_STORAGE_CONNECTION_STRING": {"postgres://a@db.example.com/a", "postgres://b@db.example.com/b"},
 	"DATABROKER_STORAGE_GRACE":             {"1m", "2m"},

@@ -117,6 +117,17 @@ func topSettings() []setting {
 				o.CookieExpire, ok = l.duration(v)
 				return ok
 			}},
+		{key: "access_token_lifetime", restart: true, example: "10m",
+			doc: "How long a token given to `portcullis-cli` lasts, as a duration of at least 30s; default 5m; never past the session's end. " +
+				"With it comes a renewal credential, good once, that portcullis-cli trades for the next token without a browser " +
+				"for as long as the session lasts; a renewal credential used twice ends the session. " +
+				"Clients that do not ask for renewal (pomerium-cli) get tokens that last as long as the session: " +
+				"see [silent renewal](kubernetes.md#silent-renewal).",
+			get: func(o *Options) any { return o.AccessTokenLifetime },
+			decode: func(l *loader, v value, o *Options) (ok bool) {
+				o.AccessTokenLifetime, ok = l.duration(v)
+				return ok
+			}},
 		{key: "databroker_storage_type", restart: true, example: "postgres",
 			doc: "Where sessions are kept: `memory`, in the Portcullis process, for one replica (they end when it restarts); " +
 				"or `postgres`, in PostgreSQL, shared by every replica, so that a person signed in through one is signed in " +

@@ -58,6 +58,7 @@ func (o *Options) Summary() string {
 	}
 	line("identity", "%s", idp)
 	line("cookie", "%s, expires after %s", o.CookieName, o.CookieExpire)
+	line("tokens", "portcullis-cli's last %s, renewed without a browser until the session ends", o.AccessTokenLifetime)
 	line("cookie secret", "%s", secretState(o.CookieSecret))
 	line("shared secret", "%s", secretState(o.SharedSecret))
 	if len(o.SigningKey) != 0 {

@@ -184,6 +184,12 @@ func (o *Options) validateInto(v *validator) {
 	if at, ok := v.top("cookie_expire"); ok && o.CookieExpire <= 0 {
 		v.add(at, "%s is not positive: want a duration such as 14h", o.CookieExpire)
 	}
+	// Zero in Options built in code takes the default.
+	// A token never outlives its session, so a lifetime longer than
+	// cookie_expire is no error: the session bounds it.
+	if at, ok := v.top("access_token_lifetime"); ok && !(v.loc == nil && o.AccessTokenLifetime == 0) && o.AccessTokenLifetime < 30*time.Second {
+		v.add(at, "%s is too short: want at least 30s, such as 5m (portcullis-cli renews a token when half its life is left)", o.AccessTokenLifetime)
+	}
 	// Zero (Options built in code) takes the provider's default.
 	// Options built in code may leave Limits unset: a limit of zero would
 	// let one connection in, so say so rather than serve like that.

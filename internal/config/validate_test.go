@@ -77,11 +77,13 @@ func TestCheckInCode(t *testing.T) {
 				o.IDPProviderURL = "ftp://idp.example.com"
 				o.IDPScopes = []string{"openid email"}
 				o.LogLevel = 2
+				o.AccessTokenLifetime = 10 * time.Second
 			},
 			want: []string{
 				`metrics_address: ":443" is also address: want a port of its own, such as :9090`,
 				`authenticate_service_url: "https://auth.example.com/sign-in" has a path: want only scheme, host and port, as in https://host[:port]`,
 				`cookie_secret: decodes to 31 bytes, want 32: generate one with "head -c32 /dev/urandom | base64"`,
+				`access_token_lifetime: 10s is too short: want at least 30s, such as 5m (portcullis-cli renews a token when half its life is left)`,
 				`shared_secret: decodes to 16 bytes, want at least 32: generate one with "head -c32 /dev/urandom | base64"`,
 				`signing_key: an Ed25519 key: want an EC or RSA private key, such as from "openssl ecparam -genkey -name prime256v1 -noout"`,
 				`idp_provider_url: "ftp://idp.example.com" has scheme "ftp": want http or https, as in https://host[:port]`,
