@@ -97,7 +97,7 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 			_, err := client.WhoAmI(ctx, jwt)
 			return err
 		},
-		Login: func(ctx context.Context) (string, error) {
+		Login: func(ctx context.Context) (route.Grant, error) {
 			if f.useDevice(os.Getenv, runtime.GOOS) {
 				return login.Device(ctx, login.DeviceOptions{
 					Authorize: client.DeviceAuthorize,
@@ -107,14 +107,29 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 					Stderr:    stderr,
 				})
 			}
-			return login.Login(ctx, login.Options{
+			g, err := login.Login(ctx, login.Options{
 				SignInURL: client.LoginURL,
 				Server:    u.String(),
 				Browser:   login.ChooseBrowser(f.browserCmd, os.Getenv("BROWSER"), f.noBrowser),
 				Timeout:   f.loginTimeout,
 				Stderr:    stderr,
 			})
+			if err != nil || g.Renewal == "" {
+				return g, err
+			}
+			// The renewal credential came through the browser, in a URL
+			// its history keeps: spend it now, so that the one found
+			// there later is a used one, and using it ends the session.
+			next, err := client.Renew(ctx, g.Renewal)
+			if err != nil {
+				fmt.Fprintf(stderr, "portcullis-cli: warning: %v; the credential will not be renewed without a browser\n", err)
+				return route.Grant{Token: g.Token}, nil
+			}
+			return next, nil
 		},
+		Renew: client.Renew,
+		// kubectl runs the plugin; its process is the caller.
+		Caller: os.Getppid(),
 		Stderr: stderr,
 	}
 	return b, client.CloseIdleConnections, nil

@@ -24,9 +24,20 @@ type Broker struct {
 	// does, an error wrapping route.ErrRejected if not, another error if
 	// it could not tell (route.Client.WhoAmI).
 	Check func(ctx context.Context, jwt string) error
-	// Login runs a browser sign-in and returns the new raw JWT
-	// (login.Login).
-	Login func(ctx context.Context) (string, error)
+	// Login runs a browser (or device) sign-in and returns the new grant
+	// (login.Login, login.Device).
+	Login func(ctx context.Context) (route.Grant, error)
+	// Renew trades a renewal credential for the next grant, without a
+	// browser (route.Client.Renew): an error wrapping route.ErrRejected
+	// if the session is over.
+	Renew func(ctx context.Context, renewal string) (route.Grant, error)
+	// Caller identifies the process the token is for: kubectl's process
+	// ID. kubectl runs the plugin once per command, and again only when
+	// the server refused the token it got (client-go's exec plugin, on a
+	// 401): the same caller asking again for the same token is how a
+	// renewable token that the server stopped accepting is noticed
+	// without asking the server on every command. 0: no caller known.
+	Caller int
 	// Stderr receives messages for the person.
 	Stderr io.Writer
 	// Now is the clock (time.Now if nil).
@@ -61,12 +72,19 @@ func (b *Broker) Token(ctx context.Context) (credential.Token, error) {
 		return credential.Token{}, err
 	}
 	defer unlock()
-	// Someone else may have signed in while this process waited.
+	// Someone else may have signed in, or renewed, while this process
+	// waited.
 	tok, why, err = b.cached(ctx, rejected)
 	if err != nil || why == "" {
 		return tok, err
 	}
-	if why != "none" {
+	// Renew without a browser while the session lasts.
+	if e, _ := b.Cache.Load(b.URL); e != nil && e.Renewal != "" && b.Renew != nil {
+		tok, renewed, err := b.renewLocked(ctx, e.Renewal)
+		if err != nil || renewed {
+			return tok, err
+		}
+	} else if why != "none" {
 		b.say("The cached credential for %s %s; signing in again.", b.URL, why)
 	}
 	return b.signInLocked(ctx)
@@ -86,26 +104,70 @@ func (b *Broker) SignIn(ctx context.Context) (credential.Token, error) {
 }
 
 func (b *Broker) signInLocked(ctx context.Context) (credential.Token, error) {
-	raw, err := b.Login(ctx)
+	g, err := b.Login(ctx)
 	if err != nil {
 		return credential.Token{}, err
 	}
-	tok, err := credential.ParseToken(raw)
+	tok, err := b.keep(g, "signing in to")
+	if err == nil && tok.Email != "" {
+		b.say("Signed in to %s as %s.", b.URL, tok.Email)
+	}
+	return tok, err
+}
+
+// renewLocked trades the cached renewal credential for a new grant. It
+// reports renewed false, with no error, if the session is over and the
+// person must sign in again.
+func (b *Broker) renewLocked(ctx context.Context, renewal string) (tok credential.Token, renewed bool, err error) {
+	g, err := b.Renew(ctx, renewal)
+	switch {
+	case errors.Is(err, route.ErrRejected):
+		b.say("Your session at %s has ended (%v); signing in again.", b.URL, err)
+		return credential.Token{}, false, nil
+	case err != nil:
+		return credential.Token{}, false, err
+	}
+	tok, err = b.keep(g, "renewing the credential for")
+	return tok, err == nil, err
+}
+
+// keep checks a grant the server sent and caches it, as given to the
+// caller.
+func (b *Broker) keep(g route.Grant, doing string) (credential.Token, error) {
+	tok, err := credential.ParseToken(g.Token)
 	if err != nil {
-		return credential.Token{}, fmt.Errorf("signing in to %s: the server sent a credential portcullis-cli cannot read: %w", b.URL, err)
+		return credential.Token{}, fmt.Errorf("%s %s: the server sent a credential portcullis-cli cannot read: %w", doing, b.URL, err)
 	}
 	now := b.now()
 	if !tok.ValidFor(now, 0) {
-		return credential.Token{}, fmt.Errorf("signing in to %s: the server sent a credential that expired at %s; is this computer's clock right?", b.URL, tok.Expiry.Format(time.RFC3339))
+		return credential.Token{}, fmt.Errorf("%s %s: the server sent a credential that expired at %s; is this computer's clock right?", doing, b.URL, tok.Expiry.Format(time.RFC3339))
 	}
-	if err := b.Cache.Store(cache.Entry{URL: b.URL, Token: tok.Raw, Expiry: tok.Expiry, Obtained: now}); err != nil {
+	if err := b.Cache.Store(cache.Entry{URL: b.URL, Token: tok.Raw, Expiry: tok.Expiry, Obtained: now, Renewal: g.Renewal}); err != nil {
 		// The token is good; only the next command will sign in again.
 		b.say("portcullis-cli: warning: %v", err)
 	}
-	if tok.Email != "" {
-		b.say("Signed in to %s as %s.", b.URL, tok.Email)
-	}
+	b.given(tok.Raw)
 	return tok, nil
+}
+
+// given records that the caller got token (Broker.Caller).
+func (b *Broker) given(token string) {
+	if b.Caller == 0 {
+		return
+	}
+	if err := b.Cache.MarkGiven(b.URL, b.Caller, token); err != nil {
+		b.say("portcullis-cli: warning: %v", err)
+	}
+}
+
+// renewBefore is how long before its exp the token of e is replaced: a
+// minute, or half its life if that is shorter (a token of a minute is
+// renewed at 30 seconds).
+func renewBefore(e *cache.Entry) time.Duration {
+	if life := e.Expiry.Sub(e.Obtained); e.Renewal != "" && life > 0 && life/2 < RenewBefore {
+		return life / 2
+	}
+	return RenewBefore
 }
 
 // cached returns the cached token if it is good (why == ""), or why not:
@@ -127,14 +189,20 @@ func (b *Broker) cached(ctx context.Context, knownRejected string) (tok credenti
 	if err != nil {
 		return credential.Token{}, "could not be read", nil
 	}
-	if now := b.now(); !tok.ValidFor(now, RenewBefore) {
+	if now, before := b.now(), renewBefore(e); !tok.ValidFor(now, before) {
 		if tok.ValidFor(now, 0) {
-			return tok, "expires in less than " + RenewBefore.String(), nil
+			return tok, "expires in less than " + before.String(), nil
 		}
 		return tok, "has expired", nil
 	}
 	if knownRejected != "" && tok.Raw == knownRejected {
 		return tok, "is no longer accepted by the server (signed out, or the session ended)", nil
+	}
+	// A renewable token is short-lived: it is handed out without asking
+	// the server, unless this caller had it already (Broker.Caller).
+	if e.Renewal != "" && (b.Caller == 0 || b.Cache.GivenTo(b.URL, tok.Raw) != b.Caller) {
+		b.given(tok.Raw)
+		return tok, "", nil
 	}
 	if err := b.Check(ctx, tok.Raw); err != nil {
 		if errors.Is(err, route.ErrRejected) {

@@ -36,20 +36,51 @@ type fakeServer struct {
 	checks   atomic.Int32
 	expiry   time.Duration
 	down     error
+
+	renewable bool            // sign-ins give renewal credentials
+	renewals  map[string]bool // the credentials not yet spent
+	renews    atomic.Int32
+	now       func() time.Time
 }
 
 func newFakeServer() *fakeServer {
-	return &fakeServer{accepted: map[string]bool{}, expiry: time.Hour}
+	return &fakeServer{accepted: map[string]bool{}, renewals: map[string]bool{}, expiry: time.Hour, now: func() time.Time { return testNow }}
 }
 
-func (s *fakeServer) login(ctx context.Context) (string, error) {
+func (s *fakeServer) login(ctx context.Context) (route.Grant, error) {
 	n := s.logins.Add(1)
 	time.Sleep(50 * time.Millisecond) // a person takes a moment
-	tok := jwt(testNow.Add(s.expiry), int(n))
+	tok := jwt(s.now().Add(s.expiry), int(n))
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.accepted[tok] = true
-	s.mu.Unlock()
-	return tok, nil
+	g := route.Grant{Token: tok}
+	if s.renewable {
+		g.Renewal = fmt.Sprintf("renewal-%d", n)
+		s.renewals[g.Renewal] = true
+	}
+	return g, nil
+}
+
+// renew spends a renewal credential for the next grant, as the server's
+// token endpoint does: each once; one spent twice ends everything.
+func (s *fakeServer) renew(ctx context.Context, renewal string) (route.Grant, error) {
+	n := s.renews.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down != nil {
+		return route.Grant{}, s.down
+	}
+	if !s.renewals[renewal] {
+		clear(s.accepted)
+		clear(s.renewals)
+		return route.Grant{}, fmt.Errorf("%w: used already", route.ErrRejected)
+	}
+	delete(s.renewals, renewal)
+	g := route.Grant{Token: jwt(s.now().Add(s.expiry), 1000+int(n)), Renewal: fmt.Sprintf("renewal-r%d", n)}
+	s.accepted[g.Token] = true
+	s.renewals[g.Renewal] = true
+	return g, nil
 }
 
 func (s *fakeServer) check(ctx context.Context, tok string) error {
@@ -68,6 +99,7 @@ func (s *fakeServer) check(ctx context.Context, tok string) error {
 func (s *fakeServer) revokeAll() {
 	s.mu.Lock()
 	clear(s.accepted)
+	clear(s.renewals)
 	s.mu.Unlock()
 }
 
@@ -78,6 +110,7 @@ func newBroker(t *testing.T, s *fakeServer, dir string, stderr *bytes.Buffer) *B
 		Cache:  cache.New(dir),
 		Check:  s.check,
 		Login:  s.login,
+		Renew:  s.renew,
 		Now:    func() time.Time { return testNow },
 		Stderr: nil,
 	}
@@ -290,7 +323,7 @@ func TestSignInRefusesBadTokens(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBroker(t, newFakeServer(), t.TempDir(), nil)
-			b.Login = func(context.Context) (string, error) { return tt.token, nil }
+			b.Login = func(context.Context) (route.Grant, error) { return route.Grant{Token: tt.token}, nil }
 			if _, err := b.Token(context.Background()); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -298,5 +331,77 @@ func TestSignInRefusesBadTokens(t *testing.T) {
 				t.Errorf("a bad token was cached")
 			}
 		})
+	}
+}
+
+// TestRenewableTokens: a token that comes with a renewal credential is
+// handed out without asking the server, renewed without a browser before
+// it expires, for as long as the server renews it; a caller that asks
+// again for the token it got (kubectl after a 401) makes the broker ask
+// the server, and a session that ended means a sign-in.
+func TestRenewableTokens(t *testing.T) {
+	s := newFakeServer()
+	s.renewable, s.expiry = true, time.Minute
+	now := testNow
+	s.now = func() time.Time { return now }
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	broker := func(caller int) *Broker {
+		b := newBroker(t, s, dir, &stderr)
+		b.Now, b.Caller = func() time.Time { return now }, caller
+		return b
+	}
+	first, err := broker(100).Token(context.Background())
+	if err != nil || s.logins.Load() != 1 {
+		t.Fatalf("first: %v, %d sign-ins", err, s.logins.Load())
+	}
+	// Five minutes of kubectl commands, one every 10 seconds, each its
+	// own process: no browser, no check, a renewal at each half-life.
+	tok := first
+	for i := range 30 {
+		now = now.Add(10 * time.Second)
+		got, err := broker(101 + i).Token(context.Background())
+		if err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+		if !got.ValidFor(now, 29*time.Second) {
+			t.Fatalf("command %d: got a token that expires at %s, at %s", i, got.Expiry, now)
+		}
+		tok = got
+	}
+	if s.logins.Load() != 1 || s.checks.Load() != 0 {
+		t.Errorf("five minutes of commands: %d sign-ins and %d checks, want 1 and 0", s.logins.Load(), s.checks.Load())
+	}
+	if r := s.renews.Load(); r < 9 || r > 11 {
+		t.Errorf("five minutes of one-minute tokens renewed %d times, want about 10 (at each half-life)", r)
+	}
+	// The server ends the session. A new command is handed the cached
+	// token (it cannot know); kubectl gets 401 and runs the plugin again:
+	// now the broker asks, and the session being over, signs in.
+	s.revokeAll()
+	if got, err := broker(500).Token(context.Background()); err != nil || got.Raw != tok.Raw {
+		t.Fatalf("after revocation, a new caller: got %v, %v; want the cached token", got.Raw == tok.Raw, err)
+	}
+	got, err := broker(500).Token(context.Background())
+	if err != nil || got.Raw == tok.Raw || s.logins.Load() != 2 {
+		t.Errorf("the same caller again: got the same token %v, %v, %d sign-ins; want a new sign-in", got.Raw == tok.Raw, err, s.logins.Load())
+	}
+	if !strings.Contains(stderr.String(), "signing in again") {
+		t.Errorf("stderr: %q, want it to say why it signs in again", stderr.String())
+	}
+	// A renewal refused because the credential was spent elsewhere (a
+	// copy used first) also ends in a sign-in, never a loop.
+	e, _ := cache.New(dir).Load(testURL)
+	delete(s.renewals, e.Renewal)
+	now = now.Add(45 * time.Second)
+	if _, err := broker(600).Token(context.Background()); err != nil || s.logins.Load() != 3 {
+		t.Errorf("renewal refused: %v, %d sign-ins; want a third sign-in", err, s.logins.Load())
+	}
+	// A server that cannot be reached fails the command; it is not a
+	// reason to sign in.
+	now = now.Add(45 * time.Second)
+	s.down = errors.New("connection refused")
+	if _, err := broker(700).Token(context.Background()); err == nil || s.logins.Load() != 3 {
+		t.Errorf("server down at renewal: %v, %d sign-ins; want the error and no sign-in", err, s.logins.Load())
 	}
 }

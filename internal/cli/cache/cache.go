@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,8 +27,12 @@ type Entry struct {
 	Token string `json:"token"`
 	// Expiry is the token's exp.
 	Expiry time.Time `json:"expiry"`
-	// Obtained is when the sign-in that produced the token finished.
+	// Obtained is when the sign-in or renewal that produced the token
+	// finished.
 	Obtained time.Time `json:"obtained"`
+	// Renewal is the credential that renews the token without a browser,
+	// good once; "" if the server gave none.
+	Renewal string `json:"renewal,omitempty"`
 }
 
 // A Cache is a directory of entries.
@@ -108,9 +113,15 @@ func (c *Cache) Store(e Entry) error {
 	if err != nil {
 		return fmt.Errorf("caching credential: %w", err)
 	}
-	path := c.Path(e.URL)
+	return c.writeFile(c.Path(e.URL), key(e.URL), append(b, '\n'), true)
+}
+
+// writeFile replaces the file path atomically: the data goes to a
+// temporary file in the same directory (created 0600), synced if durable,
+// and is renamed over the old file.
+func (c *Cache) writeFile(path, k string, data []byte, durable bool) error {
 	// os.CreateTemp opens with O_EXCL and mode 0600.
-	tmp, err := os.CreateTemp(c.dir, ".tmp-"+key(e.URL)[:16]+"-*")
+	tmp, err := os.CreateTemp(c.dir, ".tmp-"+k[:16]+"-*")
 	if err != nil {
 		return fmt.Errorf("caching credential: %w", err)
 	}
@@ -121,7 +132,7 @@ func (c *Cache) Store(e Entry) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("caching credential: writing %s: %w", tmp.Name(), err)
 	}
 	// Chmod by handle as well: CreateTemp's 0600 does not depend on the
@@ -129,8 +140,10 @@ func (c *Cache) Store(e Entry) error {
 	if err := tmp.Chmod(0o600); err != nil {
 		return fmt.Errorf("caching credential: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("caching credential: syncing %s: %w", tmp.Name(), err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("caching credential: syncing %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("caching credential: %w", err)
@@ -139,12 +152,49 @@ func (c *Cache) Store(e Entry) error {
 		return fmt.Errorf("caching credential: %w", err)
 	}
 	ok = true
-	// Make the rename durable; failing to is not worth an error.
-	if d, err := os.Open(c.dir); err == nil {
-		d.Sync()
-		d.Close()
+	if durable {
+		// Make the rename durable; failing to is not worth an error.
+		if d, err := os.Open(c.dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
 	}
 	return nil
+}
+
+// givenPath is the file that says which process the entry's token was
+// last handed to: beside the entry, not in it, so that writing it can
+// never put back an entry another process has just replaced (with a
+// renewal credential that is spent).
+func (c *Cache) givenPath(url string) string { return filepath.Join(c.dir, key(url)+".given") }
+
+// MarkGiven records that token, the entry's for url, was handed to the
+// process caller. It is a hint, not a credential: it holds the token's
+// hash only.
+func (c *Cache) MarkGiven(url string, caller int, token string) error {
+	if err := c.ensureDir(); err != nil {
+		return err
+	}
+	return c.writeFile(c.givenPath(url), key(url), []byte(strconv.Itoa(caller)+" "+tokenHash(token)+"\n"), false)
+}
+
+// GivenTo returns the process token was last handed to (MarkGiven), or 0.
+func (c *Cache) GivenTo(url, token string) int {
+	b, err := os.ReadFile(c.givenPath(url))
+	if err != nil {
+		return 0
+	}
+	pid, hash, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if !ok || hash != tokenHash(token) {
+		return 0
+	}
+	n, _ := strconv.Atoi(pid)
+	return n
+}
+
+func tokenHash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:16])
 }
 
 // Delete removes the entry for url; no entry is not an error. The lock
@@ -172,7 +222,7 @@ func (c *Cache) DeleteAll() (int, error) {
 	for _, de := range names {
 		name := de.Name()
 		isEntry := strings.HasSuffix(name, ".json") && !strings.HasPrefix(name, ".")
-		if !isEntry && !strings.HasPrefix(name, ".tmp-") {
+		if !isEntry && !strings.HasPrefix(name, ".tmp-") && !strings.HasSuffix(name, ".given") {
 			continue
 		}
 		if err := os.Remove(filepath.Join(c.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {

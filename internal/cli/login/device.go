@@ -20,7 +20,7 @@ type DeviceOptions struct {
 	Authorize func(ctx context.Context) (*route.DeviceAuthorization, error)
 	// Poll asks the route once whether it was approved
 	// (route.Client.DeviceToken).
-	Poll func(ctx context.Context, deviceCode string) (string, error)
+	Poll func(ctx context.Context, deviceCode string) (route.Grant, error)
 	// Server is the route's URL, for the messages.
 	Server string
 	// Timeout bounds the wait for the approval (DefaultTimeout if zero),
@@ -42,7 +42,7 @@ const maxUnavailable = 6
 // it shows the person where to go and what to type, then polls at the
 // interval the server asked for (and slower when told to) until a person
 // approves or denies it, or it expires.
-func Device(ctx context.Context, opts DeviceOptions) (string, error) {
+func Device(ctx context.Context, opts DeviceOptions) (route.Grant, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -57,7 +57,7 @@ func Device(ctx context.Context, opts DeviceOptions) (string, error) {
 	}
 	d, err := opts.Authorize(ctx)
 	if err != nil {
-		return "", err
+		return route.Grant{}, err
 	}
 	fmt.Fprintf(stderr, "To sign in to %s, open this address in a browser on any device:\n\n    %s\n\nand enter the code\n\n    %s\n\n",
 		opts.Server, d.VerificationURI, d.UserCode)
@@ -76,10 +76,10 @@ func Device(ctx context.Context, opts DeviceOptions) (string, error) {
 	interval, unavailable := d.Interval, 0
 	for {
 		if waited += interval; waited > wait {
-			return "", fmt.Errorf("%w after %s: no one approved the sign-in for code %s; run the command again for a new code", ErrTimeout, wait.Round(time.Second), d.UserCode)
+			return route.Grant{}, fmt.Errorf("%w after %s: no one approved the sign-in for code %s; run the command again for a new code", ErrTimeout, wait.Round(time.Second), d.UserCode)
 		}
 		if err := sleep(ctx, interval); err != nil {
-			return "", fmt.Errorf("signing in: %w", err)
+			return route.Grant{}, fmt.Errorf("signing in: %w", err)
 		}
 		tok, err := opts.Poll(ctx, d.DeviceCode)
 		switch {
@@ -92,14 +92,14 @@ func Device(ctx context.Context, opts DeviceOptions) (string, error) {
 			interval += 5 * time.Second
 		case errors.Is(err, route.ErrDeviceUnavailable) && ctx.Err() == nil:
 			if unavailable++; unavailable >= maxUnavailable {
-				return "", err
+				return route.Grant{}, err
 			}
 		case errors.Is(err, route.ErrAccessDenied):
-			return "", fmt.Errorf("signing in: %w; if it was not you who denied it, run the command again", err)
+			return route.Grant{}, fmt.Errorf("signing in: %w; if it was not you who denied it, run the command again", err)
 		case errors.Is(err, route.ErrExpiredToken):
-			return "", fmt.Errorf("signing in: %w; run the command again for a new code", err)
+			return route.Grant{}, fmt.Errorf("signing in: %w; run the command again for a new code", err)
 		default:
-			return "", err
+			return route.Grant{}, err
 		}
 	}
 }

@@ -34,20 +34,20 @@ func (d *deviceRun) run(t *testing.T, timeout time.Duration) (string, string, er
 			return &route.DeviceAuthorization{DeviceCode: "the-device-code", UserCode: "BCDF-GHJK", VerificationURI: verify,
 				VerificationURIComplete: complete, ExpiresIn: 10 * time.Minute, Interval: 5 * time.Second}, nil
 		},
-		Poll: func(_ context.Context, code string) (string, error) {
+		Poll: func(_ context.Context, code string) (route.Grant, error) {
 			if code != "the-device-code" {
 				t.Errorf("polled with %q, want the device code", code)
 			}
 			d.polls++
 			if len(d.answers) == 0 {
-				return "", route.ErrAuthorizationPending
+				return route.Grant{}, route.ErrAuthorizationPending
 			}
 			err := d.answers[0]
 			d.answers = d.answers[1:]
 			if err == nil {
-				return "the.jwt.token", nil
+				return route.Grant{Token: "the.jwt.token"}, nil
 			}
-			return "", err
+			return route.Grant{}, err
 		},
 		Server:  "https://k8s.example.com",
 		Timeout: timeout,
@@ -57,7 +57,7 @@ func (d *deviceRun) run(t *testing.T, timeout time.Duration) (string, string, er
 			return nil
 		},
 	})
-	return tok, stderr.String(), err
+	return tok.Token, stderr.String(), err
 }
 
 func TestDevice(t *testing.T) {
@@ -121,9 +121,9 @@ func TestDeviceAuthorizeFails(t *testing.T) {
 	want := errors.New("asking https://k8s.example.com for a device sign-in: it has no device sign-in")
 	_, err := Device(context.Background(), DeviceOptions{
 		Authorize: func(context.Context) (*route.DeviceAuthorization, error) { return nil, want },
-		Poll: func(context.Context, string) (string, error) {
+		Poll: func(context.Context, string) (route.Grant, error) {
 			t.Fatal("polled without a device code")
-			return "", nil
+			return route.Grant{}, nil
 		},
 	})
 	if err != want {

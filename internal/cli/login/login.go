@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/portcullis-proxy/portcullis/internal/cli/route"
 	"html/template"
 	"io"
 	"log"
@@ -38,8 +39,11 @@ type Options struct {
 // ErrTimeout is returned when no sign-in came back in time.
 var ErrTimeout = errors.New("sign-in timed out")
 
-// Login runs one browser sign-in and returns the raw JWT the server sent.
-func Login(ctx context.Context, opts Options) (string, error) {
+// Login runs one browser sign-in and returns what the server sent: the
+// raw JWT, and the renewal credential if the server gives one. That
+// credential came through the browser, in a URL its history keeps: the
+// caller spends it at once (route.Client.Renew).
+func Login(ctx context.Context, opts Options) (route.Grant, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -57,7 +61,7 @@ func Login(ctx context.Context, opts Options) (string, error) {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("signing in: listening on the loopback interface for the browser: %w", err)
+		return route.Grant{}, fmt.Errorf("signing in: listening on the loopback interface for the browser: %w", err)
 	}
 	defer ln.Close()
 	path := "/portcullis-cli/" + randomHex(16)
@@ -65,10 +69,10 @@ func Login(ctx context.Context, opts Options) (string, error) {
 
 	signIn, err := opts.SignInURL(ctx, redirect)
 	if err != nil {
-		return "", err
+		return route.Grant{}, err
 	}
 
-	tokens := make(chan string, 1)
+	tokens := make(chan route.Grant, 1)
 	srv := &http.Server{
 		Handler:           callback(path, tokens),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -97,7 +101,7 @@ func Login(ctx context.Context, opts Options) (string, error) {
 		fmt.Fprintf(stderr, "Signing in to %s: opening your browser at\n\n    %s\n\nIf it does not open, open that address yourself.\n", opts.Server, signIn)
 		browserFailed, err = opts.Browser.Open(signIn.String(), stderr)
 		if err != nil {
-			return "", err
+			return route.Grant{}, err
 		}
 	}
 	fmt.Fprintf(stderr, "Waiting up to %s for the sign-in to finish...\n", timeout)
@@ -109,18 +113,18 @@ func Login(ctx context.Context, opts Options) (string, error) {
 		case tok := <-tokens:
 			return tok, nil
 		case err := <-browserFailed:
-			return "", err
+			return route.Grant{}, err
 		case <-wait.C:
-			return "", fmt.Errorf("%w after %s: the browser never came back to portcullis-cli with a credential; "+
+			return route.Grant{}, fmt.Errorf("%w after %s: the browser never came back to portcullis-cli with a credential; "+
 				"run the command again and finish signing in in the browser (or open the printed address yourself)", ErrTimeout, timeout)
 		case <-ctx.Done():
-			return "", fmt.Errorf("signing in: %w", context.Cause(ctx))
+			return route.Grant{}, fmt.Errorf("signing in: %w", context.Cause(ctx))
 		}
 	}
 }
 
 // callback answers the browser on the loopback listener.
-func callback(path string, tokens chan<- string) http.Handler {
+func callback(path string, tokens chan<- route.Grant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != path {
 			http.NotFound(w, r)
@@ -138,7 +142,7 @@ func callback(path string, tokens chan<- string) http.Handler {
 			return
 		}
 		select {
-		case tokens <- tok:
+		case tokens <- route.Grant{Token: tok, Renewal: r.URL.Query().Get("portcullis_renewal")}:
 			page.Execute(w, pageData{"Signed in", "You are signed in to Portcullis. You can close this tab and go back to your terminal."})
 		default:
 			// A second delivery (a reload of the page): the first won.

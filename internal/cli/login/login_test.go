@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/portcullis-proxy/portcullis/internal/cli/route"
 	"io"
 	"net"
 	"net/http"
@@ -60,7 +61,7 @@ func server(t *testing.T, token string) (func(context.Context, string) (*url.URL
 	var redirect string
 	mux := http.NewServeMux()
 	mux.HandleFunc("/sign_in", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, r.URL.Query().Get("to")+"?pomerium_jwt="+url.QueryEscape(token), http.StatusFound)
+		http.Redirect(w, r, r.URL.Query().Get("to")+"?pomerium_jwt="+url.QueryEscape(token)+"&portcullis_renewal=portcullis-renewal.r", http.StatusFound)
 	})
 	srv := &http.Server{Handler: mux}
 	ln := listen(t)
@@ -86,8 +87,8 @@ func TestLoginWithBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nstderr:\n%s", err, stderr.String())
 	}
-	if tok != "the.jwt.token" {
-		t.Errorf("got token %q, want the.jwt.token", tok)
+	if tok.Token != "the.jwt.token" {
+		t.Errorf("got token %q, want the.jwt.token", tok.Token)
 	}
 	u, err := url.Parse(*redirect)
 	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" || !strings.HasPrefix(u.Path, "/portcullis-cli/") || len(u.Path) < len("/portcullis-cli/")+32 {
@@ -116,7 +117,7 @@ func TestLoginWithoutBrowser(t *testing.T) {
 	var stderr logbuf.Buffer
 	signIn, redirect := server(t, "tok.en.x")
 	done := make(chan struct{})
-	var tok string
+	var tok route.Grant
 	var err error
 	go func() {
 		defer close(done)
@@ -144,8 +145,8 @@ func TestLoginWithoutBrowser(t *testing.T) {
 		t.Errorf("sign-in: got %d, want 200", code)
 	}
 	<-done
-	if err != nil || tok != "tok.en.x" {
-		t.Fatalf("got %q, %v", tok, err)
+	if err != nil || tok != (route.Grant{Token: "tok.en.x", Renewal: "portcullis-renewal.r"}) {
+		t.Fatalf("got %+v, %v; want the token and the renewal credential", tok, err)
 	}
 }
 

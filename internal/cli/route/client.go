@@ -59,12 +59,21 @@ func (c *Client) endpoint(path string, q url.Values) string {
 	return u.String()
 }
 
+// A Grant is what a sign-in or a renewal gives: the route's token, and
+// the credential that renews it without a browser ("" from a server that
+// does not offer renewal).
+type Grant struct {
+	Token   string
+	Renewal string
+}
+
 // LoginURL asks the route where to sign in: the server answers with a URL
 // to open in a browser, which after sign-in redirects to redirectURI
-// (a loopback URL) with ?pomerium_jwt=<token>.
+// (a loopback URL) with ?pomerium_jwt=<token>, and, as asked here,
+// &portcullis_renewal=<credential>.
 func (c *Client) LoginURL(ctx context.Context, redirectURI string) (*url.URL, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		c.endpoint("/.pomerium/api/v1/login", url.Values{"pomerium_redirect_uri": {redirectURI}}), nil)
+		c.endpoint("/.pomerium/api/v1/login", url.Values{"pomerium_redirect_uri": {redirectURI}, "portcullis_renewal": {"1"}}), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -89,37 +89,67 @@ func webAddress(raw string) *url.URL {
 	return u
 }
 
-// DeviceToken polls the route once with deviceCode: it returns the raw
-// JWT once a person approved, or an error that wraps ErrAuthorizationPending,
+// DeviceToken polls the route once with deviceCode: it returns the grant
+// once a person approved, or an error that wraps ErrAuthorizationPending,
 // ErrSlowDown, ErrAccessDenied, ErrExpiredToken or ErrDeviceUnavailable,
 // or says what else went wrong.
-func (c *Client) DeviceToken(ctx context.Context, deviceCode string) (string, error) {
+func (c *Client) DeviceToken(ctx context.Context, deviceCode string) (Grant, error) {
 	doing := fmt.Sprintf("asking %s whether the sign-in was approved", c.URL)
 	status, body, err := c.postForm(ctx, "/.pomerium/api/v1/device/token", url.Values{
 		"grant_type": {deviceGrantType}, "device_code": {deviceCode}, "client_id": {"portcullis-cli"}})
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrDeviceUnavailable, explain(doing, err))
+		return Grant{}, fmt.Errorf("%w: %w", ErrDeviceUnavailable, explain(doing, err))
 	}
-	var answer struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error"`
-	}
-	json.Unmarshal(body, &answer)
+	answer := tokenAnswer(body)
 	switch {
 	case status == http.StatusOK && answer.AccessToken != "":
-		return answer.AccessToken, nil
+		return Grant{Token: answer.AccessToken, Renewal: answer.RefreshToken}, nil
 	case answer.Error == "authorization_pending":
-		return "", ErrAuthorizationPending
+		return Grant{}, ErrAuthorizationPending
 	case answer.Error == "slow_down":
-		return "", ErrSlowDown
+		return Grant{}, ErrSlowDown
 	case answer.Error == "access_denied":
-		return "", fmt.Errorf("%w: %s", ErrAccessDenied, oauthMessage(body))
+		return Grant{}, fmt.Errorf("%w: %s", ErrAccessDenied, oauthMessage(body))
 	case answer.Error == "expired_token":
-		return "", ErrExpiredToken
+		return Grant{}, ErrExpiredToken
 	case status == http.StatusServiceUnavailable || status == http.StatusBadGateway:
-		return "", fmt.Errorf("%w: %s: the server answered %d: %s", ErrDeviceUnavailable, doing, status, oauthMessage(body))
+		return Grant{}, fmt.Errorf("%w: %s: the server answered %d: %s", ErrDeviceUnavailable, doing, status, oauthMessage(body))
 	}
-	return "", fmt.Errorf("%s: the server answered %d: %s", doing, status, oauthMessage(body))
+	return Grant{}, fmt.Errorf("%s: the server answered %d: %s", doing, status, oauthMessage(body))
+}
+
+// Renew trades the renewal credential for the route's next grant, without
+// a browser. An error wrapping ErrRejected means the session is over
+// (signed out, expired, or the credential was used already): sign in
+// again. Any other error means the server could not tell.
+func (c *Client) Renew(ctx context.Context, renewal string) (Grant, error) {
+	doing := fmt.Sprintf("renewing the credential for %s", c.URL)
+	status, body, err := c.postForm(ctx, "/.pomerium/api/v1/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {renewal}})
+	if err != nil {
+		return Grant{}, explain(doing, err)
+	}
+	answer := tokenAnswer(body)
+	switch {
+	case status == http.StatusOK && answer.AccessToken != "" && answer.RefreshToken != "":
+		return Grant{Token: answer.AccessToken, Renewal: answer.RefreshToken}, nil
+	case answer.Error == "invalid_grant":
+		return Grant{}, fmt.Errorf("%s: %w: %s", doing, ErrRejected, oauthMessage(body))
+	case status == http.StatusNotFound:
+		// A server from before renewal: sign in as it expects.
+		return Grant{}, fmt.Errorf("%s: %w: the server does not renew credentials", doing, ErrRejected)
+	}
+	return Grant{}, fmt.Errorf("%s: the server answered %d: %s", doing, status, oauthMessage(body))
+}
+
+// tokenAnswer reads a token endpoint's answer (RFC 6749 §5.1, §5.2).
+func tokenAnswer(body []byte) (a struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+}) {
+	json.Unmarshal(body, &a)
+	return a
 }
 
 // postForm POSTs form to the route's path and returns the status and at

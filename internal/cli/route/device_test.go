@@ -82,10 +82,10 @@ func TestDeviceAuthorize(t *testing.T) {
 }
 
 func TestDeviceToken(t *testing.T) {
-	c, got := deviceServer(t, 200, `{"access_token":"the.jwt.token","token_type":"Pomerium","expires_in":3600}`)
+	c, got := deviceServer(t, 200, `{"access_token":"the.jwt.token","token_type":"Pomerium","expires_in":300,"refresh_token":"portcullis-renewal.x"}`)
 	tok, err := c.DeviceToken(context.Background(), "dc")
-	if err != nil || tok != "the.jwt.token" {
-		t.Fatalf("got %q, %v", tok, err)
+	if err != nil || tok != (Grant{Token: "the.jwt.token", Renewal: "portcullis-renewal.x"}) {
+		t.Fatalf("got %+v, %v", tok, err)
 	}
 	if got.URL.Path != "/.pomerium/api/v1/device/token" || got.PostForm.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" ||
 		got.PostForm.Get("device_code") != "dc" || got.URL.RawQuery != "" {
@@ -108,8 +108,8 @@ func TestDeviceToken(t *testing.T) {
 		t.Run(tc.body, func(t *testing.T) {
 			c, _ := deviceServer(t, tc.status, tc.body)
 			tok, err := c.DeviceToken(context.Background(), "dc")
-			if tok != "" || err == nil || tc.want != nil && !errors.Is(err, tc.want) {
-				t.Errorf("got %q, %v; want %v", tok, err, tc.want)
+			if tok != (Grant{}) || err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("got %+v, %v; want %v", tok, err, tc.want)
 			}
 		})
 	}
