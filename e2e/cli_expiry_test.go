@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// TestCLIExpiringCredential: a cached credential about to expire is
+// TestCLIExpiringCredential: a credential whose session has ended is
 // replaced by a new sign-in before kubectl uses it, so no kubectl command
-// fails. Sessions here last 75 s, and portcullis-cli renews a credential
-// with less than a minute left.
+// fails. Sessions here last 75 s; portcullis-cli's tokens end with their
+// session however often they are renewed.
 func TestCLIExpiringCredential(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -23,13 +23,21 @@ func TestCLIExpiringCredential(t *testing.T) {
 		t.Fatalf("first whoami: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
 	}
 	exp := u.credentialExpiry()
-	// Wait until the credential has less than a minute left.
-	time.Sleep(time.Until(exp.Add(-time.Minute)) + 2*time.Second)
+	// Renewed on the way (less than half its life left), it still ends
+	// with the session.
+	time.Sleep(time.Until(exp.Add(-20 * time.Second)))
+	if user, errOut := u.whoami(ctx); user != signinEmail || u.browserRuns() != 1 {
+		t.Fatalf("whoami 20 s before the session ends: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
+	}
+	if got := u.credentialExpiry(); got.After(exp) {
+		t.Errorf("a renewal outlived the session: the credential expires at %s, the session at %s", got, exp)
+	}
+	time.Sleep(time.Until(exp) + 2*time.Second)
 	if user, errOut := u.whoami(ctx); user != signinEmail {
-		t.Fatalf("whoami with a credential about to expire: got %q\n%s", user, errOut)
+		t.Fatalf("whoami after the session ended: got %q\n%s", user, errOut)
 	}
 	if n := u.browserRuns(); n != 2 {
-		t.Errorf("sign-ins: got %d, want 2 (the expiring credential replaced before use)", n)
+		t.Errorf("sign-ins: got %d, want 2 (the ended session replaced before use)", n)
 	}
 	if !u.credentialExpiry().After(exp) {
 		t.Errorf("the cached credential was not replaced: expiry still %s", exp)

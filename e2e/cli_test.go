@@ -369,16 +369,24 @@ func (u *cliUser) browserRuns() int {
 // cachedToken reads the token portcullis-cli cached for routeURL.
 func (u *cliUser) cachedToken(routeURL string) string {
 	u.t.Helper()
+	tok, _ := u.cached(routeURL)
+	return tok
+}
+
+// cached reads the token and the renewal credential portcullis-cli
+// cached for routeURL.
+func (u *cliUser) cached(routeURL string) (token, renewal string) {
+	u.t.Helper()
 	sum := sha256.Sum256([]byte(routeURL))
 	b, err := os.ReadFile(filepath.Join(u.cacheHome, "portcullis-cli", "exec-credential", hex.EncodeToString(sum[:])+".json"))
 	if err != nil {
 		u.t.Fatal(err)
 	}
-	var e struct{ Token string }
+	var e struct{ Token, Renewal string }
 	if err := json.Unmarshal(b, &e); err != nil || e.Token == "" {
 		u.t.Fatalf("cache file: %v, %q", err, b)
 	}
-	return e.Token
+	return e.Token, e.Renewal
 }
 
 func exitCode(err error) int {
