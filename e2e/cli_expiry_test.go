@@ -14,6 +14,8 @@ import (
 // fails. Sessions here last 75 s; portcullis-cli's tokens end with their
 // session however often they are renewed.
 func TestCLIExpiringCredential(t *testing.T) {
+	// Mostly waiting for tokens to age: run beside the other waiting tests.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := startSigninStack(t, ctx, "COOKIE_EXPIRE=75s")

@@ -15,6 +15,8 @@ import (
 // used ends the session for both; after a sign-out the next kubectl call
 // signs in again. Real kubectl, portcullis-cli and provider.
 func TestSilentRenewal(t *testing.T) {
+	// Mostly waiting for tokens to age: run beside the other waiting tests.
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	s := startSigninStack(t, ctx, "ACCESS_TOKEN_LIFETIME=1m")
