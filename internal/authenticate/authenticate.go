@@ -232,6 +232,7 @@ func (a *Authenticator) AuthenticateHandler() http.Handler {
 	mux.HandleFunc("GET /oauth2/callback", a.callback)
 	mux.HandleFunc("GET /.pomerium/sign_out", a.confirmSignOutAuthenticate) // signout.go
 	mux.HandleFunc("POST /.pomerium/sign_out", a.signOutAuthenticate)
+	mux.HandleFunc(pathToken, a.exchangeToken) // renewal.go; it answers other methods itself
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		respond.Error(w, r, respond.Problem{Code: http.StatusNotFound, Title: "Not found",
 			Text: "This is the Portcullis sign-in service. Open the address of your cluster instead."})

@@ -264,7 +264,7 @@ func (a *Authenticator) redeemDevice(w http.ResponseWriter, r *http.Request, g *
 		return
 	}
 	a.log.Info("device sign-in approved", "route", g.Audience, "client", g.Client, "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
-	a.writeRenewable(w, pair)
+	a.writeRenewable(w, pair, "")
 }
 
 // oauthError answers with an OAuth error (RFC 6749 §5.2, RFC 8628 §3.5).

@@ -53,8 +53,10 @@ type tokenAnswer struct {
 	ExpiresIn   int64  `json:"expires_in"`
 	// RefreshToken is the renewal credential (renewal.go).
 	RefreshToken string `json:"refresh_token"`
-	Error        string `json:"error"`
-	Description  string `json:"error_description"`
+	// Next is an exchange's next credential of the presented chain.
+	Next        string `json:"portcullis_renewal_next"`
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
 }
 
 // pollDevice polls the route at base with deviceCode, as the CLI does.

@@ -187,3 +187,50 @@ func flip(b byte) string {
 	}
 	return "A"
 }
+
+// TestExchangeForAnotherRoute: the sign-in service trades one route's
+// renewal credential for another route's token and renewal chain, and
+// the first chain's next credential: one sign-in for every route.
+func TestExchangeForAnotherRoute(t *testing.T) {
+	f := newFixture(t)
+	_, rn := f.renewableLogin(t)
+	exchange := func(credential, resource string) tokenAnswer {
+		t.Helper()
+		form := url.Values{"grant_type": {renewalGrantType}, "refresh_token": {credential}}
+		if resource != "" {
+			form.Set("resource", resource)
+		}
+		return f.tokenRequest(t, authURL+pathToken, form)
+	}
+	// A resource that is not a route here, or none: refused before the
+	// credential is spent.
+	for _, res := range []string{"", "https://evil.example.com", "https://other.example.com.evil.example", "not a url"} {
+		if a := exchange(rn, res); a.code != http.StatusBadRequest || a.Error != "invalid_target" || a.AccessToken != "" {
+			t.Errorf("resource %q: got %+v, want invalid_target", res, a)
+		}
+	}
+	a := exchange(rn, otherURL)
+	c, err := f.keys.Verify(a.AccessToken, otherHost, f.clock())
+	if a.code != http.StatusOK || err != nil || c.Email != "someuser@example.com" || a.RefreshToken == "" || a.Next == "" {
+		t.Fatalf("exchange for the other route: %+v, %v", a, err)
+	}
+	// Two chains now, each its own: the other route's renews there, the
+	// first route's next renews on the first route.
+	if b := f.renew(t, otherURL, a.RefreshToken); b.code != http.StatusOK {
+		t.Errorf("the other route's new chain: %+v", b)
+	}
+	if b := f.renew(t, routeURL, a.Next); b.code != http.StatusOK {
+		t.Errorf("the first chain's next credential: %+v", b)
+	}
+	// The presented credential was spent: a copy used now ends the session.
+	if b := exchange(rn, otherURL); b.code != http.StatusBadRequest || !strings.Contains(b.Description, "used already") {
+		t.Errorf("the spent credential again: %+v, want it refused as used already", b)
+	}
+	if _, err := f.store.Get(t.Context(), c.SessionID); err == nil {
+		t.Error("the session is live after the reuse")
+	}
+	// Only the sign-in service exchanges; a route does not take resource.
+	if res := f.get(t, authURL+pathToken, req{}); res.code != http.StatusMethodNotAllowed {
+		t.Errorf("GET on the sign-in service's token endpoint: %d, want 405", res.code)
+	}
+}
