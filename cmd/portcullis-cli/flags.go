@@ -127,7 +127,21 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 			}
 			return next, nil
 		},
-		Renew: client.Renew,
+		Renew:  client.Renew,
+		Issuer: client.Issuer,
+		Exchange: func(ctx context.Context, issuer, renewal string) (route.Grant, string, error) {
+			iu, err := route.ParseURL(issuer)
+			if err != nil {
+				return route.Grant{}, "", err
+			}
+			ic, err := route.New(iu, f.tls)
+			if err != nil {
+				return route.Grant{}, "", err
+			}
+			defer ic.CloseIdleConnections()
+			ic.UserAgent = client.UserAgent
+			return ic.Exchange(ctx, renewal, u.String())
+		},
 		// kubectl runs the plugin; its process is the caller.
 		Caller: os.Getppid(),
 		Stderr: stderr,

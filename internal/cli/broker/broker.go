@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/cli/cache"
@@ -31,6 +32,15 @@ type Broker struct {
 	// browser (route.Client.Renew): an error wrapping route.ErrRejected
 	// if the session is over.
 	Renew func(ctx context.Context, renewal string) (route.Grant, error)
+	// Issuer asks the route which sign-in service issues its tokens
+	// (route.Client.Issuer), and Exchange trades, at that service, the
+	// renewal credential of another route's sign-in to it for this
+	// route's grant, returning that credential's next too
+	// (route.Client.Exchange): the first command for a second cluster
+	// behind the same Portcullis opens no browser. Either nil: every
+	// route signs in on its own.
+	Issuer   func(ctx context.Context) (string, error)
+	Exchange func(ctx context.Context, issuer, renewal string) (g route.Grant, next string, err error)
 	// Caller identifies the process the token is for: kubectl's process
 	// ID. kubectl runs the plugin once per command, and again only when
 	// the server refused the token it got (client-go's exec plugin, on a
@@ -86,6 +96,16 @@ func (b *Broker) Token(ctx context.Context) (credential.Token, error) {
 		}
 	} else if why != "none" {
 		b.say("The cached credential for %s %s; signing in again.", b.URL, why)
+	} else {
+		// Nothing cached for this route: the session of another route
+		// of the same Portcullis may serve. Only a route with nothing
+		// cached looks (holding its own lock, it then takes the other's),
+		// and a route with something cached never does: no two
+		// processes can wait for each other.
+		tok, ok, err := b.fromAnotherRoute(ctx)
+		if err != nil || ok {
+			return tok, err
+		}
 	}
 	return b.signInLocked(ctx)
 }
@@ -113,6 +133,69 @@ func (b *Broker) signInLocked(ctx context.Context) (credential.Token, error) {
 		b.say("Signed in to %s as %s.", b.URL, tok.Email)
 	}
 	return tok, err
+}
+
+// fromAnotherRoute gets this route's first grant with the session of
+// another cached route whose tokens the same sign-in service issued. It
+// reports ok false, with no error, when there is none to use.
+func (b *Broker) fromAnotherRoute(ctx context.Context) (tok credential.Token, ok bool, err error) {
+	if b.Issuer == nil || b.Exchange == nil {
+		return credential.Token{}, false, nil
+	}
+	entries, err := b.Cache.Entries()
+	if err != nil || !slices.ContainsFunc(entries, func(e cache.Entry) bool { return e.URL != b.URL && e.Renewal != "" }) {
+		return credential.Token{}, false, nil
+	}
+	iss, err := b.Issuer(ctx)
+	if err != nil || iss == "" {
+		// A server that does not say: sign in to it on its own.
+		return credential.Token{}, false, nil
+	}
+	for _, src := range entries {
+		if st, err := credential.ParseToken(src.Token); src.URL == b.URL || src.Renewal == "" || err != nil || st.Issuer != iss {
+			continue
+		}
+		if tok, ok, err := b.exchangeFrom(ctx, src.URL, iss); err != nil || ok {
+			return tok, ok, err
+		}
+	}
+	return credential.Token{}, false, nil
+}
+
+// exchangeFrom spends the renewal credential cached for srcURL, under its
+// lock, for this route's grant at the sign-in service iss, and caches
+// both the grant and srcURL's next credential.
+func (b *Broker) exchangeFrom(ctx context.Context, srcURL, iss string) (credential.Token, bool, error) {
+	unlock, err := b.Cache.Lock(ctx, srcURL, func() {
+		b.say("Another portcullis-cli is using your session at %s; waiting for it to finish...", srcURL)
+	})
+	if err != nil {
+		return credential.Token{}, false, err
+	}
+	defer unlock()
+	src, err := b.Cache.Load(srcURL)
+	if err != nil || src == nil || src.Renewal == "" {
+		return credential.Token{}, false, nil
+	}
+	g, next, err := b.Exchange(ctx, iss, src.Renewal)
+	switch {
+	case errors.Is(err, route.ErrRejected):
+		// That session is over, or this route is not that service's:
+		// sign in here on its own.
+		return credential.Token{}, false, nil
+	case err != nil:
+		return credential.Token{}, false, err
+	}
+	src.Renewal = next
+	if err := b.Cache.Store(*src); err != nil {
+		b.say("portcullis-cli: warning: %v", err)
+	}
+	tok, err := b.keep(g, "signing in to")
+	if err != nil {
+		return credential.Token{}, false, err
+	}
+	b.say("Signed in to %s as %s, with your session at %s.", b.URL, tok.Email, srcURL)
+	return tok, true, nil
 }
 
 // renewLocked trades the cached renewal credential for a new grant. It

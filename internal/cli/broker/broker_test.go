@@ -24,7 +24,7 @@ var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 func jwt(exp time.Time, n int) string {
 	enc := base64.RawURLEncoding.EncodeToString
 	return enc([]byte(`{"alg":"ES256"}`)) + "." +
-		enc(fmt.Appendf(nil, `{"exp":%d,"email":"someuser@example.com","n":%d}`, exp.Unix(), n)) + "." + enc([]byte("sig"))
+		enc(fmt.Appendf(nil, `{"iss":"https://auth.example.com","exp":%d,"email":"someuser@example.com","n":%d}`, exp.Unix(), n)) + "." + enc([]byte("sig"))
 }
 
 // fakeServer stands in for the route: it issues tokens on sign-in and
@@ -403,5 +403,71 @@ func TestRenewableTokens(t *testing.T) {
 	s.down = errors.New("connection refused")
 	if _, err := broker(700).Token(context.Background()); err == nil || s.logins.Load() != 3 {
 		t.Errorf("server down at renewal: %v, %d sign-ins; want the error and no sign-in", err, s.logins.Load())
+	}
+}
+
+// exchange is the sign-in service's exchange: the credential of one
+// route's chain, spent, for another route's grant and the chain's next.
+func (s *fakeServer) exchange(ctx context.Context, issuer, renewal string) (route.Grant, string, error) {
+	if issuer != "https://auth.example.com" {
+		return route.Grant{}, "", fmt.Errorf("exchange sent to %q, want the sign-in service", issuer)
+	}
+	g, err := s.renew(ctx, renewal)
+	if err != nil {
+		return route.Grant{}, "", err
+	}
+	other, err := s.renew(ctx, g.Renewal)
+	return other, g.Renewal + "-next", err
+}
+
+// TestSecondRouteWithoutBrowser: a route with nothing cached whose sign-in
+// service is that of a cached route gets its first token from that
+// session, and both routes renew on from there; a route of another
+// service signs in on its own.
+func TestSecondRouteWithoutBrowser(t *testing.T) {
+	s := newFakeServer()
+	s.renewable = true
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	first := newBroker(t, s, dir, &stderr)
+	if _, err := first.Token(context.Background()); err != nil || s.logins.Load() != 1 {
+		t.Fatalf("first route: %v, %d sign-ins", err, s.logins.Load())
+	}
+	second := newBroker(t, s, dir, &stderr)
+	second.URL = "https://k8s-2.example.com"
+	second.Issuer = func(context.Context) (string, error) { return "https://auth.example.com", nil }
+	second.Exchange = func(ctx context.Context, issuer, renewal string) (route.Grant, string, error) {
+		g, next, err := s.exchange(ctx, issuer, renewal)
+		if err == nil {
+			// The fake's chains are its credentials: the next one is what
+			// renew handed out, under another name here.
+			s.mu.Lock()
+			s.renewals[next] = true
+			s.mu.Unlock()
+		}
+		return g, next, err
+	}
+	tok, err := second.Token(context.Background())
+	if err != nil || s.logins.Load() != 1 {
+		t.Fatalf("second route: %v, %d sign-ins; want its token from the first route's session", err, s.logins.Load())
+	}
+	if !strings.Contains(stderr.String(), "with your session at "+testURL) {
+		t.Errorf("stderr: %q, want it to say which session signed it in", stderr.String())
+	}
+	e1, _ := cache.New(dir).Load(testURL)
+	e2, _ := cache.New(dir).Load(second.URL)
+	if e1 == nil || e2 == nil || e2.Token != tok.Raw || e1.Renewal == e2.Renewal || !s.renewals[e1.Renewal] || !s.renewals[e2.Renewal] {
+		t.Fatalf("cache after the exchange: %+v %+v, want each route its own live credential", e1, e2)
+	}
+	// A third route of another sign-in service signs in on its own.
+	third := newBroker(t, s, dir, &stderr)
+	third.URL = "https://elsewhere.example.com"
+	third.Issuer = func(context.Context) (string, error) { return "https://auth.elsewhere.example", nil }
+	third.Exchange = func(context.Context, string, string) (route.Grant, string, error) {
+		t.Error("exchanged with a session of another sign-in service")
+		return route.Grant{}, "", errors.New("no")
+	}
+	if _, err := third.Token(context.Background()); err != nil || s.logins.Load() != 2 {
+		t.Errorf("route of another service: %v, %d sign-ins; want its own sign-in", err, s.logins.Load())
 	}
 }

@@ -207,6 +207,36 @@ func (c *Cache) Delete(url string) error {
 	return nil
 }
 
+// Entries returns every entry that can be read, for finding a session
+// another route's sign-in left (broker). Unreadable files are skipped.
+func (c *Cache) Entries() ([]Entry, error) {
+	names, err := os.ReadDir(c.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading cached credentials: %w", err)
+	}
+	var out []Entry
+	for _, de := range names {
+		name := de.Name()
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		// The file names its URL; Load checks the rest, and that the file
+		// is that URL's.
+		b, err := os.ReadFile(filepath.Join(c.dir, name))
+		var named struct{ URL string }
+		if err != nil || len(b) > maxEntry || json.Unmarshal(b, &named) != nil || key(named.URL)+".json" != name {
+			continue
+		}
+		if e, err := c.Load(named.URL); err == nil && e != nil {
+			out = append(out, *e)
+		}
+	}
+	return out, nil
+}
+
 // DeleteAll removes every entry (and stray temporary files) and returns
 // how many entries there were.
 func (c *Cache) DeleteAll() (int, error) {

@@ -25,6 +25,9 @@ type Token struct {
 	Expiry time.Time
 	// Email is the email claim, if any, to tell the person who they are.
 	Email string
+	// Issuer is the iss claim: the Portcullis sign-in service that issued
+	// it, which one session's tokens for every route share.
+	Issuer string
 }
 
 // ErrMalformedToken is returned for anything that is not a compact JWT
@@ -50,6 +53,7 @@ func ParseToken(raw string) (Token, error) {
 	var claims struct {
 		Expiry json.RawMessage `json:"exp"`
 		Email  string          `json:"email"`
+		Issuer string          `json:"iss"`
 	}
 	if !bytes.HasPrefix(bytes.TrimSpace(payload), []byte("{")) {
 		return Token{}, fmt.Errorf("%w: payload is not a JSON object", ErrMalformedToken)
@@ -71,6 +75,7 @@ func ParseToken(raw string) (Token, error) {
 		Raw:    raw,
 		Expiry: time.Unix(int64(whole), int64(frac*1e9)).UTC(),
 		Email:  claims.Email,
+		Issuer: claims.Issuer,
 	}, nil
 }
 

@@ -142,10 +142,58 @@ func (c *Client) Renew(ctx context.Context, renewal string) (Grant, error) {
 	return Grant{}, fmt.Errorf("%s: the server answered %d: %s", doing, status, oauthMessage(body))
 }
 
+// Exchange asks the sign-in service at this client's URL for a token for
+// the route resource, with the renewal credential of another route's
+// sign-in to the same service: the grant for resource, and the presented
+// chain's next credential. An error wrapping ErrRejected means the
+// session is over, or resource is not a route of that service.
+func (c *Client) Exchange(ctx context.Context, renewal, resource string) (g Grant, next string, err error) {
+	doing := fmt.Sprintf("asking %s for a credential for %s", c.URL, resource)
+	status, body, err := c.postForm(ctx, "/.pomerium/api/v1/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {renewal}, "resource": {resource}})
+	if err != nil {
+		return Grant{}, "", explain(doing, err)
+	}
+	answer := tokenAnswer(body)
+	switch {
+	case status == http.StatusOK && answer.AccessToken != "" && answer.RefreshToken != "" && answer.Next != "":
+		return Grant{Token: answer.AccessToken, Renewal: answer.RefreshToken}, answer.Next, nil
+	case answer.Error == "invalid_grant" || answer.Error == "invalid_target" || status == http.StatusNotFound:
+		return Grant{}, "", fmt.Errorf("%s: %w: %s", doing, ErrRejected, oauthMessage(body))
+	}
+	return Grant{}, "", fmt.Errorf("%s: the server answered %d: %s", doing, status, oauthMessage(body))
+}
+
+// Issuer is the sign-in service the route names in its discovery
+// document (/.well-known/pomerium): the iss of its tokens. It is only
+// compared with the issuer of tokens already held; nothing is sent to it
+// on the route's word alone.
+func (c *Client) Issuer(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/.well-known/pomerium", nil), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", explain(fmt.Sprintf("asking %s for its sign-in service", c.URL), err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &doc) != nil || doc.Issuer == "" {
+		return "", fmt.Errorf("asking %s for its sign-in service: the server answered %s without an issuer", c.URL, resp.Status)
+	}
+	return doc.Issuer, nil
+}
+
 // tokenAnswer reads a token endpoint's answer (RFC 6749 §5.1, §5.2).
 func tokenAnswer(body []byte) (a struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`
+	Next         string `json:"portcullis_renewal_next"`
 	Error        string `json:"error"`
 }) {
 	json.Unmarshal(body, &a)
