@@ -284,6 +284,13 @@ func portForward(t *testing.T, cmd *exec.Cmd, n int) {
 // startEchoServer listens on 127.0.0.1 and echoes every connection.
 func startEchoServer(t *testing.T) int {
 	t.Helper()
+	return serveLoopback(t, func(conn net.Conn) { io.Copy(conn, conn) }).Port
+}
+
+// serveLoopback listens on a free port of 127.0.0.1 until the test ends,
+// and serves each connection with handle, which the listener closes after.
+func serveLoopback(t *testing.T, handle func(net.Conn)) *net.TCPAddr {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -295,10 +302,10 @@ func startEchoServer(t *testing.T) int {
 			if err != nil {
 				return
 			}
-			go func() { defer conn.Close(); io.Copy(conn, conn) }()
+			go func() { defer conn.Close(); handle(conn) }()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr)
 }
 
 const crdYAML = `apiVersion: apiextensions.k8s.io/v1

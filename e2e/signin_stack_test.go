@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"testing"
 
@@ -33,6 +35,8 @@ type signinStack struct {
 	routeURL string
 	authURL  string
 	dir      string
+	// secondRouteURL is the second route's, with startSigninStackWith.
+	secondRouteURL string
 }
 
 // signinPolicy is the sign-in stack's route policy, as the guide writes
@@ -49,6 +53,15 @@ func startSigninStack(t *testing.T, ctx context.Context, extraEnv ...string) *si
 // startSigninStackWithPolicy is startSigninStack with the route's
 // `policy:` list (indented to sit under the route key).
 func startSigninStackWithPolicy(t *testing.T, ctx context.Context, policyYAML string, extraEnv ...string) *signinStack {
+	t.Helper()
+	return startSigninStackWith(t, ctx, policyYAML, false, extraEnv...)
+}
+
+// startSigninStackWith starts the stack; with secondRoute, Portcullis
+// has a second route to the same cluster, at secondRouteURL: another
+// port, which a TCP relay (an L4 load balancer) forwards to Portcullis's
+// listener.
+func startSigninStackWith(t *testing.T, ctx context.Context, policyYAML string, secondRoute bool, extraEnv ...string) *signinStack {
 	t.Helper()
 	s := &signinStack{cluster: testenv.NewCluster(t), dir: t.TempDir()}
 	saToken := installPortcullisRBAC(t, ctx, s.cluster)
@@ -70,8 +83,16 @@ func startSigninStackWithPolicy(t *testing.T, ctx context.Context, policyYAML st
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n%s  kubernetes_service_account_token: %q\n",
-		s.routeURL, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, saToken)
+	route := func(from string) string {
+		return fmt.Sprintf("- from: %s\n  to: %s\n  tls_custom_ca: %s\n  policy:\n%s  kubernetes_service_account_token: %q\n",
+			from, s.cluster.URL, b64(s.cluster.CA.CertPEM), policyYAML, saToken)
+	}
+	policy := route(s.routeURL)
+	if secondRoute {
+		relay := relayTo(t, "127.0.0.1:"+strconv.Itoa(port))
+		s.secondRouteURL = "https://" + relay
+		policy += route(s.secondRouteURL)
+	}
 	env := []string{
 		"ADDRESS=127.0.0.1:" + strconv.Itoa(port),
 		"AUTHENTICATE_SERVICE_URL=" + s.authURL,
@@ -93,4 +114,22 @@ func startSigninStackWithPolicy(t *testing.T, ctx context.Context, policyYAML st
 	}
 	testenv.StartServer(t, "portcullis", bin, s.dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
+}
+
+// relayTo listens on a free loopback port and relays every connection to
+// target byte for byte, as an L4 load balancer does; it returns the
+// address it listens on.
+func relayTo(t *testing.T, target string) string {
+	t.Helper()
+	return serveLoopback(t, func(c net.Conn) {
+		u, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer u.Close()
+		done := make(chan struct{}, 2)
+		go func() { io.Copy(u, c); done <- struct{}{} }()
+		go func() { io.Copy(c, u); done <- struct{}{} }()
+		<-done
+	}).String()
 }

@@ -1,0 +1,51 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOneSignInForEveryRoute: two routes of one Portcullis (here to one
+// cluster, the second behind an L4 relay on another port), each a
+// kubeconfig context; the first kubectl command signs in through the
+// browser, and the first on the second route uses that session: no
+// second browser. Real kubectl, portcullis-cli and provider.
+func TestOneSignInForEveryRoute(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := startSigninStackWith(t, ctx, signinPolicy, true)
+	u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
+	u.setup()
+	if _, errOut, err := u.run("k8s", "setup", s.secondRouteURL, "--name", "second", "--kubeconfig", u.kubeconfig, "--ca-cert", u.caFile, "--browser-cmd", u.self); err != nil {
+		t.Fatalf("portcullis-cli k8s setup for the second route: %v\n%s", err, errOut)
+	}
+	if user, errOut := u.whoami(ctx); user != signinEmail || u.browserRuns() != 1 {
+		t.Fatalf("first route: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
+	}
+	out, errOut, err := u.kubectl(ctx, "--context", "second", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+	if err != nil || out != signinEmail {
+		t.Fatalf("second route: got %q, %v\n%s", out, err, errOut)
+	}
+	if n := u.browserRuns(); n != 1 {
+		t.Errorf("the second route opened the browser: %d sign-ins, want 1", n)
+	}
+	if !strings.Contains(errOut, "with your session at "+s.routeURL) {
+		t.Errorf("kubectl stderr does not say which session signed the second route in:\n%s", errOut)
+	}
+	// Each route has its own token and renewal chain now, and both go on.
+	tok1, rn1 := u.cached(s.routeURL)
+	tok2, rn2 := u.cached(s.secondRouteURL)
+	if tok1 == tok2 || rn1 == rn2 || rn1 == "" || rn2 == "" {
+		t.Errorf("the two routes share a token or a renewal credential, want each its own")
+	}
+	for _, ctxName := range []string{"e2e", "second"} {
+		if out, errOut, err := u.kubectl(ctx, "--context", ctxName, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || out != signinEmail {
+			t.Errorf("%s again: got %q, %v\n%s", ctxName, out, err, errOut)
+		}
+	}
+	if n := u.browserRuns(); n != 1 {
+		t.Errorf("after both routes again: %d sign-ins, want 1", n)
+	}
+}
