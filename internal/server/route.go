@@ -33,7 +33,7 @@ import (
 //
 //  1. the endpoints every route host serves: /.well-known/pomerium (token
 //     keys) and /.pomerium/ (sign-in hand-off, programmatic login, who am
-//     I, sign-out);
+//     I, sign-out, the person's routes);
 //  2. authenticate: a Portcullis token or session cookie for this route →
 //     an Identity; a browser without one is sent to sign in, kubectl gets
 //     a 401 Status;
@@ -100,6 +100,8 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 			wellKnown.ServeHTTP(w, r)
 		case r.URL.Path == "/.well-known/pomerium/jwks.json":
 			jwks.ServeHTTP(w, r)
+		case r.URL.Path == pathRoutes:
+			s.listRoutes(g, w, r, audience) // routelist.go
 		case r.URL.Path == "/.pomerium" || strings.HasPrefix(r.URL.Path, "/.pomerium/"):
 			endpoints.ServeHTTP(w, r)
 		default:
@@ -256,6 +258,28 @@ func newKeys(opts *config.Options) (*session.Keys, error) {
 	return keys, nil
 }
 
+// policyRequest is the policy's input for r from id (nil: nobody signed
+// in), all but the Kubernetes attributes.
+func policyRequest(r *http.Request, id *identity.Identity) policy.Request {
+	req := policy.Request{
+		Method:        r.Method,
+		Path:          r.URL.Path,
+		CORSPreflight: r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Origin") != "",
+		Time:          time.Now(),
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		req.SourceIP = ap.Addr().Unmap()
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.ClientCertificate = r.TLS.PeerCertificates[0]
+	}
+	if id != nil {
+		req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
+		req.Claims = policyClaims(id)
+	}
+	return req
+}
+
 // authorize evaluates the route's compiled policy for the request and the
 // identity authenticate found (none on a public route), and answers 403
 // with the deciding rule when it denies.
@@ -265,22 +289,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Ha
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		_, span := s.tracer.Start(r.Context(), "authorize", trace.SpanKindInternal)
-		req := policy.Request{
-			Method:        r.Method,
-			Path:          r.URL.Path,
-			CORSPreflight: r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Origin") != "",
-			Time:          time.Now(),
-		}
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			req.SourceIP = ap.Addr().Unmap()
-		}
-		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			req.ClientCertificate = r.TLS.PeerCertificates[0]
-		}
-		if id := identity.FromContext(r.Context()); id != nil {
-			req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
-			req.Claims = policyClaims(id)
-		}
+		req := policyRequest(r, identity.FromContext(r.Context()))
 		var info kube.RequestInfo
 		if kubernetes {
 			var err error
