@@ -11,7 +11,8 @@ import (
 // cluster, the second behind an L4 relay on another port), each a
 // kubeconfig context; the first kubectl command signs in through the
 // browser, and the first on the second route uses that session: no
-// second browser. Real kubectl, portcullis-cli and provider.
+// second browser. `k8s setup --all` then finds and adds both routes.
+// Real kubectl, portcullis-cli and provider.
 func TestOneSignInForEveryRoute(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -47,5 +48,25 @@ func TestOneSignInForEveryRoute(t *testing.T) {
 	}
 	if n := u.browserRuns(); n != 1 {
 		t.Errorf("after both routes again: %d sign-ins, want 1", n)
+	}
+
+	// setup --all asks the first route for every route the person may
+	// use, and adds each: both routes, and no browser.
+	out, errOut, err = u.run("k8s", "setup", s.routeURL, "--all", "--kubeconfig", u.kubeconfig, "--ca-cert", u.caFile, "--browser-cmd", u.self)
+	if err != nil {
+		t.Fatalf("portcullis-cli k8s setup --all: %v\n%s", err, errOut)
+	}
+	for _, routeURL := range []string{s.routeURL, s.secondRouteURL} {
+		name := "portcullis-" + strings.ReplaceAll(strings.TrimPrefix(routeURL, "https://"), ":", "-")
+		if !strings.Contains(out, "Added context "+name+" ("+routeURL+")") {
+			t.Errorf("setup --all did not add %s as %s:\n%s", routeURL, name, out)
+			continue
+		}
+		if got, errOut, err := u.kubectl(ctx, "--context", name, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || got != signinEmail {
+			t.Errorf("context %s from setup --all: got %q, %v\n%s", name, got, err, errOut)
+		}
+	}
+	if n := u.browserRuns(); n != 1 {
+		t.Errorf("after setup --all: %d sign-ins, want 1", n)
 	}
 }

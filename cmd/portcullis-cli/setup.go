@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +21,7 @@ func newSetupCommand() *cobra.Command {
 		f        connFlags
 		name     string
 		kubePath string
+		all      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "setup URL",
@@ -26,12 +30,18 @@ func newSetupCommand() *cobra.Command {
 			"`portcullis-cli k8s exec-credential URL` with the same flags, and a context joining\n" +
 			"them, all named NAME, into the kubeconfig kubectl uses (--kubeconfig, else the first\n" +
 			"file of $KUBECONFIG, else ~/.kube/config). Running it again changes nothing; the\n" +
-			"current context is left alone.",
+			"current context is left alone.\n\n" +
+			"With --all it signs in to URL (if not signed in already) and asks it for every\n" +
+			"Kubernetes route of the same Portcullis that you may use, and adds each, named\n" +
+			"portcullis-HOST. One sign-in serves them all.",
 		Args: oneURL,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			u, err := route.ParseURL(args[0])
 			if err != nil {
 				return err
+			}
+			if all && name != "" {
+				return fmt.Errorf("--name names one route; with --all each route is named portcullis-HOST")
 			}
 			if name == "" {
 				name = kubeconfig.DefaultName(u)
@@ -53,27 +63,49 @@ func newSetupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			changed, err := kubeconfig.Setup(kubeconfig.Options{
-				Path:                  path,
-				Name:                  name,
-				Server:                u.String(),
-				CAData:                ca,
-				InsecureSkipTLSVerify: f.tls.InsecureSkipVerify,
-				Command:               self,
-				Args:                  append([]string{"k8s", "exec-credential", u.String()}, flags...),
-			})
-			if err != nil {
-				return err
-			}
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			routes := []string{u.String()}
+			if all {
+				more, err := reachableRoutes(cmd.Context(), &f, u, stderr)
+				if err != nil {
+					return err
+				}
+				for _, r := range more {
+					if r != u.String() {
+						routes = append(routes, r)
+					}
+				}
+			}
+			for i, server := range routes {
+				n := name
+				if i > 0 {
+					ru, _ := route.ParseURL(server) // canonical already
+					n = kubeconfig.DefaultName(ru)
+				}
+				changed, err := kubeconfig.Setup(kubeconfig.Options{
+					Path:                  path,
+					Name:                  n,
+					Server:                server,
+					CAData:                ca,
+					InsecureSkipTLSVerify: f.tls.InsecureSkipVerify,
+					Command:               self,
+					Args:                  append([]string{"k8s", "exec-credential", server}, flags...),
+				})
+				if err != nil {
+					return err
+				}
+				verb := "Added"
+				if !changed {
+					verb = "Already set up:"
+				}
+				if all {
+					n += " (" + server + ")"
+				}
+				fmt.Fprintf(stdout, "%s context %s in %s\n", verb, n, path)
+			}
 			if f.tls.InsecureSkipVerify {
-				fmt.Fprintln(stderr, "portcullis-cli: warning: --disable-tls-verification: kubectl will accept any certificate for", u)
+				fmt.Fprintln(stderr, "portcullis-cli: warning: --disable-tls-verification: kubectl will accept any certificate for", strings.Join(routes, ", "))
 			}
-			verb := "Added"
-			if !changed {
-				verb = "Already set up:"
-			}
-			fmt.Fprintf(stdout, "%s context %s in %s\n", verb, name, path)
 			try := "kubectl --context " + shellQuote(name) + " get ns"
 			if kubePath != "" {
 				try = "kubectl --kubeconfig " + shellQuote(path) + " --context " + shellQuote(name) + " get ns"
@@ -85,8 +117,30 @@ func newSetupCommand() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "name of the cluster, user and context (default portcullis-HOST)")
 	cmd.Flags().StringVar(&kubePath, "kubeconfig", "", "kubeconfig file to write (default: the first file of $KUBECONFIG, else ~/.kube/config)")
+	cmd.Flags().BoolVar(&all, "all", false, "also add every other Kubernetes route of this Portcullis you may use (signs in to URL if needed)")
 	cmd.MarkFlagFilename("kubeconfig")
 	return cmd
+}
+
+// reachableRoutes signs in to u as exec-credential would (a cached
+// credential serves) and asks it which Kubernetes routes the person may
+// use.
+func reachableRoutes(ctx context.Context, f *connFlags, u *url.URL, stderr io.Writer) ([]string, error) {
+	b, done, err := f.broker(u.String(), stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	tok, err := b.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client, err := route.New(u, f.tls)
+	if err != nil {
+		return nil, err
+	}
+	defer client.CloseIdleConnections()
+	return client.Routes(ctx, tok.Raw)
 }
 
 // selfPath is the absolute path kubectl should run: the command as it was

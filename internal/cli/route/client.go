@@ -115,18 +115,10 @@ var ErrRejected = errors.New("the server no longer accepts this credential")
 // server refuses the token (401 or 403), and another error if it could
 // not tell.
 func (c *Client) WhoAmI(ctx context.Context, jwt string) (*Identity, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("/.pomerium/", nil), nil)
+	resp, body, err := c.getJSON(ctx, "/.pomerium/", jwt, 64<<10, fmt.Sprintf("checking the cached credential with %s", c.URL))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer Pomerium-"+jwt)
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, explain(fmt.Sprintf("checking the cached credential with %s", c.URL), err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden:
@@ -142,6 +134,25 @@ func (c *Client) WhoAmI(ctx context.Context, jwt string) (*Identity, error) {
 		return nil, fmt.Errorf("checking the cached credential with %s: the answer is not the JSON of /.pomerium/: %w", c.URL, err)
 	}
 	return &id, nil
+}
+
+// getJSON GETs path with jwt as the bearer token, asking for JSON, and
+// reads at most limit bytes of the answer. doing says what for, in a
+// transport error.
+func (c *Client) getJSON(ctx context.Context, path, jwt string, limit int64, doing string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint(path, nil), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer Pomerium-"+jwt)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, explain(doing, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, limit))
+	return resp, body, nil
 }
 
 // explain words a transport error for the person at the terminal.
@@ -179,8 +190,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// printable returns the first line of b, at most 200 characters, without
-// control characters: the server's words go to a terminal.
 // statusMessage returns the message of a Kubernetes Status body, which
 // is how Portcullis answers an error, made printable.
 func statusMessage(body []byte) (string, bool) {
@@ -204,6 +213,8 @@ func serverMessage(body []byte) string {
 	return printable(body)
 }
 
+// printable returns the first line of b, at most 200 characters, without
+// control characters: the server's words go to a terminal.
 func printable(b []byte) string {
 	s := strings.TrimSpace(string(b))
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
