@@ -22,6 +22,8 @@ func Defaults() Options {
 		CookieName:             "_pomerium",
 		CookieExpire:           14 * time.Hour,
 		AccessTokenLifetime:    5 * time.Minute,
+		DeviceCodeLifetime:     10 * time.Minute,
+		DevicePollInterval:     5 * time.Second,
 		DatabrokerStorageType:  "memory",
 		DatabrokerStorageGrace: 5 * time.Minute,
 		LogLevel:               slog.LevelInfo,
@@ -46,6 +48,7 @@ func Defaults() Options {
 			PendingSignIns:       10_000,
 			SessionsPerPerson:    50,
 			SignInBodyBytes:      64 << 10,
+			DevicePollsPerMinute: 144,
 		},
 	}
 }

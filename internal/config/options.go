@@ -35,6 +35,12 @@ type Options struct {
 	// AccessTokenLifetime is how long a renewable token (portcullis-cli's)
 	// lasts. ACCESS_TOKEN_LIFETIME; default 5m.
 	AccessTokenLifetime time.Duration
+	// DeviceCodeLifetime is how long a device sign-in's code can be
+	// approved and polled for. DEVICE_CODE_LIFETIME; default 10m.
+	DeviceCodeLifetime time.Duration
+	// DevicePollInterval is the least time between a device's polls
+	// (RFC 8628 §3.2 interval). DEVICE_POLL_INTERVAL; default 5s.
+	DevicePollInterval time.Duration
 
 	// DatabrokerStorageType is where sessions are kept: "memory" (this
 	// process; one replica) or "postgres" (shared by replicas).
@@ -192,6 +198,11 @@ type Limits struct {
 	// login endpoint, the built-in provider's included; a larger one gets
 	// 413. LIMIT_SIGN_IN_BODY_BYTES; default 65536.
 	SignInBodyBytes int
+	// DevicePollsPerMinute is how many polls of the device sign-in's token
+	// endpoint one client address may make a minute, with as many at once;
+	// more get 429. LIMIT_DEVICE_POLLS_PER_MINUTE; default 144 (a dozen
+	// devices polling every five seconds).
+	DevicePollsPerMinute int
 }
 
 // Route maps one public host to one Kubernetes API server (or any upstream).

@@ -47,6 +47,8 @@ func (o *Options) KeepRestartSettings(running *Options) {
 	o.CookieName = running.CookieName
 	o.CookieExpire = running.CookieExpire
 	o.AccessTokenLifetime = running.AccessTokenLifetime
+	o.DeviceCodeLifetime = running.DeviceCodeLifetime
+	o.DevicePollInterval = running.DevicePollInterval
 	o.DatabrokerStorageType = running.DatabrokerStorageType
 	o.DatabrokerStorageConnectionString = running.DatabrokerStorageConnectionString
 	o.DatabrokerStorageGrace = running.DatabrokerStorageGrace

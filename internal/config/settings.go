@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -108,26 +109,27 @@ func topSettings() []setting {
 				o.CookieName, ok = l.str(v)
 				return ok
 			}},
-		{key: "cookie_expire", restart: true, example: "8h",
-			doc: "How long a session lasts after signing in, as a positive duration; then the person signs in again. " +
-				"While it lasts, the identity provider is asked again when its own token expires, and can end it sooner: " +
+		durationSetting("cookie_expire", "8h", true,
+			"How long a session lasts after signing in, as a positive duration; then the person signs in again. "+
+				"While it lasts, the identity provider is asked again when its own token expires, and can end it sooner: "+
 				"see [sessions and refresh](identity-providers.md#sessions-and-refresh).",
-			get: func(o *Options) any { return o.CookieExpire },
-			decode: func(l *loader, v value, o *Options) (ok bool) {
-				o.CookieExpire, ok = l.duration(v)
-				return ok
-			}},
-		{key: "access_token_lifetime", restart: true, example: "10m",
-			doc: "How long a token given to `portcullis-cli` lasts, as a duration of at least 30s; default 5m; never past the session's end. " +
-				"With it comes a renewal credential, good once, that portcullis-cli trades for the next token without a browser " +
-				"for as long as the session lasts; a renewal credential used twice ends the session. " +
-				"Clients that do not ask for renewal (pomerium-cli) get tokens that last as long as the session: " +
+			func(o *Options) *time.Duration { return &o.CookieExpire }),
+		durationSetting("access_token_lifetime", "10m", true,
+			"How long a token given to `portcullis-cli` lasts, as a duration of at least 30s; default 5m; never past the session's end. "+
+				"With it comes a renewal credential, good once, that portcullis-cli trades for the next token without a browser "+
+				"for as long as the session lasts; a renewal credential used twice ends the session. "+
+				"Clients that do not ask for renewal (pomerium-cli) get tokens that last as long as the session: "+
 				"see [silent renewal](kubernetes.md#silent-renewal).",
-			get: func(o *Options) any { return o.AccessTokenLifetime },
-			decode: func(l *loader, v value, o *Options) (ok bool) {
-				o.AccessTokenLifetime, ok = l.duration(v)
-				return ok
-			}},
+			func(o *Options) *time.Duration { return &o.AccessTokenLifetime }),
+		durationSetting("device_code_lifetime", "5m", true,
+			"How long the code of a device sign-in (`portcullis-cli --device`, and over SSH) can be approved, "+
+				"as a duration from 30s to 1h; default 10m. A short life leaves less time to talk someone into approving "+
+				"a code that is not theirs: see [signing in over SSH](kubernetes.md#signing-in-over-ssh-or-on-a-machine-without-a-browser).",
+			func(o *Options) *time.Duration { return &o.DeviceCodeLifetime }),
+		durationSetting("device_poll_interval", "5s", true,
+			"How long a device waiting for its sign-in to be approved waits between polls (RFC 8628's `interval`), "+
+				"as a duration from 1s to 1m, shorter than `device_code_lifetime`; default 5s. One that polls sooner is told to slow down.",
+			func(o *Options) *time.Duration { return &o.DevicePollInterval }),
 		{key: "databroker_storage_type", restart: true, example: "postgres",
 			doc: "Where sessions are kept: `memory`, in the Portcullis process, for one replica (they end when it restarts); " +
 				"or `postgres`, in PostgreSQL, shared by every replica, so that a person signed in through one is signed in " +
@@ -156,15 +158,11 @@ func topSettings() []setting {
 				o.DatabrokerStorageConnectionString, ok = l.str(v)
 				return ok
 			}},
-		{key: "databroker_storage_grace", restart: true, example: "2m",
-			doc: "How long, while PostgreSQL cannot be reached, a replica keeps serving the sessions it has already seen; " +
-				"past it, and for any session it has not seen, requests get `503` until the database is back. It is also " +
+		durationSetting("databroker_storage_grace", "2m", true,
+			"How long, while PostgreSQL cannot be reached, a replica keeps serving the sessions it has already seen; "+
+				"past it, and for any session it has not seen, requests get `503` until the database is back. It is also "+
 				"the longest a sign-out made on another replica can go unnoticed during an outage. `postgres` only.",
-			get: func(o *Options) any { return o.DatabrokerStorageGrace },
-			decode: func(l *loader, v value, o *Options) (ok bool) {
-				o.DatabrokerStorageGrace, ok = l.duration(v)
-				return ok
-			}},
+			func(o *Options) *time.Duration { return &o.DatabrokerStorageGrace }),
 		{key: "shared_secret", restart: true, file: textFile, example: "$(head -c32 /dev/urandom | base64)", unset: generatedSecret,
 			doc: "Key material, at least 32 random bytes, in base64. The tokens Portcullis issues are signed with a key " +
 				"derived from it when `SIGNING_KEY` is not set, and the built-in identity provider derives its own keys from it.",
@@ -258,15 +256,11 @@ func topSettings() []setting {
 				o.IDPUsersFile, ok = l.path(v)
 				return ok
 			}},
-		{key: "idp_builtin_token_ttl", example: "5m",
-			doc: "How long the tokens of the built-in provider last, and so how often Portcullis renews a session with it: " +
-				"a person removed from `IDP_USERS_FILE` is shut out within this time (and a second). At least `1s`; " +
+		durationSetting("idp_builtin_token_ttl", "5m", false,
+			"How long the tokens of the built-in provider last, and so how often Portcullis renews a session with it: "+
+				"a person removed from `IDP_USERS_FILE` is shut out within this time (and a second). At least `1s`; "+
 				"values as short as `5s` are for tests and demos.",
-			get: func(o *Options) any { return o.IDPBuiltinTokenTTL },
-			decode: func(l *loader, v value, o *Options) (ok bool) {
-				o.IDPBuiltinTokenTTL, ok = l.duration(v)
-				return ok
-			}},
+			func(o *Options) *time.Duration { return &o.IDPBuiltinTokenTTL }),
 		mappingSetting("kubernetes_username_claim", "sub", "",
 			"On Kubernetes routes, the identity provider's claim whose value is the user name Kubernetes sees "+
 				"(`Impersonate-User`), as kube-apiserver's `--oidc-username-claim`: `email`, the address the provider verified; "+
@@ -395,6 +389,11 @@ func topSettings() []setting {
 			"How many calls of the programmatic login API (`/.pomerium/api/v1/login`, which `portcullis-cli` uses) "+
 				"one client may make a minute, as many of them at once; more get `429` with `Retry-After`.",
 			func(o *Options) *int { return &o.Limits.LoginsPerMinute }),
+		limitSetting("limit_device_polls_per_minute", "288",
+			"How many polls of the device sign-in's token endpoint (`/.pomerium/api/v1/device/token`) one client may make "+
+				"a minute, as many of them at once; more get `429` with `Retry-After`. The default, 144, lets a dozen devices "+
+				"behind one address poll every five seconds.",
+			func(o *Options) *int { return &o.Limits.DevicePollsPerMinute }),
 		limitSetting("limit_pending_sign_ins", "50000",
 			"How many sign-ins in progress Portcullis keeps track of, each for ten minutes, so that the identity provider's "+
 				"answer to one cannot be replayed; past it, new sign-ins get `503` until older ones are forgotten.",
@@ -510,6 +509,17 @@ const generatedSecret = "none: a random one at each start, so sessions end when 
 // maxLimit bounds every limit_* setting: far above any sane value, and
 // small enough that no arithmetic on it overflows.
 const maxLimit = 1 << 30
+
+// durationSetting is a setting that holds a duration (checked further by
+// Validate).
+func durationSetting(key, example string, restart bool, doc string, field func(*Options) *time.Duration) setting {
+	return setting{key: key, example: example, restart: restart, doc: doc,
+		get: func(o *Options) any { return *field(o) },
+		decode: func(l *loader, v value, o *Options) (ok bool) {
+			*field(o), ok = l.duration(v)
+			return ok
+		}}
+}
 
 // limitSetting is a limit_* setting: a whole number from 1 to maxLimit.
 // Zero is refused rather than read as "no limit": a limit is taken away

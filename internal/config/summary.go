@@ -59,6 +59,7 @@ func (o *Options) Summary() string {
 	line("identity", "%s", idp)
 	line("cookie", "%s, expires after %s", o.CookieName, o.CookieExpire)
 	line("tokens", "portcullis-cli's last %s, renewed without a browser until the session ends", o.AccessTokenLifetime)
+	line("device sign-in", "codes last %s; devices poll every %s", o.DeviceCodeLifetime, o.DevicePollInterval)
 	line("cookie secret", "%s", secretState(o.CookieSecret))
 	line("shared secret", "%s", secretState(o.SharedSecret))
 	if len(o.SigningKey) != 0 {
@@ -74,8 +75,8 @@ func (o *Options) Summary() string {
 	}
 	line("log", "%s, %s", strings.ToLower(o.LogLevel.String()), o.LogFormat)
 	lim := o.Limits
-	line("limits", "%d connections, %d per client; per client a minute %d sign-ins, %d logins; %d pending sign-ins; %d sessions per person; sign-in bodies up to %d bytes",
-		lim.Connections, lim.ConnectionsPerClient, lim.SignInsPerMinute, lim.LoginsPerMinute, lim.PendingSignIns, lim.SessionsPerPerson, lim.SignInBodyBytes)
+	line("limits", "%d connections, %d per client; per client a minute %d sign-ins, %d logins, %d device polls; %d pending sign-ins; %d sessions per person; sign-in bodies up to %d bytes",
+		lim.Connections, lim.ConnectionsPerClient, lim.SignInsPerMinute, lim.LoginsPerMinute, lim.DevicePollsPerMinute, lim.PendingSignIns, lim.SessionsPerPerson, lim.SignInBodyBytes)
 
 	line("routes", "%d", len(o.Routes))
 	for _, r := range o.Routes {

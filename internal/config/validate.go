@@ -190,6 +190,18 @@ func (o *Options) validateInto(v *validator) {
 	if at, ok := v.top("access_token_lifetime"); ok && !(v.loc == nil && o.AccessTokenLifetime == 0) && o.AccessTokenLifetime < 30*time.Second {
 		v.add(at, "%s is too short: want at least 30s, such as 5m (portcullis-cli renews a token when half its life is left)", o.AccessTokenLifetime)
 	}
+	if at, ok := v.top("device_code_lifetime"); ok && !(v.loc == nil && o.DeviceCodeLifetime == 0) &&
+		(o.DeviceCodeLifetime < 30*time.Second || o.DeviceCodeLifetime > time.Hour) {
+		v.add(at, "%s is out of range: want a duration from 30s to 1h, such as 10m", o.DeviceCodeLifetime)
+	}
+	if at, ok := v.top("device_poll_interval"); ok && !(v.loc == nil && o.DevicePollInterval == 0) {
+		switch {
+		case o.DevicePollInterval < time.Second || o.DevicePollInterval > time.Minute:
+			v.add(at, "%s is out of range: want a duration from 1s to 1m, such as 5s", o.DevicePollInterval)
+		case o.DeviceCodeLifetime != 0 && o.DevicePollInterval >= o.DeviceCodeLifetime:
+			v.add(at, "%s is not shorter than device_code_lifetime (%s): a device would never poll before its code expired", o.DevicePollInterval, o.DeviceCodeLifetime)
+		}
+	}
 	// Zero (Options built in code) takes the provider's default.
 	// Options built in code may leave Limits unset: a limit of zero would
 	// let one connection in, so say so rather than serve like that.

@@ -60,6 +60,7 @@ func TestCheckInCode(t *testing.T) {
 				`limit_connections_per_client: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
 				`limit_sign_ins_per_minute: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
 				`limit_logins_per_minute: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
+				`limit_device_polls_per_minute: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
 				`limit_pending_sign_ins: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
 				`limit_sessions_per_person: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
 				`limit_sign_in_body_bytes: 0 is not a limit: want a whole number from 1 to 1073741824 (config.Defaults has the defaults)`,
@@ -78,17 +79,29 @@ func TestCheckInCode(t *testing.T) {
 				o.IDPScopes = []string{"openid email"}
 				o.LogLevel = 2
 				o.AccessTokenLifetime = 10 * time.Second
+				o.DeviceCodeLifetime = 2 * time.Hour
+				o.DevicePollInterval = 0 // built in code: the default
 			},
 			want: []string{
 				`metrics_address: ":443" is also address: want a port of its own, such as :9090`,
 				`authenticate_service_url: "https://auth.example.com/sign-in" has a path: want only scheme, host and port, as in https://host[:port]`,
 				`cookie_secret: decodes to 31 bytes, want 32: generate one with "head -c32 /dev/urandom | base64"`,
 				`access_token_lifetime: 10s is too short: want at least 30s, such as 5m (portcullis-cli renews a token when half its life is left)`,
+				`device_code_lifetime: 2h0m0s is out of range: want a duration from 30s to 1h, such as 10m`,
 				`shared_secret: decodes to 16 bytes, want at least 32: generate one with "head -c32 /dev/urandom | base64"`,
 				`signing_key: an Ed25519 key: want an EC or RSA private key, such as from "openssl ecparam -genkey -name prime256v1 -noout"`,
 				`idp_provider_url: "ftp://idp.example.com" has scheme "ftp": want http or https, as in https://host[:port]`,
 				`idp_scopes: scope "openid email" is not valid: want scopes without spaces, separated by commas, such as openid,email`,
 				`log_level: "info+2" is not a log level: want debug, info, warn or error`,
+			},
+		},
+		{
+			name: "a device poll interval as long as the code",
+			mutate: func(o *Options) {
+				o.DeviceCodeLifetime, o.DevicePollInterval = time.Minute, time.Minute
+			},
+			want: []string{
+				`device_poll_interval: 1m0s is not shorter than device_code_lifetime (1m0s): a device would never poll before its code expired`,
 			},
 		},
 		{
