@@ -42,7 +42,8 @@ func TestDeviceSignIn(t *testing.T) {
 	})
 
 	t.Run("third-party OpenID provider, chosen by itself over SSH", func(t *testing.T) {
-		s := startSigninStack(t, ctx)
+		// Codes that expire soon enough for the test to see one expire.
+		s := startSigninStack(t, ctx, "DEVICE_CODE_LIFETIME="+deviceCodeLifetime.String())
 		u := newCLIUser(t, ctx, s.cluster.KubectlPath, s.routeURL, s.ca.CertPEM)
 		u.setupPlain(t, s.routeURL)
 		deviceWhoAmI(t, ctx, u, s.routeURL, s.ca.ClientTLS, []string{"SSH_CONNECTION=192.0.2.1 50000 192.0.2.2 22", "DISPLAY=", "WAYLAND_DISPLAY="})
@@ -194,9 +195,13 @@ func (p confirmationPage) submit(t *testing.T, b *testenv.Browser, decision stri
 	return do(t, b.Client, http.MethodPost, p.url.Scheme+"://"+p.url.Host+"/.pomerium/device", h, form.Encode())
 }
 
+// deviceCodeLifetime is the DEVICE_CODE_LIFETIME of devicePlainHTTP's
+// stack.
+const deviceCodeLifetime = 40 * time.Second
+
 // devicePlainHTTP drives the device endpoints with plain HTTP, as an
-// attacker would: codes that are not theirs, a code used twice, and a
-// cross-site page that tries to approve.
+// attacker would: codes that are not theirs, a code used twice, a code
+// past its life, and a cross-site page that tries to approve.
 func devicePlainHTTP(t *testing.T, ctx context.Context, s *signinStack) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
@@ -215,6 +220,8 @@ func devicePlainHTTP(t *testing.T, ctx context.Context, s *signinStack) {
 		return pollDevice(t, client, s.routeURL, code)
 	}
 
+	// Left to expire while the rest runs.
+	expiring, expiringStarted := start(), time.Now()
 	mine, theirs := start(), start()
 	b := testenv.NewBrowser(s.ca.ClientTLS())
 	page := openConfirmation(t, ctx, b, mine.VerificationURIComplete)
@@ -269,8 +276,14 @@ func devicePlainHTTP(t *testing.T, ctx context.Context, s *signinStack) {
 			t.Errorf("the device code again: got %d %s, want invalid_grant", code, e)
 		}
 	})
-	t.Run("a decided or unknown code shows no confirmation", func(t *testing.T) {
-		for _, code := range []string{mine.UserCode, "BCDF-GHJK"} {
+	t.Run("an expired code is refused", func(t *testing.T) {
+		time.Sleep(time.Until(expiringStarted.Add(deviceCodeLifetime + time.Second)))
+		if code, tok, e := poll(expiring.DeviceCode); code == http.StatusOK || tok != "" || e != "expired_token" {
+			t.Errorf("polling with an expired device code: got %d %s, want expired_token", code, e)
+		}
+	})
+	t.Run("a decided, expired or unknown code shows no confirmation", func(t *testing.T) {
+		for _, code := range []string{mine.UserCode, expiring.UserCode, "BCDF-GHJK"} {
 			final, body, err := b.SignIn(ctx, s.routeURL+"/.pomerium/device?user_code="+code, signinEmail, signinPassword, "")
 			if err == nil || final == nil || strings.Contains(body, `id="approve"`) {
 				t.Errorf("%s: got %v, %v, want a 404 page without a form", code, final, err)

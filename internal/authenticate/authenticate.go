@@ -38,8 +38,14 @@ type Options struct {
 	// AccessTokenLifetime is how long a renewable token lasts
 	// (renewal.go); DefaultAccessTokenLifetime if zero.
 	AccessTokenLifetime time.Duration
-	Sealer              *session.Sealer
-	Keys                *session.Keys
+	// DeviceCodeLifetime and DevicePollInterval bound a device sign-in
+	// (device.go); session.DeviceLifetime and session.DeviceInterval if
+	// zero. DevicePollsPerMinute bounds each client address's polls;
+	// DefaultDevicePollsPerMinute if zero.
+	DeviceCodeLifetime, DevicePollInterval time.Duration
+	DevicePollsPerMinute                   int
+	Sealer                                 *session.Sealer
+	Keys                                   *session.Keys
 	// Verify checks a Portcullis token for an audience (Keys.Verify, or a
 	// cache in front of it).
 	Verify   func(token, audience string, now time.Time) (*session.Claims, error)
@@ -90,6 +96,8 @@ type Activity struct {
 	Email, Subject, SessionID string
 	// Reason says why a sign-in was refused or a session ended.
 	Reason string
+	// Route is the route (its host) a device sign-in was for.
+	Route string
 }
 
 // The actions of Activity.
@@ -98,7 +106,16 @@ const (
 	ActivitySignInRefused = "sign-in-refused"
 	ActivitySignOut       = "sign-out"
 	ActivitySessionEnded  = "session-ended" // by the identity provider, at a refresh
+	// A person approved or denied a device sign-in in their browser; the
+	// device that asked got its token (device.go).
+	ActivityDeviceApproved = "device-approved"
+	ActivityDeviceDenied   = "device-denied"
+	ActivityDeviceSignIn   = "device-sign-in"
 )
+
+// Activities are the actions of Activity, in the order they are listed.
+var Activities = []string{ActivitySignIn, ActivitySignInRefused, ActivitySignOut, ActivitySessionEnded,
+	ActivityDeviceApproved, ActivityDeviceDenied, ActivityDeviceSignIn}
 
 // The names of the limits an Authenticator enforces, as Options.Limited
 // reports them.
@@ -155,8 +172,17 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.DeviceCodeLifetime <= 0 {
+		opts.DeviceCodeLifetime = session.DeviceLifetime
+	}
+	if opts.DevicePollInterval <= 0 {
+		opts.DevicePollInterval = session.DeviceInterval
+	}
+	if opts.DevicePollsPerMinute <= 0 {
+		opts.DevicePollsPerMinute = DefaultDevicePollsPerMinute
+	}
 	a := &Authenticator{opts: opts, log: log, now: time.Now, replica: session.NewSessionID(),
-		crossOrigin: http.NewCrossOriginProtection(), devicePolls: limit.NewRate(devicePollsPerMinute, 0)}
+		crossOrigin: http.NewCrossOriginProtection(), devicePolls: limit.NewRate(opts.DevicePollsPerMinute, 0)}
 	a.SetProvider(opts.Provider)
 	return a, nil
 }

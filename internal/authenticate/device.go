@@ -56,16 +56,18 @@ import (
 //     rate (LIMIT_SIGN_INS_PER_MINUTE).
 //   - Flooding: device authorizations count against the login rate
 //     (LIMIT_LOGINS_PER_MINUTE) per client address, pending ones against
-//     LIMIT_PENDING_SIGN_INS in all, and polls against devicePollsPerMinute
-//     per client address besides each code's own interval.
+//     LIMIT_PENDING_SIGN_INS in all, and polls against
+//     LIMIT_DEVICE_POLLS_PER_MINUTE per client address besides each
+//     code's own interval.
 //   - Replay: a grant is answered once; every later poll is refused, and
-//     it expires after session.DeviceLifetime.
+//     it expires after DEVICE_CODE_LIFETIME.
 
-// devicePollsPerMinute bounds the token endpoint's polls per client
-// address: twelve clients behind one address polling every five seconds.
-// A poll of an unknown code is a database query on a shared store, so
-// even a flood of made-up codes must be bounded.
-const devicePollsPerMinute = 144
+// DefaultDevicePollsPerMinute bounds the token endpoint's polls per
+// client address (LIMIT_DEVICE_POLLS_PER_MINUTE): twelve clients behind
+// one address polling every five seconds. A poll of an unknown code is a
+// database query on a shared store, so even a flood of made-up codes
+// must be bounded.
+const DefaultDevicePollsPerMinute = 144
 
 // deviceGrantType is the grant_type of a device code's poll (RFC 8628
 // §3.4).
@@ -126,7 +128,7 @@ func (a *Authenticator) deviceAuthorize(w http.ResponseWriter, r *http.Request, 
 	g := &session.DeviceGrant{
 		DeviceCode: session.NewDeviceCode(), UserCode: session.NewUserCode(), Audience: audience,
 		Client: clientAddress(r), UserAgent: userAgent(r),
-		CreatedAt: now, ExpiresAt: now.Add(session.DeviceLifetime), Interval: session.DeviceInterval,
+		CreatedAt: now, ExpiresAt: now.Add(a.opts.DeviceCodeLifetime), Interval: a.opts.DevicePollInterval,
 	}
 	var err error
 	// 20^8 codes: a second collision in a row means a store full of
@@ -157,7 +159,7 @@ func (a *Authenticator) deviceAuthorize(w http.ResponseWriter, r *http.Request, 
 	writeJSON(w, http.StatusOK, deviceAuthorization{
 		DeviceCode: g.DeviceCode, UserCode: session.FormatUserCode(g.UserCode),
 		VerificationURI: verify.String(), VerificationURIComplete: complete.String(),
-		ExpiresIn: int(session.DeviceLifetime / time.Second), Interval: int(session.DeviceInterval / time.Second),
+		ExpiresIn: int(a.opts.DeviceCodeLifetime / time.Second), Interval: int(a.opts.DevicePollInterval / time.Second),
 	})
 }
 
@@ -264,6 +266,8 @@ func (a *Authenticator) redeemDevice(w http.ResponseWriter, r *http.Request, g *
 		return
 	}
 	a.log.Info("device sign-in approved", "route", g.Audience, "client", g.Client, "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])
+	// r is the device's request: the event names where the token went.
+	a.opts.Record(r, Activity{Action: ActivityDeviceSignIn, Email: sess.Email, Subject: sess.Subject, SessionID: sess.ID, Route: g.Audience})
 	a.writeRenewable(w, pair, "")
 }
 
@@ -441,6 +445,11 @@ func (a *Authenticator) deviceDecision(w http.ResponseWriter, r *http.Request, a
 		return
 	}
 	route := a.routeScheme(r) + "://" + r.Host
+	act := Activity{Action: ActivityDeviceDenied, Email: id.Email, Subject: id.User, SessionID: id.SessionID, Route: audience}
+	if approve {
+		act.Action = ActivityDeviceApproved
+	}
+	a.opts.Record(r, act)
 	if approve {
 		a.log.Info("device sign-in approved by a person", "route", audience, "email", id.Email)
 		respond.Page(w, http.StatusOK, "Approved", "The device that asked is signed in to "+route+" as "+id.Email+" within a few seconds. You can close this page.")

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
@@ -242,6 +244,14 @@ func TestDeviceSignIn(t *testing.T) {
 	if err != nil || c.SessionID != s.claims.SessionID || c.Email != "someuser@example.com" {
 		t.Fatalf("the token: %+v, %v; want the person's session on this route", c, err)
 	}
+	// The approval and the device's token are in the audit trail, with
+	// the session they share.
+	if diff := cmp.Diff([]Activity{
+		{Action: ActivityDeviceApproved, Email: "someuser@example.com", Subject: "user-1", SessionID: s.claims.SessionID, Route: routeHost},
+		{Action: ActivityDeviceSignIn, Email: "someuser@example.com", Subject: "user-1", SessionID: s.claims.SessionID, Route: routeHost},
+	}, f.deviceRecords()); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
 	// The token opens the route as the person, as the loopback login's does.
 	if res := f.whoAmI(t, "application/json", req{header: []string{"Authorization", "Pomerium " + a.AccessToken}}); res.code != http.StatusOK || !strings.Contains(res.body, "someuser@example.com") {
 		t.Errorf("who-am-I with the device's token: got %d %s", res.code, res.body)
@@ -281,6 +291,11 @@ func TestDeviceDenied(t *testing.T) {
 	}
 	if a := f.pollDevice(t, routeURL, d.DeviceCode); a.Error != "access_denied" {
 		t.Errorf("poll: got %+v, want access_denied", a)
+	}
+	if diff := cmp.Diff([]Activity{
+		{Action: ActivityDeviceDenied, Email: "someuser@example.com", Subject: "user-1", SessionID: s.claims.SessionID, Route: routeHost},
+	}, f.deviceRecords()); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
 	}
 	f.advance(10 * time.Second)
 	if a := f.pollDevice(t, routeURL, d.DeviceCode); a.Error != "invalid_grant" {
@@ -441,7 +456,7 @@ func TestDeviceLimits(t *testing.T) {
 	t.Run("polls are bounded per client address", func(t *testing.T) {
 		f := newFixture(t)
 		var last tokenAnswer
-		for range devicePollsPerMinute + 1 {
+		for range DefaultDevicePollsPerMinute + 1 {
 			last = f.pollDevice(t, routeURL, "made-up")
 		}
 		if last.code != http.StatusTooManyRequests || last.Error != "slow_down" {
@@ -520,9 +535,22 @@ func FuzzDeviceTokenForm(f *testing.F) {
 			t.Fatalf("body %q: got %d %s", body, w.Code, w.Body)
 		}
 		// Reset the poll rate so that the fuzzer keeps reaching the parser.
-		fx.a.devicePolls = limit.NewRate(devicePollsPerMinute, 0)
+		fx.a.devicePolls = limit.NewRate(DefaultDevicePollsPerMinute, 0)
 	})
 	if a := fx.pollDevice(f, routeURL, d.DeviceCode); a.Error != "authorization_pending" {
 		f.Errorf("the real code after fuzzing: got %+v", a)
 	}
+}
+
+// deviceRecords is what Options.Record was told of device sign-ins.
+func (f *fixture) deviceRecords() []Activity {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var got []Activity
+	for _, a := range f.records {
+		if strings.HasPrefix(a.Action, "device-") {
+			got = append(got, a)
+		}
+	}
+	return got
 }

@@ -337,6 +337,9 @@ func (s *Server) recordActivity(r *http.Request, act authenticate.Activity) {
 	if act.Reason != "" {
 		ev.Annotations["portcullis.io/reason"] = act.Reason
 	}
+	if act.Route != "" {
+		ev.Annotations["portcullis.io/route"] = act.Route
+	}
 	if r != nil {
 		ev.RequestURI = r.URL.Path
 		ev.UserAgent = r.UserAgent()

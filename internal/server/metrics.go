@@ -63,7 +63,7 @@ func newMetrics() *metrics {
 		}, []string{"route", "rule", "result"}),
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_sign_ins_total",
-			Help: "Sign-in activity, by action: sign-in, sign-in-refused, sign-out, and session-ended (by the identity provider at a refresh).",
+			Help: "Sign-in activity, by action: sign-in, sign-in-refused, sign-out, session-ended (by the identity provider at a refresh), and device sign-ins: device-approved, device-denied (by the person), device-sign-in (the device got its token).",
 		}, []string{"action"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_upstream_errors_total",
@@ -76,7 +76,7 @@ func newMetrics() *metrics {
 	}
 	// Every action and result at zero from the start, so that a rate()
 	// over them needs no first event.
-	for _, a := range []string{authenticate.ActivitySignIn, authenticate.ActivitySignInRefused, authenticate.ActivitySignOut, authenticate.ActivitySessionEnded} {
+	for _, a := range authenticate.Activities {
 		m.signIns.WithLabelValues(a)
 	}
 	for _, r := range []string{authenticate.RefreshOK, authenticate.RefreshRefused, authenticate.RefreshUnreachable, authenticate.RefreshGraceOver, authenticate.RefreshOtherUser} {
