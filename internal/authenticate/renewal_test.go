@@ -4,18 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/idp"
+	"github.com/portcullis-proxy/portcullis/internal/limit"
 	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
 // renewableLogin signs in as portcullis-cli does, asking for a renewable
 // credential, and returns what reached the loopback listener.
-func (f *fixture) renewableLogin(t *testing.T) (token, renewal string) {
+func (f *fixture) renewableLogin(t testing.TB) (token, renewal string) {
 	t.Helper()
 	login := f.get(t, routeURL+"/.pomerium/api/v1/login?"+url.Values{
 		"pomerium_redirect_uri": {"http://127.0.0.1:8000/cb"}, "portcullis_renewal": {"1"}}.Encode(), req{})
@@ -31,7 +33,7 @@ func (f *fixture) renewableLogin(t *testing.T) (token, renewal string) {
 }
 
 // renew trades a renewal credential at the route base.
-func (f *fixture) renew(t *testing.T, base, credential string) tokenAnswer {
+func (f *fixture) renew(t testing.TB, base, credential string) tokenAnswer {
 	t.Helper()
 	return f.tokenRequest(t, base+pathToken, url.Values{"grant_type": {renewalGrantType}, "refresh_token": {credential}})
 }
@@ -232,5 +234,55 @@ func TestExchangeForAnotherRoute(t *testing.T) {
 	// Only the sign-in service exchanges; a route does not take resource.
 	if res := f.get(t, authURL+pathToken, req{}); res.code != http.StatusMethodNotAllowed {
 		t.Errorf("GET on the sign-in service's token endpoint: %d, want 405", res.code)
+	}
+}
+
+// FuzzTokenForm: whatever form reaches a token endpoint (a route's
+// renewal, the sign-in service's exchange), without the one real
+// credential, the answer is an OAuth error in JSON: never a token, never
+// a crash, and the real credential is neither spent nor its session ended.
+func FuzzTokenForm(f *testing.F) {
+	fx := newFixture(f)
+	_, rn := fx.renewableLogin(f)
+	grant := "grant_type=" + url.QueryEscape(renewalGrantType)
+	for _, seed := range []string{
+		grant + "&refresh_token=" + rn[:len(rn)-1],
+		grant + "&refresh_token=" + rn + "x",
+		grant + "&refresh_token=" + renewalPrefix,
+		grant + "&refresh_token=a&refresh_token=b",
+		grant + "&refresh_token=" + rn[:20] + "&resource=" + url.QueryEscape(otherURL),
+		grant + "&refresh_token=x&resource=" + url.QueryEscape(otherURL) + "&resource=" + url.QueryEscape(routeURL),
+		grant + "&refresh_token=x&resource=%zz",
+		"grant_type=password&username=a&password=b",
+		strings.Repeat("a=b&", 1000),
+		"",
+	} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	errs := map[string]bool{"invalid_request": true, "unsupported_grant_type": true, "invalid_grant": true, "invalid_target": true}
+	f.Fuzz(func(t *testing.T, body string, exchange bool) {
+		if strings.Contains(body, rn) {
+			return
+		}
+		target := routeURL + pathToken
+		if exchange {
+			target = authURL + pathToken
+		}
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = "192.0.2.1:1234"
+		w := httptest.NewRecorder()
+		fx.handler(t, target).ServeHTTP(w, r)
+		var a tokenAnswer
+		if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil || a.AccessToken != "" || !errs[a.Error] || w.Code == http.StatusOK {
+			t.Fatalf("POST %s %q: got %d %s", target, body, w.Code, w.Body)
+		}
+		// Reset the rate shared with device polls so that the fuzzer keeps
+		// reaching the parser.
+		fx.a.devicePolls = limit.NewRate(DefaultDevicePollsPerMinute, 0)
+	})
+	if a := fx.renew(f, routeURL, rn); a.code != http.StatusOK {
+		f.Errorf("the real credential after fuzzing: got %+v, want it renewed", a)
 	}
 }

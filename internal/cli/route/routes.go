@@ -30,23 +30,33 @@ func (c *Client) Routes(ctx context.Context, jwt string) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("%s: the server answered %s: %s", doing, resp.Status, serverMessage(body))
 	}
+	urls, err := parseRouteList(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", doing, err)
+	}
+	return urls, nil
+}
+
+// parseRouteList reads the server's list of routes: each in canonical
+// form (ParseURL), once, and at most maxRoutes.
+func parseRouteList(body []byte) ([]string, error) {
 	var list struct {
 		Routes []struct {
 			URL string `json:"url"`
 		} `json:"routes"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("%s: the answer is not a list of routes: %w", doing, err)
+		return nil, fmt.Errorf("the answer is not a list of routes: %w", err)
 	}
 	if len(list.Routes) > maxRoutes {
-		return nil, fmt.Errorf("%s: the server named %d routes, more than the %d this command sets up", doing, len(list.Routes), maxRoutes)
+		return nil, fmt.Errorf("the server named %d routes, more than the %d this command sets up", len(list.Routes), maxRoutes)
 	}
 	var urls []string
 	seen := map[string]bool{}
 	for _, r := range list.Routes {
 		u, err := ParseURL(r.URL)
 		if err != nil {
-			return nil, fmt.Errorf("%s: the server named a route that is not a web address: %s", doing, printable([]byte(r.URL)))
+			return nil, fmt.Errorf("the server named a route that is not a web address: %s", printable([]byte(r.URL)))
 		}
 		if s := u.String(); !seen[s] {
 			seen[s] = true

@@ -56,3 +56,27 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("a server without the list: got %v, want it said", err)
 	}
 }
+
+// FuzzParseRouteList: whatever a server answers, the list is refused or
+// every route in it is a canonical web address, named once.
+func FuzzParseRouteList(f *testing.F) {
+	f.Add(`{"routes":[{"url":"https://a.example.com"},{"url":"https://A.example.com:443/"}]}`)
+	f.Add(`{"routes":[{"url":"file:///etc/passwd"}]}`)
+	f.Add(`{"routes":[{"url":"https://user:pw@a.example.com"}]}`)
+	f.Add(`{"routes":null}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, body string) {
+		urls, err := parseRouteList([]byte(body))
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, s := range urls {
+			u, err := ParseURL(s)
+			if err != nil || u.String() != s || seen[s] {
+				t.Fatalf("%q: route %q is not canonical, or named twice (%v)", body, s, err)
+			}
+			seen[s] = true
+		}
+	})
+}
