@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +71,45 @@ func TestOneSignInForEveryRoute(t *testing.T) {
 	if n := u.browserRuns(); n != 1 {
 		t.Errorf("after setup --all: %d sign-ins, want 1", n)
 	}
+
+	// Signing out on the first route ends the second route's access too:
+	// its token, its renewal chain, and the first chain's next exchange.
+	t.Run("a sign-out on one route ends every route's credentials", func(t *testing.T) {
+		api := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 30 * time.Second}
+		defer api.CloseIdleConnections()
+		send := func(method, target, auth string, form url.Values) int {
+			t.Helper()
+			req, _ := http.NewRequestWithContext(ctx, method, target, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", "application/json")
+			if auth != "" {
+				req.Header.Set("Authorization", "Pomerium "+auth)
+			}
+			resp, err := api.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		tok1, rn1 := u.cached(s.routeURL)
+		tok2, rn2 := u.cached(s.secondRouteURL)
+		if code := send("GET", s.secondRouteURL+"/.pomerium/", tok2, nil); code != http.StatusOK {
+			t.Fatalf("the second route's token before the sign-out: %d, want 200", code)
+		}
+		if code := send("POST", s.routeURL+"/.pomerium/sign_out", tok1, nil); code >= 400 {
+			t.Fatalf("sign-out: %d", code)
+		}
+		if code := send("GET", s.secondRouteURL+"/.pomerium/", tok2, nil); code != http.StatusUnauthorized {
+			t.Errorf("the second route's token after the sign-out on the first: %d, want 401", code)
+		}
+		renewal := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rn2}}
+		if code := send("POST", s.secondRouteURL+"/.pomerium/api/v1/token", "", renewal); code != http.StatusBadRequest {
+			t.Errorf("renewing the second route after the sign-out: %d, want 400 (invalid_grant)", code)
+		}
+		exchange := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rn1}, "resource": {s.secondRouteURL}}
+		if code := send("POST", s.authURL+"/.pomerium/api/v1/token", "", exchange); code != http.StatusBadRequest {
+			t.Errorf("exchanging the first route's credential after the sign-out: %d, want 400 (invalid_grant)", code)
+		}
+	})
 }
