@@ -342,6 +342,15 @@ func (u *cliUser) kubectlCmd(ctx context.Context, env []string, args ...string) 
 
 // whoami runs `kubectl auth whoami` in the e2e context and returns the
 // user the apiserver saw ("" on failure) and kubectl's stderr.
+// firstSignIn runs kubectl for the first time: it must sign in through
+// the browser once, as signinEmail.
+func (u *cliUser) firstSignIn(ctx context.Context) {
+	u.t.Helper()
+	if user, errOut := u.whoami(ctx); user != signinEmail || u.browserRuns() != 1 {
+		u.t.Fatalf("first whoami: got %q after %d sign-ins\n%s", user, u.browserRuns(), errOut)
+	}
+}
+
 func (u *cliUser) whoami(ctx context.Context) (user, stderr string) {
 	out, errOut, err := u.kubectl(ctx, "--context", "e2e", "auth", "whoami", "-o", "json")
 	if err != nil {
