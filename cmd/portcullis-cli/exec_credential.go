@@ -30,11 +30,11 @@ func newExecCredentialCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, done, err := f.broker(args[0], cmd.ErrOrStderr())
+			b, client, err := f.broker(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer done()
+			defer client.CloseIdleConnections()
 			tok, err := b.Token(cmd.Context())
 			if err != nil {
 				return err

@@ -72,8 +72,10 @@ func (f *connFlags) args() ([]string, error) {
 	return args, nil
 }
 
-// broker returns the credential broker for the route at rawURL.
-func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, func(), error) {
+// broker returns the credential broker for the route at rawURL, and the
+// client it talks to the route with (whose idle connections the caller
+// closes when done).
+func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, *route.Client, error) {
 	u, err := route.ParseURL(rawURL)
 	if err != nil {
 		return nil, nil, err
@@ -146,7 +148,7 @@ func (f *connFlags) broker(rawURL string, stderr io.Writer) (*broker.Broker, fun
 		Caller: os.Getppid(),
 		Stderr: stderr,
 	}
-	return b, client.CloseIdleConnections, nil
+	return b, client, nil
 }
 
 // useDevice says whether to sign in with a code (login.Device) rather

@@ -17,11 +17,11 @@ func newLoginCommand() *cobra.Command {
 			"and caches the token for kubectl as exec-credential would.",
 		Args: oneURL,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, done, err := f.broker(args[0], cmd.ErrOrStderr())
+			b, client, err := f.broker(args[0], cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer done()
+			defer client.CloseIdleConnections()
 			tok, err := b.SignIn(cmd.Context())
 			if err != nil {
 				return err

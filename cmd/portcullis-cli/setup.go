@@ -126,20 +126,15 @@ func newSetupCommand() *cobra.Command {
 // credential serves) and asks it which Kubernetes routes the person may
 // use.
 func reachableRoutes(ctx context.Context, f *connFlags, u *url.URL, stderr io.Writer) ([]string, error) {
-	b, done, err := f.broker(u.String(), stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	tok, err := b.Token(ctx)
-	if err != nil {
-		return nil, err
-	}
-	client, err := route.New(u, f.tls)
+	b, client, err := f.broker(u.String(), stderr)
 	if err != nil {
 		return nil, err
 	}
 	defer client.CloseIdleConnections()
+	tok, err := b.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return client.Routes(ctx, tok.Raw)
 }
 

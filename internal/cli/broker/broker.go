@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/cli/cache"
@@ -143,7 +142,18 @@ func (b *Broker) fromAnotherRoute(ctx context.Context) (tok credential.Token, ok
 		return credential.Token{}, false, nil
 	}
 	entries, err := b.Cache.Entries()
-	if err != nil || !slices.ContainsFunc(entries, func(e cache.Entry) bool { return e.URL != b.URL && e.Renewal != "" }) {
+	if err != nil {
+		return credential.Token{}, false, nil
+	}
+	// Other routes that can renew, by their token's issuer; the route is
+	// asked for its issuer only if there are any.
+	sources := map[string]string{}
+	for _, e := range entries {
+		if st, err := credential.ParseToken(e.Token); e.URL != b.URL && e.Renewal != "" && err == nil && st.Issuer != "" {
+			sources[e.URL] = st.Issuer
+		}
+	}
+	if len(sources) == 0 {
 		return credential.Token{}, false, nil
 	}
 	iss, err := b.Issuer(ctx)
@@ -152,7 +162,7 @@ func (b *Broker) fromAnotherRoute(ctx context.Context) (tok credential.Token, ok
 		return credential.Token{}, false, nil
 	}
 	for _, src := range entries {
-		if st, err := credential.ParseToken(src.Token); src.URL == b.URL || src.Renewal == "" || err != nil || st.Issuer != iss {
+		if sources[src.URL] != iss {
 			continue
 		}
 		if tok, ok, err := b.exchangeFrom(ctx, src.URL, iss); err != nil || ok {
