@@ -172,6 +172,9 @@ func New(opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.AccessTokenLifetime <= 0 {
+		opts.AccessTokenLifetime = DefaultAccessTokenLifetime
+	}
 	if opts.DeviceCodeLifetime <= 0 {
 		opts.DeviceCodeLifetime = session.DeviceLifetime
 	}

@@ -261,8 +261,7 @@ func (a *Authenticator) redeemDevice(w http.ResponseWriter, r *http.Request, g *
 	// A device's client renews as portcullis-cli does (renewal.go).
 	pair, err := a.issueRenewable(sess, g.Audience, renewal{})
 	if err != nil {
-		a.log.Error("issuing token", "error", err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "Portcullis could not issue your credentials")
+		a.serverError(w, err)
 		return
 	}
 	a.log.Info("device sign-in approved", "route", g.Audience, "client", g.Client, "email", sess.Email, "session", sess.ID[:min(8, len(sess.ID))])

@@ -83,14 +83,6 @@ func openRenewal(s *session.Sealer, credential string, now time.Time) (renewal, 
 	return renewal{SessionID: f[0], Family: f[1], Gen: gen}, nil
 }
 
-// tokenLifetime is how long a renewable token lasts.
-func (a *Authenticator) tokenLifetime() time.Duration {
-	if a.opts.AccessTokenLifetime > 0 {
-		return a.opts.AccessTokenLifetime
-	}
-	return DefaultAccessTokenLifetime
-}
-
 // renewablePair is a short-lived token and the credential that renews it.
 type renewablePair struct {
 	Token   string
@@ -102,7 +94,7 @@ type renewablePair struct {
 // audience, and the renewal credential of generation rn.Gen of the chain
 // rn.Family (a new chain if rn.Family is empty).
 func (a *Authenticator) issueRenewable(sess *session.Session, audience string, rn renewal) (renewablePair, error) {
-	exp := a.now().Add(a.tokenLifetime())
+	exp := a.now().Add(a.opts.AccessTokenLifetime)
 	if sess.ExpiresAt.Before(exp) {
 		exp = sess.ExpiresAt
 	}
