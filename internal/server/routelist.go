@@ -61,6 +61,8 @@ func (s *Server) listRoutes(g *generation, w http.ResponseWriter, r *http.Reques
 		respond.Error(w, r, respond.Unauthenticated(err.Error()))
 		return
 	}
+	req := policyRequest(r, id)
+	req.Method, req.Path, req.CORSPreflight, req.Kubernetes = http.MethodGet, "/api", false, discovery
 	list := routeList{Routes: []listedRoute{}}
 	for i := range g.opts.Routes {
 		route := &g.opts.Routes[i]
@@ -68,8 +70,6 @@ func (s *Server) listRoutes(g *generation, w http.ResponseWriter, r *http.Reques
 		if !route.IsKubernetes() || len(hosts) == 0 || g.routes[hosts[0]] == nil {
 			continue
 		}
-		req := policyRequest(r, id)
-		req.Method, req.Path, req.CORSPreflight, req.Kubernetes = http.MethodGet, "/api", false, discovery
 		if g.routes[hosts[0]].policy.Evaluate(&req).Allow {
 			list.Routes = append(list.Routes, listedRoute{URL: route.From.String()})
 		}
