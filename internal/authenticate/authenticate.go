@@ -54,7 +54,14 @@ type Options struct {
 	// RouteAudience says whether host (a Host header) is a configured
 	// route, and returns its token audience.
 	RouteAudience func(host string) (audience string, ok bool)
-	Logger        *slog.Logger
+	// KubernetesIdentity, if set, returns the user name and groups
+	// Kubernetes sees for sess on the route of audience (groups nil when
+	// the route's mapping leaves the provider's groups as they are), and
+	// false for a route that is not a Kubernetes route or a person the
+	// mapping gives no user name. Tokens for such routes carry them, for
+	// a kube-apiserver that validates tokens itself (direct.go).
+	KubernetesIdentity func(audience string, sess *session.Session) (user string, groups []string, ok bool)
+	Logger             *slog.Logger
 
 	// SignInRate bounds, per client, the sign-ins started and completed on
 	// the authenticate service (sign_in, oauth2/callback); LoginRate the
@@ -556,10 +563,23 @@ func (a *Authenticator) handOff(w http.ResponseWriter, r *http.Request, sess *se
 // issue returns a token of sess for the route audience: what every
 // sign-in delivers, by whichever way (hand-off, loopback, device).
 func (a *Authenticator) issue(sess *session.Session, audience string) (string, error) {
-	return a.opts.Keys.Issue(session.Claims{
+	return a.opts.Keys.Issue(a.tokenClaims(sess, audience, sess.ExpiresAt))
+}
+
+// tokenClaims are the claims of every token of sess for the route
+// audience, expiring at exp.
+func (a *Authenticator) tokenClaims(sess *session.Session, audience string, exp time.Time) session.Claims {
+	c := session.Claims{
 		Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups,
-		SessionID: sess.ID, Audience: audience, Expiry: sess.ExpiresAt,
-	})
+		SessionID: sess.ID, Audience: audience, Expiry: exp,
+	}
+	if a.opts.KubernetesIdentity != nil {
+		if user, groups, ok := a.opts.KubernetesIdentity(audience, sess); ok {
+			c.KubernetesUser, c.KubernetesGroups = user, groups
+			c.KubernetesSession = a.opts.Sealer.Seal(purposeReviewedSession, []byte(sess.ID), sess.ExpiresAt)
+		}
+	}
+	return c
 }
 
 // handOffBinding ties a route's sign-in nonce to the token handed off for
@@ -702,7 +722,12 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 	if err != nil {
 		return nil, 0, err
 	}
-	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Claims: sess.Claims, SessionID: sess.ID, Expiry: sess.ExpiresAt}, Cookie, nil
+	return SessionIdentity(sess), Cookie, nil
+}
+
+// SessionIdentity is the person as sess describes them now.
+func SessionIdentity(sess *session.Session) *identity.Identity {
+	return &identity.Identity{User: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups, Claims: sess.Claims, SessionID: sess.ID, Expiry: sess.ExpiresAt}
 }
 
 // RedirectToSignIn sends a browser on a route host to sign in and come

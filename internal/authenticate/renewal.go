@@ -98,10 +98,7 @@ func (a *Authenticator) issueRenewable(sess *session.Session, audience string, r
 	if sess.ExpiresAt.Before(exp) {
 		exp = sess.ExpiresAt
 	}
-	tok, err := a.opts.Keys.Issue(session.Claims{
-		Subject: sess.Subject, Email: sess.Email, Name: sess.Name, Groups: sess.Groups,
-		SessionID: sess.ID, Audience: audience, Expiry: exp,
-	})
+	tok, err := a.opts.Keys.Issue(a.tokenClaims(sess, audience, exp))
 	if err != nil {
 		return renewablePair{}, err
 	}

@@ -100,6 +100,12 @@ func NewKubernetesMapping(o KubernetesOptions) (*KubernetesMapping, error) {
 	return m, nil
 }
 
+// ChangesGroups reports whether Map gives other groups than the
+// provider's: a groups prefix or filter is set.
+func (m *KubernetesMapping) ChangesGroups() bool {
+	return m != nil && (m.filter != nil || m.groupsPrefix != "")
+}
+
 // ErrNoKubernetesUser is the refusal of a person whose mapping gives no
 // user name: forwarded without one, a request would act with the service
 // account's own rights.

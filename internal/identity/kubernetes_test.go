@@ -216,3 +216,27 @@ func TestKubernetesMappingConfig(t *testing.T) {
 		t.Errorf("the nil mapping: %q %q %v", user, groups, err)
 	}
 }
+
+// TestChangesGroups: only a groups prefix or filter changes the groups,
+// which is when a token must carry them mapped.
+func TestChangesGroups(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    identity.KubernetesOptions
+		want bool
+	}{
+		{"default", identity.KubernetesOptions{}, false},
+		{"user claim and prefix only", identity.KubernetesOptions{UsernameClaim: "sub", UsernamePrefix: "oidc:"}, false},
+		{"no groups prefix", identity.KubernetesOptions{GroupsPrefix: identity.NoPrefix}, false},
+		{"groups prefix", identity.KubernetesOptions{GroupsPrefix: "oidc:"}, true},
+		{"groups filter", identity.KubernetesOptions{GroupsFilter: []string{"team-*"}}, true},
+	} {
+		m, err := identity.NewKubernetesMapping(tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.ChangesGroups(); got != tc.want {
+			t.Errorf("%s: ChangesGroups() = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}

@@ -106,7 +106,7 @@ func compile(route *config.Route, name string) (*Policy, error) {
 	if len(c.problems) > 0 {
 		return nil, errors.Join(c.problems...)
 	}
-	p.clock = c.clock
+	p.clock, p.connection = c.clock, c.connection
 	return p, nil
 }
 
@@ -170,12 +170,19 @@ func rulePaths(rules []config.PolicyRule) []string {
 	return paths
 }
 
+// connectionCriteria read the client's connection (its address, its TLS
+// certificate, its CORS headers) rather than the person or the request's
+// attributes.
+var connectionCriteria = []string{"source_ip", "client_certificate", "cors_preflight"}
+
 // compiler collects problems while compiling one route's policy.
 type compiler struct {
 	route    string
 	problems []error
 	// clock is set when a criterion reads the time.
 	clock bool
+	// connection names the criteria that read the client's connection.
+	connection []string
 }
 
 func (c *compiler) problem(source, path, format string, args ...any) {
@@ -262,6 +269,9 @@ func (c *compiler) criterion(e *config.PolicyExpr, path, source string) (*criter
 		return nil, false
 	}
 
+	if slices.Contains(connectionCriteria, name) && !slices.Contains(c.connection, name) {
+		c.connection = append(c.connection, name)
+	}
 	cr := &criterion{kind: spec.kind, pass: spec.pass, fail: spec.fail}
 	ok := true
 	switch spec.value {

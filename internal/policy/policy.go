@@ -168,7 +168,16 @@ type Policy struct {
 	deny  []compiledRule
 	// clock is true when a criterion reads the time.
 	clock bool
+	// connection names the criteria that read the client's connection.
+	connection []string
 }
+
+// ConnectionCriteria names the criteria of the policy that read the
+// client's connection (source_ip, client_certificate, cors_preflight), in
+// the order first written. A decision made without the connection, as
+// Portcullis's authorization webhook makes them for kube-apiserver in
+// direct mode, cannot honour them.
+func (p *Policy) ConnectionCriteria() []string { return p.connection }
 
 type compiledRule struct {
 	info *Rule

@@ -344,3 +344,28 @@ func TestNoNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionCriteria: the criteria that read the connection are
+// named once each, in the order written, wherever they are nested.
+func TestConnectionCriteria(t *testing.T) {
+	for _, tt := range []struct {
+		name, policy string
+		want         []string
+	}{
+		{"none", `- allow: {or: [{email: alice@example.com}, {kubernetes_verb: get}]}`, nil},
+		{"nested", `
+- allow: {and: [{not: [{source_ip: 10.0.0.0/8}]}, {cors_preflight: true}]}
+- deny: {or: [{client_certificate: {fingerprint: ` + strings.Repeat("a", 64) + `}}, {source_ip: 192.0.2.1}]}
+`, []string{"source_ip", "cors_preflight", "client_certificate"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := compileText(t, "", tt.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, p.ConnectionCriteria()); diff != "" {
+				t.Errorf("ConnectionCriteria (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

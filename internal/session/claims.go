@@ -29,6 +29,24 @@ type Claims struct {
 	IssuedAt  time.Time
 	NotBefore time.Time
 	Expiry    time.Time // exp: always set on tokens Issue writes
+
+	// The person as Kubernetes sees them on the token's route, for a
+	// kube-apiserver that validates Portcullis tokens itself (direct
+	// mode): its authentication configuration takes the user name and
+	// groups from these claims, so that RBAC sees the same names through
+	// Portcullis and directly. Set on tokens for Kubernetes routes only.
+	KubernetesUser string // kubernetes_user: the route's identity mapping of the person
+	// KubernetesGroups (kubernetes_groups) are the mapped groups when the
+	// route's mapping changes them (a prefix or a filter): nil leaves the
+	// claim out, meaning "the same as groups", and a non-nil empty list
+	// is written as [] (a filter that keeps none), so that the two never
+	// read alike.
+	KubernetesGroups []string
+	// KubernetesSession (kubernetes_session) is the session's id sealed
+	// for Portcullis's authorization webhook: kube-apiserver passes it on
+	// in the review's user extra, and only Portcullis can open it, so the
+	// cluster's audit log, which records extras, never holds a session id.
+	KubernetesSession string
 }
 
 // wireClaims is the JSON form of Claims. aud is kept as a list so Verify
@@ -45,6 +63,10 @@ type wireClaims struct {
 	IssuedAt  *numericDate `json:"iat,omitempty"`
 	NotBefore *numericDate `json:"nbf,omitempty"`
 	Expiry    *numericDate `json:"exp,omitempty"`
+
+	KubernetesUser    string    `json:"kubernetes_user,omitempty"`
+	KubernetesGroups  *[]string `json:"kubernetes_groups,omitempty"`
+	KubernetesSession string    `json:"kubernetes_session,omitempty"`
 }
 
 // MarshalJSON writes the claims under their JWT names; absent claims and
@@ -61,6 +83,12 @@ func (c Claims) MarshalJSON() ([]byte, error) {
 		IssuedAt:  newNumericDate(c.IssuedAt),
 		NotBefore: newNumericDate(c.NotBefore),
 		Expiry:    newNumericDate(c.Expiry),
+
+		KubernetesUser:    c.KubernetesUser,
+		KubernetesSession: c.KubernetesSession,
+	}
+	if c.KubernetesGroups != nil {
+		w.KubernetesGroups = &c.KubernetesGroups
 	}
 	if c.Audience != "" {
 		w.Audience = audience{c.Audience}
@@ -97,6 +125,13 @@ func (w *wireClaims) claims() (Claims, error) {
 		IssuedAt:  w.IssuedAt.time(),
 		NotBefore: w.NotBefore.time(),
 		Expiry:    w.Expiry.time(),
+
+		KubernetesUser:    w.KubernetesUser,
+		KubernetesSession: w.KubernetesSession,
+	}
+	if w.KubernetesGroups != nil {
+		// Non-nil even when empty: present and empty is not absent.
+		c.KubernetesGroups = append([]string{}, *w.KubernetesGroups...)
 	}
 	switch len(w.Audience) {
 	case 0:

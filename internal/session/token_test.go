@@ -310,6 +310,21 @@ func TestClaimsJSON(t *testing.T) {
 	if diff := cmp.Diff(c, back); diff != "" {
 		t.Errorf("JSON round trip (-want +got):\n%s", diff)
 	}
+	// The Kubernetes groups: absent, empty and some stay apart.
+	for _, groups := range [][]string{nil, {}, {"oidc:sre"}} {
+		k := Claims{KubernetesUser: "oidc:alice", KubernetesGroups: groups}
+		b, err := json.Marshal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Claims
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(k, back); diff != "" || (groups == nil) != (back.KubernetesGroups == nil) {
+			t.Errorf("JSON round trip of %s (-want +got):\n%s", b, diff)
+		}
+	}
 
 	for _, tt := range []struct {
 		name, in string
@@ -328,6 +343,12 @@ func TestClaimsJSON(t *testing.T) {
 		{name: "exp too far", in: `{"exp":253402300800}`, wantErr: true},
 		{name: "exp huge float", in: `{"exp":1e300}`, wantErr: true},
 		{name: "groups string", in: `{"groups":"sre"}`, wantErr: true},
+		{name: "kubernetes claims", in: `{"kubernetes_user":"oidc:alice","kubernetes_groups":["oidc:sre"],"kubernetes_session":"sealed"}`,
+			want: Claims{KubernetesUser: "oidc:alice", KubernetesGroups: []string{"oidc:sre"}, KubernetesSession: "sealed"}},
+		// A filter that keeps no group is not the same as no mapping.
+		{name: "kubernetes groups empty", in: `{"kubernetes_groups":[]}`, want: Claims{KubernetesGroups: []string{}}},
+		{name: "kubernetes groups null", in: `{"kubernetes_groups":null}`, want: Claims{}},
+		{name: "kubernetes groups string", in: `{"kubernetes_groups":"sre"}`, wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var got Claims
