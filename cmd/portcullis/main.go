@@ -82,28 +82,25 @@ func (e *exitError) Unwrap() error { return e.err }
 // run is the whole command, with its environment passed in so tests can
 // call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
+	if len(args) > 0 && args[0] == "direct-config" {
+		return runDirectConfig(args[1:], stdout, stderr, lookupEnv) // direct.go
+	}
 	fs := flag.NewFlagSet("portcullis", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "read settings from this YAML `file`; environment variables override it")
 	checkConfig := fs.Bool("check-config", false, "load and validate the configuration, print a summary or every problem, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: portcullis [--config FILE] [--check-config] [--version]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: portcullis [--config FILE] [--check-config] [--version]\n"+
+			"       portcullis direct-config --out DIR [--route URL] [--ca-cert FILE] [--config FILE]\n\n"+
 			"Settings come from environment variables (ADDRESS, CERTIFICATE, COOKIE_SECRET, ROUTES, …)\n"+
 			"and from the optional YAML file, whose keys are the same names in lower case.\n"+
 			"Every setting, its environment variable, file key and default: %s\n"+
 			"in the Portcullis repository.\n\n", configReference)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		// The flag package has printed the problem and the usage.
-		return &exitError{code: exitUsage, reported: true, err: err}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q; settings come from flags, the environment and --config", fs.Arg(0))}
+	if err := parseFlags(fs, args, "settings come from flags, the environment and --config"); err != nil {
+		return err
 	}
 	if *showVersion {
 		fmt.Fprintf(stdout, "portcullis %s\n", version)
@@ -194,6 +191,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		}
 	}()
 	return srv.Run(ctx)
+}
+
+// parseFlags parses args into fs, which takes no arguments (hint says
+// what to do instead), and gives a bad flag its exit code.
+func parseFlags(fs *flag.FlagSet, args []string, hint string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		// The flag package has printed the problem and the usage.
+		return &exitError{code: exitUsage, reported: true, err: err}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: exitUsage, err: fmt.Errorf("unexpected argument %q; %s", fs.Arg(0), hint)}
+	}
+	return nil
 }
 
 // newLogger builds the process's logger from LOG_FORMAT, at level (LOG_LEVEL).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
 	"github.com/portcullis-proxy/portcullis/internal/idp/builtin"
+	"github.com/portcullis-proxy/portcullis/internal/session"
 )
 
 // builtinIDPPath is where the built-in provider lives on the authenticate
@@ -98,12 +99,17 @@ func (t inProcess) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // authenticateHost is the handler of the authenticate host: sign-in, and
 // the built-in provider builtinIDP when there is one (nil otherwise).
+//
+// The authenticate URL is the tokens' issuer, so its host also serves the
+// OpenID discovery document and the keys, for a kube-apiserver that
+// validates Portcullis tokens itself (direct mode, direct.go).
 func (s *Server) authenticateHost(builtinIDP http.Handler) http.Handler {
-	if builtinIDP == nil {
-		return s.boundSignInBody(s.auth.AuthenticateHandler())
-	}
 	mux := http.NewServeMux()
-	mux.Handle(builtinIDPPath+"/", builtinIDP)
+	if builtinIDP != nil {
+		mux.Handle(builtinIDPPath+"/", builtinIDP)
+	}
+	mux.Handle(session.OpenIDConfigurationPath, s.keys.OpenIDConfigurationHandler())
+	mux.Handle(session.JWKSPath, s.keys.JWKSHandler())
 	mux.Handle("/", s.auth.AuthenticateHandler())
 	return s.boundSignInBody(mux)
 }

@@ -32,7 +32,7 @@ type browserStack struct {
 	token    string      // a Portcullis token for k8s.test of the same person
 }
 
-func newBrowserStack(t *testing.T) *browserStack {
+func newBrowserStack(t *testing.T, editK8s ...func(*config.Route)) *browserStack {
 	t.Helper()
 	ca, err := testenv.NewCA("portcullis-cookie-test")
 	if err != nil {
@@ -82,6 +82,9 @@ func newBrowserStack(t *testing.T) *browserStack {
 		o.AuthenticateServiceURL = mustURL(t, "https://auth.test")
 		o.IDPProvider, o.IDPUsersFile = "builtin", users
 		o.Routes = []config.Route{route("https://k8s.test", true), route("https://app.test", false)}
+		for _, edit := range editK8s {
+			edit(&o.Routes[0])
+		}
 	})
 	logger, _ := testLogger(t)
 	s, err := New(opts, logger)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 
 	"github.com/portcullis-proxy/portcullis/internal/config"
+	"github.com/portcullis-proxy/portcullis/internal/identity"
 	"github.com/portcullis-proxy/portcullis/internal/idp"
 	"github.com/portcullis-proxy/portcullis/internal/policy"
 	"github.com/portcullis-proxy/portcullis/internal/proxy"
@@ -38,11 +39,14 @@ type generation struct {
 type routeState struct {
 	route  *config.Route
 	policy *policy.Policy
+	// mapping is a Kubernetes route's identity mapping (nil: the
+	// default, or not a Kubernetes route).
+	mapping *identity.KubernetesMapping
 }
 
-func (g *generation) addPolicy(route *config.Route, pol *policy.Policy) {
-	for _, host := range config.Hosts(route.From) {
-		g.routes[host] = &routeState{route: route, policy: pol}
+func (g *generation) addRoute(rs *routeState) {
+	for _, host := range config.Hosts(rs.route.From) {
+		g.routes[host] = rs
 	}
 }
 

@@ -66,22 +66,24 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 		return nil, err
 	}
 	g.proxies = append(g.proxies, p)
-	g.addPolicy(route, pol)
+	rs := &routeState{route: route, policy: pol}
 	audience := route.From.Host
 	var proxied http.Handler = p
 	if route.IsKubernetes() {
-		m, err := kubernetesMapping(g.opts, route)
-		if err != nil {
+		if rs.mapping, err = kubernetesMapping(g.opts, route); err != nil {
 			return nil, fmt.Errorf("route %s: %w", route.From, err)
 		}
-		if m != nil {
-			proxied = s.mapKubernetesIdentity(m, p)
+		if rs.mapping != nil {
+			proxied = s.mapKubernetesIdentity(rs.mapping, p)
 		}
 	}
+	g.addRoute(rs)
 	next := s.authorize(route, pol, proxied)
 	if !route.AllowPublicUnauthenticatedAccess {
 		next = s.authenticate(route, next)
 	}
+	kubernetes := route.IsKubernetes()
+	reviews := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
 	// Portcullis's own endpoints on the route host (sign-in callback,
@@ -102,6 +104,8 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 			jwks.ServeHTTP(w, r)
 		case r.URL.Path == pathRoutes:
 			s.listRoutes(g, w, r, audience) // routelist.go
+		case r.URL.Path == pathReview && kubernetes:
+			s.serveReview(g, rs, reviews, w, r) // direct.go
 		case r.URL.Path == "/.pomerium" || strings.HasPrefix(r.URL.Path, "/.pomerium/"):
 			endpoints.ServeHTTP(w, r)
 		default:
@@ -465,6 +469,7 @@ func (s *Server) newAuthenticator(provider idp.Provider) (*authenticate.Authenti
 		Store:                store,
 		Provider:             provider,
 		RouteAudience:        func(host string) (string, bool) { return s.current().router.audience(host) },
+		KubernetesIdentity:   s.kubernetesIdentity,
 		Logger:               s.logger,
 		SignInRate:           limit.NewRate(opts.Limits.SignInsPerMinute, 0),
 		LoginRate:            limit.NewRate(opts.Limits.LoginsPerMinute, 0),

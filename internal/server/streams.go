@@ -149,7 +149,7 @@ func (s *Server) streamAccess(ctx context.Context, g *generation, st *stream.Str
 		case l.err != nil || l.sess.Subject != info.User:
 			return sessionEnded, true
 		}
-		id := &identity.Identity{User: l.sess.Subject, Email: l.sess.Email, Name: l.sess.Name, Groups: l.sess.Groups, Claims: l.sess.Claims}
+		id := authenticate.SessionIdentity(l.sess)
 		req.Email, req.Groups, req.Claims = id.Email, id.Groups, policyClaims(id)
 	case info.User != "" && !info.Expiry.IsZero() && !now.Before(info.Expiry):
 		return stream.Ending{Code: http.StatusUnauthorized,

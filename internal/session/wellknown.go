@@ -19,6 +19,11 @@ import (
 const (
 	WellKnownPath = "/.well-known/pomerium"
 	JWKSPath      = "/.well-known/pomerium/jwks.json"
+	// OpenIDConfigurationPath is OpenID Connect Discovery 1.0's document,
+	// served on the authenticate host, whose URL is the tokens' issuer:
+	// what a kube-apiserver that validates Portcullis tokens itself
+	// (direct mode) reads to find the keys.
+	OpenIDConfigurationPath = "/.well-known/openid-configuration"
 )
 
 // discoveryMaxAge is how long clients and shared caches may keep the
@@ -80,6 +85,43 @@ func (k *Keys) WellKnownHandler(authenticateURL *url.URL) http.Handler {
 		// The document depends on Host, so its ETag is computed per
 		// request; hashing a few hundred bytes is cheap.
 		serveDiscovery(w, r, body, etag(body))
+	})
+}
+
+// OpenIDConfigurationHandler serves OpenIDConfigurationPath on the
+// authenticate host: the issuer, as tokens carry it in "iss" (a verifier
+// such as kube-apiserver's JWT authenticator requires the two to be the
+// same string), and the JWKS on the same host. The OpenID Provider
+// Metadata the discovery specification requires (section 3) are all
+// present, though Portcullis is no provider for relying parties: its
+// tokens are for its own routes and, in direct mode, their clusters.
+func (k *Keys) OpenIDConfigurationHandler() http.Handler {
+	base := strings.TrimSuffix(k.issuer, "/")
+	doc := struct {
+		Issuer                           string   `json:"issuer"`
+		JWKSURI                          string   `json:"jwks_uri"`
+		AuthorizationEndpoint            string   `json:"authorization_endpoint"`
+		ResponseTypesSupported           []string `json:"response_types_supported"`
+		SubjectTypesSupported            []string `json:"subject_types_supported"`
+		IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported"`
+		ClaimsSupported                  []string `json:"claims_supported"`
+	}{
+		Issuer:                           k.issuer,
+		JWKSURI:                          base + JWKSPath,
+		AuthorizationEndpoint:            base + "/.pomerium/sign_in",
+		ResponseTypesSupported:           []string{"id_token"},
+		SubjectTypesSupported:            []string{"public"},
+		IDTokenSigningAlgValuesSupported: []string{string(k.alg)},
+		ClaimsSupported: []string{"iss", "sub", "aud", "exp", "iat", "jti", "email", "name", "groups", "sid",
+			"kubernetes_user", "kubernetes_groups", "kubernetes_session"},
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		panic("encoding the OpenID configuration: " + err.Error()) // strings only: cannot fail
+	}
+	tag := etag(body)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveDiscovery(w, r, body, tag)
 	})
 }
 
