@@ -9,7 +9,10 @@ import (
 )
 
 func newExecCredentialCommand() *cobra.Command {
-	var f connFlags
+	var (
+		f         connFlags
+		directAPI bool
+	)
 	cmd := &cobra.Command{
 		Use:   "exec-credential URL",
 		Short: "Print a kubectl ExecCredential for the Portcullis route at URL",
@@ -21,6 +24,8 @@ func newExecCredentialCommand() *cobra.Command {
 			"signs in: through a browser on this machine, or, with --device (the default over SSH\n" +
 			"and where there is no display), with a code approved in a browser on any device.\n" +
 			"Concurrent runs share one sign-in.\n" +
+			"With --direct the token is the bare JWT, for a kube-apiserver that validates\n" +
+			"Portcullis tokens itself (direct mode; `portcullis-cli k8s setup --direct-server`).\n" +
 			"Only the JSON goes to stdout; messages go to stderr.",
 		Args: oneURL,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,7 +44,11 @@ func newExecCredentialCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := credential.Marshal(info.APIVersion, tok.Raw, tok.Expiry)
+			marshal := credential.Marshal
+			if directAPI {
+				marshal = credential.MarshalDirect
+			}
+			out, err := marshal(info.APIVersion, tok.Raw, tok.Expiry)
 			if err != nil {
 				return err
 			}
@@ -48,5 +57,6 @@ func newExecCredentialCommand() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&directAPI, "direct", false, "print the bare token, for a kube-apiserver that validates Portcullis tokens itself (direct mode)")
 	return cmd
 }

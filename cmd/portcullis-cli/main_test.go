@@ -454,6 +454,79 @@ func TestSetup(t *testing.T) {
 	}
 }
 
+// TestSetupDirect: in direct mode the cluster is kube-apiserver itself,
+// with its own CA, and the user asks the route for a bare token with the
+// route's connection flags.
+func TestSetupDirect(t *testing.T) {
+	isolate(t, nil)
+	r := newFakeRoute(t)
+	home := os.Getenv("HOME")
+	path := filepath.Join(home, "kubeconfig")
+	apiCA := filepath.Join(home, "cluster-ca.pem")
+	if err := os.WriteFile(apiCA, []byte("cluster CA"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := runCLI(t, "k8s", "setup", r.srv.URL, "--name", "dev", "--kubeconfig", path, "--ca-cert", r.caFile,
+		"--direct-server", "https://10.0.0.1:6443", "--direct-ca-cert", apiCA)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
+	}
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Clusters["dev"]; c == nil || c.Server != "https://10.0.0.1:6443" || string(c.CertificateAuthorityData) != "cluster CA" {
+		t.Errorf("cluster: got %+v, want the apiserver with its CA", c)
+	}
+	wantArgs := []string{"k8s", "exec-credential", r.srv.URL, "--direct", "--ca-cert", r.caFile}
+	if exe := cfg.AuthInfos["dev"].Exec; exe == nil || fmt.Sprint(exe.Args) != fmt.Sprint(wantArgs) {
+		t.Errorf("exec: got %+v, want args %q", exe, wantArgs)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--direct-server", "http://10.0.0.1:6443"}, "not an https URL"},
+		{[]string{"--direct-server", "https://10.0.0.1:6443/api"}, "not an https URL"},
+		{[]string{"--direct-ca-cert", apiCA}, "--direct-server, which is not given"},
+		{[]string{"--direct-server", "https://10.0.0.1:6443", "--all"}, "set up each route in direct mode on its own"},
+	} {
+		_, _, err := runCLI(t, append([]string{"k8s", "setup", r.srv.URL, "--kubeconfig", path}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("setup %q: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestExecCredentialDirect: --direct prints the bare JWT, as kube-apiserver
+// takes it, of the same cached token.
+func TestExecCredentialDirect(t *testing.T) {
+	r := newFakeRoute(t)
+	isolate(t, r)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBERNETES_EXEC_INFO", `{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":true}}`)
+	args := []string{"k8s", "exec-credential", r.srv.URL, "--ca-cert", r.caFile, "--browser-cmd", self}
+	stdout, stderr, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	proxied := decodeCredential(t, stdout, "client.authentication.k8s.io/v1")
+	stdout, stderr, err = runCLI(t, append(args, "--direct")...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var bare execCredential
+	if err := json.Unmarshal([]byte(stdout), &bare); err != nil || bare.APIVersion != "client.authentication.k8s.io/v1" {
+		t.Fatalf("--direct: %v\n%s", err, stdout)
+	}
+	if proxied.Status.Token != "Pomerium-"+bare.Status.Token || r.signIns.Load() != 1 {
+		t.Errorf("--direct token %q, want the cached %q without its prefix (%d sign-ins)", bare.Status.Token, proxied.Status.Token, r.signIns.Load())
+	}
+}
+
 func rootsTLS(pemBytes []byte) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pemBytes)

@@ -22,6 +22,9 @@ func newSetupCommand() *cobra.Command {
 		name     string
 		kubePath string
 		all      bool
+		// Direct mode: the cluster is kube-apiserver itself, which
+		// validates the Portcullis token.
+		directServer, directCA string
 	)
 	cmd := &cobra.Command{
 		Use:   "setup URL",
@@ -33,7 +36,11 @@ func newSetupCommand() *cobra.Command {
 			"current context is left alone.\n\n" +
 			"With --all it signs in to URL (if not signed in already) and asks it for every\n" +
 			"Kubernetes route of the same Portcullis that you may use, and adds each, named\n" +
-			"portcullis-HOST. One sign-in serves them all.",
+			"portcullis-HOST. One sign-in serves them all.\n\n" +
+			"With --direct-server the cluster is kube-apiserver itself, at that address (with the CA\n" +
+			"of --direct-ca-cert), set up for direct mode by `portcullis direct-config`: kubectl talks\n" +
+			"to it directly with the token Portcullis issues for URL, and no request goes through\n" +
+			"Portcullis.",
 		Args: oneURL,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			u, err := route.ParseURL(args[0])
@@ -42,6 +49,12 @@ func newSetupCommand() *cobra.Command {
 			}
 			if all && name != "" {
 				return fmt.Errorf("--name names one route; with --all each route is named portcullis-HOST")
+			}
+			if all && directServer != "" {
+				return fmt.Errorf("--direct-server is one cluster's apiserver; set up each route in direct mode on its own")
+			}
+			if directCA != "" && directServer == "" {
+				return fmt.Errorf("--direct-ca-cert is the CA of the apiserver of --direct-server, which is not given")
 			}
 			if name == "" {
 				name = kubeconfig.DefaultName(u)
@@ -82,7 +95,7 @@ func newSetupCommand() *cobra.Command {
 					ru, _ := route.ParseURL(server) // canonical already
 					n = kubeconfig.DefaultName(ru)
 				}
-				changed, err := kubeconfig.Setup(kubeconfig.Options{
+				o := kubeconfig.Options{
 					Path:                  path,
 					Name:                  n,
 					Server:                server,
@@ -90,7 +103,13 @@ func newSetupCommand() *cobra.Command {
 					InsecureSkipTLSVerify: f.tls.InsecureSkipVerify,
 					Command:               self,
 					Args:                  append([]string{"k8s", "exec-credential", server}, flags...),
-				})
+				}
+				if directServer != "" {
+					if o, err = directOptions(o, directServer, directCA); err != nil {
+						return err
+					}
+				}
+				changed, err := kubeconfig.Setup(o)
 				if err != nil {
 					return err
 				}
@@ -117,9 +136,33 @@ func newSetupCommand() *cobra.Command {
 	f.register(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "name of the cluster, user and context (default portcullis-HOST)")
 	cmd.Flags().StringVar(&kubePath, "kubeconfig", "", "kubeconfig file to write (default: the first file of $KUBECONFIG, else ~/.kube/config)")
+	cmd.Flags().StringVar(&directServer, "direct-server", "", "direct mode: kube-apiserver's `URL`, which validates Portcullis tokens itself (see portcullis direct-config)")
+	cmd.Flags().StringVar(&directCA, "direct-ca-cert", "", "direct mode: PEM `file` of the CA of kube-apiserver's certificate (default: the system's roots)")
+	cmd.MarkFlagFilename("direct-ca-cert")
 	cmd.Flags().BoolVar(&all, "all", false, "also add every other Kubernetes route of this Portcullis you may use (signs in to URL if needed)")
 	cmd.MarkFlagFilename("kubeconfig")
 	return cmd
+}
+
+// directOptions turns o, the setup of a route, into the setup of the
+// route's cluster in direct mode: the cluster is the apiserver at server
+// (with the CA in the PEM file caFile, if given), and the user asks the
+// route for a bare token.
+func directOptions(o kubeconfig.Options, server, caFile string) (kubeconfig.Options, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return o, fmt.Errorf("--direct-server %q is not an https URL of kube-apiserver, such as https://10.0.0.1:6443", server)
+	}
+	o.Server = strings.TrimSuffix(u.String(), "/")
+	o.CAData, o.InsecureSkipTLSVerify = nil, false
+	if caFile != "" {
+		if o.CAData, err = os.ReadFile(caFile); err != nil {
+			return o, fmt.Errorf("reading --direct-ca-cert: %w", err)
+		}
+	}
+	// The route's connection flags stay: the plugin still signs in there.
+	o.Args = append(o.Args[:3:3], append([]string{"--direct"}, o.Args[3:]...)...)
+	return o, nil
 }
 
 // reachableRoutes signs in to u as exec-credential would (a cached

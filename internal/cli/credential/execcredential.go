@@ -34,6 +34,16 @@ type ExecCredentialStatus struct {
 // ParseExecInfo returns) with the bearer token "Pomerium-<jwt>" that
 // expires at expiry. It ends in a newline.
 func Marshal(apiVersion, jwt string, expiry time.Time) ([]byte, error) {
+	return marshal(apiVersion, TokenPrefix, jwt, expiry)
+}
+
+// MarshalDirect is Marshal for direct mode: the bearer token is the bare
+// JWT, as kube-apiserver's JWT authenticator takes it.
+func MarshalDirect(apiVersion, jwt string, expiry time.Time) ([]byte, error) {
+	return marshal(apiVersion, "", jwt, expiry)
+}
+
+func marshal(apiVersion, prefix, jwt string, expiry time.Time) ([]byte, error) {
 	if apiVersion != APIVersionV1 && apiVersion != APIVersionV1beta1 {
 		return nil, fmt.Errorf("writing ExecCredential: unsupported apiVersion %q", apiVersion)
 	}
@@ -50,7 +60,7 @@ func Marshal(apiVersion, jwt string, expiry time.Time) ([]byte, error) {
 		APIVersion: apiVersion,
 		Status: ExecCredentialStatus{
 			ExpirationTimestamp: expiry.UTC().Truncate(time.Second).Format(time.RFC3339),
-			Token:               TokenPrefix + jwt,
+			Token:               prefix + jwt,
 		},
 	}, "", "  ")
 	if err != nil {
