@@ -37,6 +37,11 @@ type signinStack struct {
 	dir      string
 	// secondRouteURL is the second route's, with startSigninStackWith.
 	secondRouteURL string
+	// bin and env are the portcullis binary and its environment; proc is
+	// the running server.
+	bin  string
+	env  []string
+	proc *testenv.Process
 }
 
 // signinPolicy is the sign-in stack's route policy, as the guide writes
@@ -108,11 +113,11 @@ func startSigninStackWith(t *testing.T, ctx context.Context, policyYAML string, 
 		"LOG_LEVEL=debug",
 	}
 	env = append(env, extraEnv...)
-	bin, err := testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir)
-	if err != nil {
+	s.env = env
+	if s.bin, err = testenv.BuildCommand(ctx, "github.com/portcullis-proxy/portcullis/cmd/portcullis", s.dir); err != nil {
 		t.Fatal(err)
 	}
-	testenv.StartServer(t, "portcullis", bin, s.dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
+	s.proc = testenv.StartServer(t, "portcullis", s.bin, s.dir, nil, env, s.routeURL+"/.pomerium/healthz", s.ca.ClientTLS())
 	return s
 }
 

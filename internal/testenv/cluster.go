@@ -232,7 +232,6 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", f("sa.pub"),
 		"--service-account-signing-key-file", f("sa.key"),
-		"--authorization-mode", "RBAC",
 		"--token-auth-file", f("tokens.csv"),
 		"--service-cluster-ip-range", "10.96.0.0/12",
 		"--audit-log-path", c.AuditLogPath, "--audit-policy-file", f("audit-policy.yaml"),
@@ -240,7 +239,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--allow-privileged",
 		"--profiling=false",
-	}, c.apiserverArgs...), nil)
+	}, c.authorizationArgs()...), nil)
 	if err != nil {
 		return err
 	}
@@ -252,6 +251,28 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// authorizationArgs are the extra kube-apiserver flags, after RBAC as the
+// authorization mode unless they give an --authorization-config, which
+// kube-apiserver refuses together with --authorization-mode.
+func (c *Cluster) authorizationArgs() []string {
+	for _, a := range c.apiserverArgs {
+		if a == "--authorization-config" || strings.HasPrefix(a, "--authorization-config=") {
+			return c.apiserverArgs
+		}
+	}
+	return append([]string{"--authorization-mode", "RBAC"}, c.apiserverArgs...)
+}
+
+// RestartAPIServer stops kube-apiserver and starts it again on the same
+// address and etcd with args as its extra flags instead of those it was
+// started with: e.g. an authentication and authorization configuration
+// written for a server that was already running.
+func (c *Cluster) RestartAPIServer(ctx context.Context, args ...string) error {
+	c.StopAPIServer()
+	c.apiserverArgs = args
+	return c.StartAPIServer(ctx)
 }
 
 // StopAPIServer stops kube-apiserver, as an outage or an upgrade would;
