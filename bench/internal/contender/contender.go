@@ -28,8 +28,13 @@ const (
 	// PortcullisAudit is the same binary and configuration as Portcullis
 	// writing its audit trail to a file.
 	PortcullisAudit = "portcullis-audit"
-	Nginx           = "nginx"
-	OAuth2Proxy     = "oauth2-proxy"
+	// DirectMode is Portcullis in direct mode: the client talks to
+	// kube-apiserver itself with a Portcullis token, which the apiserver
+	// validates, and the apiserver asks Portcullis's authorization
+	// webhook (docs/direct-mode.md). Only in front of kube-apiserver.
+	DirectMode  = "direct-mode"
+	Nginx       = "nginx"
+	OAuth2Proxy = "oauth2-proxy"
 )
 
 // ReadyPath is the request that proves a contender serves: a GET of one
@@ -70,7 +75,11 @@ type Env struct {
 	// provider's key generation is start-up work a deployment with an
 	// external provider does not do).
 	Session bool
-	Log     io.Writer // progress messages; may be nil
+	// RestartUpstream, when the upstream is kube-apiserver, restarts it
+	// with args as its extra flags (direct mode's configuration); nil for
+	// the stub.
+	RestartUpstream func(ctx context.Context, args ...string) error
+	Log             io.Writer // progress messages; may be nil
 }
 
 // An Instance is one running contender.

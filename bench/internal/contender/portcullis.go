@@ -3,6 +3,8 @@ package contender
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -51,6 +53,13 @@ type PortcullisContender struct {
 	// BinDir is where Prepare puts the binary: the run's own directory,
 	// removed with it.
 	BinDir string
+	// DirectMode makes the contender direct mode's (DirectMode): once
+	// Portcullis serves and the person has signed in, `portcullis
+	// direct-config` writes kube-apiserver's files, the apiserver restarts
+	// with them (Env.RestartUpstream), and the client talks to the
+	// apiserver with the bare token. The Instance's process is
+	// Portcullis, the webhook, so its CPU counts.
+	DirectMode bool
 }
 
 func (c *PortcullisContender) Name() string {
@@ -59,6 +68,8 @@ func (c *PortcullisContender) Name() string {
 		return PortcullisPostgres
 	case c.Audit:
 		return PortcullisAudit
+	case c.DirectMode:
+		return DirectMode
 	}
 	return Portcullis
 }
@@ -118,6 +129,9 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 	name := c.Name()
 	if c.Bin == "" {
 		return nil, fmt.Errorf("starting %s: not prepared", name)
+	}
+	if c.DirectMode && (env.RestartUpstream == nil || !env.Session) {
+		return nil, fmt.Errorf("starting %s: direct mode needs kube-apiserver as the upstream and a signed-in session", name)
 	}
 	ports, err := testenv.FreePorts(3)
 	if err != nil {
@@ -224,8 +238,44 @@ func (c *PortcullisContender) Start(ctx context.Context, env Env) (*Instance, er
 			inst.Stop()
 			return nil, fmt.Errorf("starting %s: the signed-in token: %w", name, err)
 		}
+		if c.DirectMode {
+			if err := c.goDirect(ctx, env, inst, routeURL, environ, tok); err != nil {
+				inst.Stop()
+				return nil, fmt.Errorf("starting %s: %w\nits log %s ends:\n%s", name, err, inst.Process.LogPath, inst.Process.LogTail(30))
+			}
+		}
 	}
 	return inst, nil
+}
+
+// goDirect turns inst, Portcullis serving routeURL with environ, into
+// direct mode: it writes the apiserver's files with `portcullis
+// direct-config` from the same environment, restarts the apiserver with
+// them, and points the client at the apiserver with the bare token tok,
+// as `portcullis-cli k8s exec-credential --direct` hands it to kubectl.
+func (c *PortcullisContender) goDirect(ctx context.Context, env Env, inst *Instance, routeURL string, environ []string, tok string) error {
+	caFile := filepath.Join(env.Dir, "portcullis-ca.pem")
+	if err := os.WriteFile(caFile, env.CA.CertPEM, 0o600); err != nil {
+		return err
+	}
+	dir := filepath.Join(env.Dir, "direct")
+	cmd := exec.CommandContext(ctx, c.Bin, "direct-config", "--route", routeURL, "--ca-cert", caFile, "--out", dir)
+	cmd.Env = environ
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("portcullis direct-config: %w\n%s", err, out)
+	}
+	if err := env.RestartUpstream(ctx, "--authentication-config", filepath.Join(dir, "authentication-config.yaml"),
+		"--authorization-config", filepath.Join(dir, "authorization-config.yaml")); err != nil {
+		return fmt.Errorf("restarting kube-apiserver in direct mode: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(env.Upstream.CAPEM) {
+		return errors.New("no certificate in the upstream's CA PEM")
+	}
+	inst.URL = env.Upstream.URL
+	inst.TLS = &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}}
+	inst.Header.Set("Authorization", "Bearer "+tok)
+	return WaitServed(ctx, inst, 30*time.Second)
 }
 
 // usersFile writes the built-in provider's users file: env.User with

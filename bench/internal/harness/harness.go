@@ -40,7 +40,7 @@ const (
 var Scenarios = []string{GetC1Stub, GetC16Stub, GetC64Stub, GetC16APIServer, List1000, Watch10k, ExecMBps, PortForwardMBps, ConnsPer1000, Startup}
 
 // Contenders lists every contender in report order.
-var Contenders = []string{contender.Direct, contender.Portcullis, contender.PortcullisPostgres, contender.PortcullisAudit, contender.Nginx, contender.OAuth2Proxy}
+var Contenders = []string{contender.Direct, contender.DirectMode, contender.Portcullis, contender.PortcullisPostgres, contender.PortcullisAudit, contender.Nginx, contender.OAuth2Proxy}
 
 // A variant is Portcullis's own build in another configuration, run beside
 // the plain one only in the scenarios where what it changes shows: in the
@@ -78,6 +78,19 @@ var variants = map[string]variant{
 		probe:     newAuditProbe,
 		about: "Portcullis writing its audit trail to a file (no audit policy, so every request at " +
 			"`Metadata` level, the default; default rotation); it runs the small GETs",
+	},
+	// No proxy: kube-apiserver validates the Portcullis token and asks
+	// Portcullis's webhook. Only kube-apiserver can do that, so only its
+	// scenarios; the streams would measure the apiserver alone, as direct
+	// does.
+	contender.DirectMode: {
+		configure: func(c *contender.PortcullisContender) { c.DirectMode = true },
+		scenarios: []string{GetC16APIServer, List1000},
+		about: "Portcullis in direct mode (docs/direct-mode.md): the client sends the bare Portcullis token of a real " +
+			"sign-in to kube-apiserver itself, restarted with the files `portcullis direct-config` wrote, which validates " +
+			"it (its JWT authenticator) and asks Portcullis's authorization webhook (cached 10 s); Portcullis's process, the " +
+			"webhook, counts as its proxy CPU. It starts before the proxies, as the restart does; it runs the GET and LIST " +
+			"from kube-apiserver",
 	},
 }
 
@@ -327,7 +340,24 @@ func (r *run) env(name, upName string, up contender.Upstream) (contender.Env, er
 	return contender.Env{
 		Dir: d, CA: r.ca, CertFile: r.certFile, KeyFile: r.keyFile, CertPEM: r.certPEM, KeyPEM: r.keyPEM,
 		Upstream: up, User: benchUser, Groups: benchGroups, Issuer: r.issuer, Log: r.log,
+		RestartUpstream: r.restartAPIServer(upName),
 	}, nil
+}
+
+// restartAPIServer is Env.RestartUpstream for the upstream upName: kube-
+// apiserver restarted with other flags, once kwok's node serves exec
+// again; nil for the stub.
+func (r *run) restartAPIServer(upName string) func(context.Context, ...string) error {
+	if upName != "apiserver" || r.cluster == nil {
+		return nil
+	}
+	return func(ctx context.Context, args ...string) error {
+		c := r.cluster.cluster
+		if err := c.RestartAPIServer(ctx, args...); err != nil {
+			return fmt.Errorf("%w\nkube-apiserver's log ends:\n%s", err, c.APIServerLogTail(30))
+		}
+		return c.WaitExec(ctx, podNamespace, podName)
+	}
 }
 
 // startAll starts, in front of up, every contender that one of the

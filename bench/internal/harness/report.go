@@ -375,6 +375,9 @@ func (r *Report) writeTargets(w func(string, ...any)) {
 	d, dok := rps(GetC16APIServer, contender.Direct)
 	v, ok := div(a, aok, d, dok)
 	add("get-c16-apiserver: Portcullis ≥ 0.9× direct", v, ok, "×", at(0.9))
+	m, mok := rps(GetC16APIServer, contender.DirectMode)
+	v, ok = div(m, mok, d, dok)
+	add("get-c16-apiserver: direct mode ≥ 0.95× direct", v, ok, "×", at(0.95))
 	for _, k := range []string{"per_1000_at_c1", "per_1000_at_c16", "per_1000_at_c64"} {
 		v, ok := extra(ConnsPer1000, contender.Portcullis, k)
 		add("conns-per-1000: ≤ 1 new upstream connection per 1,000 requests ("+strings.TrimPrefix(k, "per_1000_at_")+")", v, ok, "", atMost(1))

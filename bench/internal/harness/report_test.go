@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func testReport() *Report {
 	r := &Report{Commit: "0123456789abcdef", Date: "2026-11-27T12:00:00Z", Command: "make bench",
 		Machine: Machine{CPUs: 2, CPUModel: "test CPU", MemoryGiB: 8, Kernel: "6.0", GoVersion: "go1.26"}, DurationS: 60}
-	rps := map[string]float64{contender.Direct: 10000, contender.Portcullis: 6000, contender.PortcullisPostgres: 5850,
+	rps := map[string]float64{contender.Direct: 10000, contender.DirectMode: 9900, contender.Portcullis: 6000, contender.PortcullisPostgres: 5850,
 		contender.PortcullisAudit: 5820, contender.Nginx: 8000, contender.OAuth2Proxy: 3000}
 	for _, sc := range Scenarios {
 		for _, c := range contendersOf(sc) {
