@@ -26,6 +26,13 @@ func testReport() *Report {
 			if c == contender.PortcullisPostgres && sc != ConnsPer1000 {
 				row.Extra["store_db_reads_per_1000"] = 0.0
 			}
+			switch c {
+			case contender.Portcullis:
+				row.Extra["rounds_rps"] = []float64{6000, 6000, 6000}
+			case contender.PortcullisAudit:
+				// Paired with Portcullis's rounds: 0.94, 0.97, 1.05.
+				row.Extra["rounds_rps"] = []float64{5640, 5820, 6300}
+			}
 			if c == contender.PortcullisAudit {
 				row.Extra["audit_events_per_request"] = 1.0
 				row.Extra["audit_bytes_per_event"] = 1100.0
@@ -127,11 +134,12 @@ func TestResultsMarkdown(t *testing.T) {
 		"| get-c16-stub: Portcullis on PostgreSQL ≥ 0.95× Portcullis in memory | 0.97× | yes |",
 		"| small GETs on PostgreSQL: no database read per request (reads per 1,000 requests, ≤ 1) | 0 | yes |",
 		"| portcullis-postgres | 5850 |",
-		// 5820 / 6000, in each small GET the audit contender runs.
-		"| get-c1-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
-		"| get-c16-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
-		"| get-c64-stub: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
-		"| get-c16-apiserver: auditing to a file on / off ≥ 0.95× | 0.97× | yes |",
+		// The rounds' ratios 5640/6000, 5820/6000, 6300/6000: their
+		// median, 0.97, in each small GET the audit contender runs.
+		"| get-c1-stub: auditing to a file on / off ≥ 0.95× (median of the rounds' ratios) | 0.97× | yes |",
+		"| get-c16-stub: auditing to a file on / off ≥ 0.95× (median of the rounds' ratios) | 0.97× | yes |",
+		"| get-c64-stub: auditing to a file on / off ≥ 0.95× (median of the rounds' ratios) | 0.97× | yes |",
+		"| get-c16-apiserver: auditing to a file on / off ≥ 0.95× (median of the rounds' ratios) | 0.97× | yes |",
 		"| small GETs with auditing: every request in the audit file (fewest events per request in a round, ≥ 1) | 1 | yes |",
 		"| portcullis-audit | 5820 |",
 		"- `portcullis-audit` is Portcullis writing its audit trail to a file",
