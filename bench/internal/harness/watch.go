@@ -57,6 +57,7 @@ func (r *run) watchOne(ctx context.Context, inst *contender.Instance) Row {
 	time.Sleep(time.Second) // let the previous contender's streams drain
 	mem0 := proxy.Memory()
 	g0 := procstat.Goroutines(metrics, inst.Metrics)
+	goMem0 := goMemory(metrics, inst.Metrics)
 
 	var (
 		opened   atomic.Int64
@@ -120,6 +121,7 @@ func (r *run) watchOne(ctx context.Context, inst *contender.Instance) Row {
 	time.Sleep(r.sz.watchHold)
 	mem1 := proxy.Memory()
 	g1 := procstat.Goroutines(metrics, inst.Metrics)
+	goMem1 := goMemory(metrics, inst.Metrics)
 	if r.opts.Profile != "" && inst.Pprof != "" {
 		// What the streams hold: the heap and the goroutines' stacks.
 		r.fetchProfile(ctx, inst.Pprof+"/heap", Watch10k+"-heap.pb.gz")
@@ -157,6 +159,14 @@ wait:
 		row.Extra["proxy_mem_after_mib"] = round1(float64(mem1) / (1 << 20))
 		row.Extra["proxy_kib_per_stream"] = round1(float64(mem1-mem0) / 1024 / float64(n))
 	}
+	// Where a Go proxy's memory per stream goes, from its runtime: the
+	// goroutines' stacks, and the heap in use (live objects, and garbage
+	// not collected yet).
+	for k, v0 := range goMem0 {
+		if v1, ok := goMem1[k]; ok {
+			row.Extra[k+"_kib_per_stream"] = round1((v1 - v0) / 1024 / float64(n))
+		}
+	}
 	if g0 >= 0 && g1 >= 0 {
 		row.Extra["goroutines_before"] = g0
 		row.Extra["goroutines_after"] = g1
@@ -178,4 +188,17 @@ func (r *run) waitWatches(want int64, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// goMemory reads a Go proxy's stack and heap in use from its Prometheus
+// metrics (the Go collector's), by short name; empty for a proxy that
+// has none.
+func goMemory(client *http.Client, metricsURL string) map[string]float64 {
+	out := map[string]float64{}
+	for short, series := range map[string]string{"stack": "go_memstats_stack_inuse_bytes", "heap": "go_memstats_heap_inuse_bytes"} {
+		if v, ok := procstat.Metric(client, metricsURL, series, ""); ok {
+			out[short] = v
+		}
+	}
+	return out
 }
