@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +261,9 @@ func (c *PortcullisContender) goDirect(ctx context.Context, env Env, inst *Insta
 	}
 	dir := filepath.Join(env.Dir, "direct")
 	cmd := exec.CommandContext(ctx, c.Bin, "direct-config", "--route", routeURL, "--ca-cert", caFile, "--out", dir)
-	cmd.Env = environ
+	// The server's settings, without its profiling listener, which the
+	// server holds.
+	cmd.Env = slices.DeleteFunc(slices.Clone(environ), func(kv string) bool { return strings.HasPrefix(kv, "PORTCULLIS_PPROF_ADDRESS=") })
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("portcullis direct-config: %w\n%s", err, out)
 	}
