@@ -23,7 +23,9 @@ import (
 
 // pipeline composes the request pipeline. The order is fixed and matters:
 //
-//  1. recoverPanics: outermost, so a panic anywhere below becomes a 500
+//  0. presizeStack: before anything, while the goroutine's stack is
+//     shallow, so the pipeline below never copies it again (stack.go);
+//  1. recoverPanics: outermost of the handlers, so a panic anywhere below becomes a 500
 //     instead of a dropped connection and is logged with its stack;
 //  2. assignRequestID: before logging, so every log line and the response
 //     carry the id;
@@ -39,14 +41,15 @@ import (
 //  8. the router, then the route's own handler (authentication,
 //     authorization and proxying, in that order, live behind it).
 func (s *Server) pipeline(router http.Handler) http.Handler {
-	return s.recoverPanics(
-		assignRequestID(
-			s.traceRequests(
-				s.logAccess(
-					s.countRequests(
-						refuseUnservable(
-							s.boundBodyRead(
-								router)))))))
+	return presizeStack(
+		s.recoverPanics(
+			assignRequestID(
+				s.traceRequests(
+					s.logAccess(
+						s.countRequests(
+							refuseUnservable(
+								s.boundBodyRead(
+									router))))))))
 }
 
 // recoverPanics turns a handler's panic into a logged error and a 500, so
