@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -172,19 +171,11 @@ func TestDirectMode(t *testing.T) {
 
 	api := &http.Client{Transport: &http.Transport{TLSClientConfig: c.CA.ClientTLS()}, Timeout: 10 * time.Second}
 	defer api.CloseIdleConnections()
-	// get asks the apiserver directly with the bare token, as kubectl
-	// does, and returns the status and body.
-	get := func(path, token string) (int, string) {
+	// pods asks the apiserver directly for the pods in dev with the bare
+	// token, as kubectl does.
+	pods := func(token string) response {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := api.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return get(t, api, c.URL+"/api/v1/namespaces/dev/pods", "", "Bearer "+token)
 	}
 
 	t.Run("a token for another route does not open this cluster", func(t *testing.T) {
@@ -200,25 +191,29 @@ func TestDirectMode(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &ec); err != nil || ec.Status.Token == "" || strings.HasPrefix(ec.Status.Token, "Pomerium-") {
 			t.Fatalf("exec-credential --direct: %v, want a bare token\n%s", err, out)
 		}
-		if code, body := get("/api/v1/namespaces/dev/pods", ec.Status.Token); code != http.StatusUnauthorized {
-			t.Errorf("the second route's token at the first route's cluster: %d, want 401\n%s", code, body)
+		if got := pods(ec.Status.Token); got.code != http.StatusUnauthorized {
+			t.Errorf("the second route's token at the first route's cluster: %d, want 401\n%s", got.code, got.body)
 		}
 	})
 
 	t.Run("after sign-out the token is refused within the cache time", func(t *testing.T) {
 		tok := u.cachedToken(s.routeURL)
-		if code, body := get("/api/v1/namespaces/dev/pods", tok); code != http.StatusOK {
-			t.Fatalf("before the sign-out: %d, want 200\n%s", code, body)
+		if got := pods(tok); got.code != http.StatusOK {
+			t.Fatalf("before the sign-out: %d, want 200\n%s", got.code, got.body)
 		}
-		signOut(t, ctx, s, tok)
+		portcullis := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 10 * time.Second}
+		defer portcullis.CloseIdleConnections()
+		if got := do(t, portcullis, http.MethodPost, s.routeURL+"/.pomerium/sign_out", http.Header{"Authorization": {"Pomerium " + tok}, "Accept": {"application/json"}}, ""); got.code >= 400 {
+			t.Fatalf("sign-out: %d\n%s", got.code, got.body)
+		}
 		deadline := time.Now().Add(direct.CacheTTL + 5*time.Second)
 		for {
-			code, body := get("/api/v1/namespaces/dev/pods", tok)
-			if code == http.StatusForbidden && strings.Contains(body, "session ended") {
+			got := pods(tok)
+			if got.code == http.StatusForbidden && strings.Contains(got.body, "session ended") {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s after the sign-out the token still gets %d, want 403 (session ended)\n%s", direct.CacheTTL+5*time.Second, code, body)
+				t.Fatalf("%s after the sign-out the token still gets %d, want 403 (session ended)\n%s", direct.CacheTTL+5*time.Second, got.code, got.body)
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -239,32 +234,12 @@ func TestDirectMode(t *testing.T) {
 		// A request the apiserver has no cached decision for.
 		// kube-apiserver answers a webhook it cannot reach, under
 		// failurePolicy Deny, with 500 and the webhook's error.
-		code, body := get("/api/v1/namespaces/prod/configmaps", tok)
-		if code != http.StatusInternalServerError || !strings.Contains(body, "subjectaccessreview") {
-			t.Errorf("with Portcullis stopped: %d, want 500 naming the webhook (failurePolicy Deny)\n%s", code, body)
+		got := get(t, api, c.URL+"/api/v1/namespaces/prod/configmaps", "", "Bearer "+tok)
+		if got.code != http.StatusInternalServerError || !strings.Contains(got.body, "subjectaccessreview") {
+			t.Errorf("with Portcullis stopped: %d, want 500 naming the webhook (failurePolicy Deny)\n%s", got.code, got.body)
 		}
 		if _, errOut, err := c.Kubectl(ctx, nil, "get", "configmaps", "-n", "prod"); err != nil {
 			t.Errorf("the administrator, who never goes through Portcullis's webhook: %v\n%s", err, errOut)
 		}
 	})
-}
-
-// signOut ends the session of token on the stack's route, as
-// `portcullis-cli k8s flush-credentials --sign-out` or the browser's
-// sign-out would.
-func signOut(t *testing.T, ctx context.Context, s *signinStack, token string) {
-	t.Helper()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: s.ca.ClientTLS()}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.routeURL+"/.pomerium/sign_out", nil)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Pomerium "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		t.Fatalf("sign-out: %d", resp.StatusCode)
-	}
 }

@@ -78,17 +78,17 @@ func webhookToken(sharedSecret []byte, route *config.Route) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// serveReview answers the authorization webhook of route rs in g. Only
-// kube-apiserver holds the token; anyone else is refused before the body
-// is read. Every failure to decide is an HTTP error, which kube-apiserver
-// does not cache and settles by the failure policy (Deny).
-func (s *Server) serveReview(g *generation, rs *routeState, decisions *decisionCounters, w http.ResponseWriter, r *http.Request) {
+// serveReview answers the authorization webhook of route rs, whose
+// bearer credential is want. Only kube-apiserver holds the token; anyone
+// else is refused before the body is read. Every failure to decide is an
+// HTTP error, which kube-apiserver does not cache and settles by the
+// failure policy (Deny).
+func (s *Server) serveReview(rs *routeState, want string, decisions *decisionCounters, w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		respond.Error(w, r, respond.Problem{Code: http.StatusMethodNotAllowed, Message: "portcullis: the authorization webhook takes a SubjectAccessReview by POST"})
 		return
 	}
-	want := "Bearer " + webhookToken(g.opts.SharedSecret, rs.route)
 	if got := r.Header.Get("Authorization"); subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		respond.Error(w, r, respond.Problem{Code: http.StatusUnauthorized,
 			Message: "portcullis: the authorization webhook is for kube-apiserver, with the token of the kubeconfig `portcullis direct-config` writes"})
@@ -120,64 +120,69 @@ func (s *Server) serveReview(g *generation, rs *routeState, decisions *decisionC
 	writeJSON(w, http.StatusOK, out)
 }
 
+// noOpinion is a review's answer that leaves the decision to the next
+// authorizer (RBAC).
+var noOpinion = authorizationv1.SubjectAccessReviewStatus{}
+
+// denied is a review's answer that no later authorizer can overturn.
+func denied(msg string) authorizationv1.SubjectAccessReviewStatus {
+	return authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "portcullis: " + msg}
+}
+
 // review decides one review for route rs: the person is the live session
 // the review's extra names, and must be who the review says, with no group
 // the session no longer gives; then the route's policy decides on the
-// review's attributes. A policy denial is Denied, with the rule, so no
-// later authorizer can allow it; what the policy allows has no opinion
-// here, so RBAC decides it. d is the policy's decision, when it was asked.
-// err is only a session store that cannot say.
+// review's attributes. A policy denial is denied, with the rule; what the
+// policy allows has no opinion here, so RBAC decides it. d is the policy's
+// decision, when it was asked; err is only a session store that cannot
+// say.
 func (s *Server) review(ctx context.Context, rs *routeState, spec *authorizationv1.SubjectAccessReviewSpec) (_ authorizationv1.SubjectAccessReviewStatus, d *policy.Decision, _ error) {
-	deny := func(msg string) (authorizationv1.SubjectAccessReviewStatus, *policy.Decision, error) {
-		return authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "portcullis: " + msg}, d, nil
-	}
 	refs := spec.Extra[direct.ExtraSession]
 	switch {
 	case len(refs) == 0:
 		// Not a person signed in with Portcullis (the authorization
 		// configuration sends none): not ours to decide.
-		return authorizationv1.SubjectAccessReviewStatus{}, nil, nil
+		return noOpinion, nil, nil
 	case len(refs) > 1:
-		return deny("the user names more than one Portcullis session")
+		return denied("the user names more than one Portcullis session"), nil, nil
 	}
 	sess, err := s.auth.ReviewedSession(ctx, refs[0])
 	switch {
 	case errors.Is(err, authenticate.ErrStoreUnavailable):
-		return authorizationv1.SubjectAccessReviewStatus{}, nil, err
+		return noOpinion, nil, err
 	case errors.Is(err, authenticate.ErrSessionEnded):
-		return deny("your session ended (signed out, expired or revoked by an administrator): run portcullis-cli k8s flush-credentials " +
-			rs.route.From.String() + " and sign in again")
+		return denied("your session ended (signed out, expired or revoked by an administrator): run portcullis-cli k8s flush-credentials " +
+			rs.route.From.String() + " and sign in again"), nil, nil
 	case err != nil:
-		return deny(err.Error())
+		return denied(err.Error()), nil, nil
 	}
 	id := authenticate.SessionIdentity(sess)
 	user, groups, err := rs.mapping.Map(id)
 	if err != nil {
-		return deny("your identity has no Kubernetes user name on this route: " + err.Error())
+		return denied("your identity has no Kubernetes user name on this route: " + err.Error()), nil, nil
 	}
 	// The token the apiserver authenticated was issued for this session;
 	// a review of someone else with it (an impersonation that copied the
 	// extra) is not the person's.
 	if spec.User != user {
-		return deny(fmt.Sprintf("the session is %s's, not %s's", user, spec.User))
+		return denied(fmt.Sprintf("the session is %s's, not %s's", user, spec.User)), nil, nil
 	}
 	for _, g := range spec.Groups {
 		if g != systemAuthenticated && !slices.Contains(groups, g) {
 			// The token's groups are the provider's at issue time; the
 			// session's are the provider's now.
-			return deny(fmt.Sprintf("you are no longer in the group %q at the identity provider: run portcullis-cli k8s flush-credentials %s for a token with your groups of now",
-				g, rs.route.From.String()))
+			return denied(fmt.Sprintf("you are no longer in the group %q at the identity provider: run portcullis-cli k8s flush-credentials %s for a token with your groups of now",
+				g, rs.route.From.String())), nil, nil
 		}
 	}
 	method, path, attrs := reviewedRequest(spec)
-	req := policy.Request{Authenticated: true, User: id.User, Email: id.Email, Groups: id.Groups, Claims: policyClaims(id),
-		Method: method, Path: path, Time: time.Now(), Kubernetes: attrs}
+	req := policy.Request{Method: method, Path: path, Time: time.Now(), Kubernetes: attrs}
+	setPerson(&req, id)
 	dec := rs.policy.Evaluate(&req)
-	d = &dec
 	if !dec.Allow {
-		return deny(dec.Message())
+		return denied(dec.Message()), &dec, nil
 	}
-	return authorizationv1.SubjectAccessReviewStatus{}, d, nil
+	return noOpinion, &dec, nil
 }
 
 // reviewedRequest is the request a review asks about, as the policy sees a

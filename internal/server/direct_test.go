@@ -87,7 +87,6 @@ func TestReviewWebhook(t *testing.T) {
 		}
 		return out.Status
 	}
-	noOpinion := authorizationv1.SubjectAccessReviewStatus{}
 	authenticated := []string{"system:authenticated"}
 
 	t.Run("only kube-apiserver may ask", func(t *testing.T) {

@@ -78,12 +78,16 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 		}
 	}
 	g.addRoute(rs)
-	next := s.authorize(route, pol, proxied)
+	// One set of decision counters for the route, whoever asks: the
+	// proxy's requests and, in direct mode, kube-apiserver's reviews.
+	decisions := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
+	next := s.authorize(route, pol, decisions, proxied)
 	if !route.AllowPublicUnauthenticatedAccess {
 		next = s.authenticate(route, next)
 	}
 	kubernetes := route.IsKubernetes()
-	reviews := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
+	// The webhook's token is fixed for the generation: derive it once.
+	reviewAuth := "Bearer " + webhookToken(g.opts.SharedSecret, route)
 	wellKnown := s.keys.WellKnownHandler(s.opts.AuthenticateServiceURL)
 	jwks := s.keys.JWKSHandler()
 	// Portcullis's own endpoints on the route host (sign-in callback,
@@ -105,7 +109,7 @@ func (s *Server) routeHandler(g *generation, route *config.Route) (http.Handler,
 		case r.URL.Path == pathRoutes:
 			s.listRoutes(g, w, r, audience) // routelist.go
 		case r.URL.Path == pathReview && kubernetes:
-			s.serveReview(g, rs, reviews, w, r) // direct.go
+			s.serveReview(rs, reviewAuth, decisions, w, r) // direct.go
 		case r.URL.Path == "/.pomerium" || strings.HasPrefix(r.URL.Path, "/.pomerium/"):
 			endpoints.ServeHTTP(w, r)
 		default:
@@ -278,18 +282,23 @@ func policyRequest(r *http.Request, id *identity.Identity) policy.Request {
 		req.ClientCertificate = r.TLS.PeerCertificates[0]
 	}
 	if id != nil {
-		req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
-		req.Claims = policyClaims(id)
+		setPerson(&req, id)
 	}
 	return req
+}
+
+// setPerson puts the person id into the policy's input: who they are,
+// their groups and their claims.
+func setPerson(req *policy.Request, id *identity.Identity) {
+	req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
+	req.Claims = policyClaims(id)
 }
 
 // authorize evaluates the route's compiled policy for the request and the
 // identity authenticate found (none on a public route), and answers 403
 // with the deciding rule when it denies.
-func (s *Server) authorize(route *config.Route, pol *policy.Policy, next http.Handler) http.Handler {
+func (s *Server) authorize(route *config.Route, pol *policy.Policy, decisions *decisionCounters, next http.Handler) http.Handler {
 	kubernetes := route.IsKubernetes()
-	decisions := &decisionCounters{vec: s.metrics.decisions, route: route.From.String()}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		_, span := s.tracer.Start(r.Context(), "authorize", trace.SpanKindInternal)

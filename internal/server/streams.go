@@ -157,8 +157,7 @@ func (s *Server) streamAccess(ctx context.Context, g *generation, st *stream.Str
 		case l.err != nil || l.sess.Subject != info.User:
 			return sessionEnded, true
 		}
-		id := authenticate.SessionIdentity(l.sess)
-		req.Email, req.Groups, req.Claims = id.Email, id.Groups, policyClaims(id)
+		setPerson(&req, authenticate.SessionIdentity(l.sess))
 	case info.User != "" && !info.Expiry.IsZero() && !now.Before(info.Expiry):
 		return stream.Ending{Code: http.StatusUnauthorized,
 			Message: "portcullis: the credential this stream was opened with expired; run the command again"}, true
