@@ -65,7 +65,7 @@ func appendEvent(dst []byte, e *Event) []byte {
 	dst = appendMicroTime(dst, e.StageTimestamp)
 	if len(e.Annotations) > 0 {
 		dst = append(dst, `,"annotations":`...)
-		dst = appendStringMap(dst, e.Annotations)
+		dst = appendAnnotations(dst, e.Annotations)
 	}
 	return append(dst, '}')
 }
@@ -165,39 +165,46 @@ func appendStrings(dst []byte, ss []string) []byte {
 	return append(dst, ']')
 }
 
-// sortedKeys returns m's keys in the order encoding/json writes them, in
-// keys if they fit.
-func sortedKeys[V any](keys []string, m map[string]V) []string {
+// appendAnnotations appends a as a JSON object, its keys sorted. Set and
+// MakeAnnotations keep them so; annotations built otherwise are sorted,
+// and of a key given twice the last value kept, in a copy, so that the
+// object is what encoding/json writes of the map they stand for.
+func appendAnnotations(dst []byte, a Annotations) []byte {
+	for i := 1; i < len(a); i++ {
+		if a[i-1].Key >= a[i].Key {
+			a = MakeAnnotations(a.Map())
+			break
+		}
+	}
+	dst = append(dst, '{')
+	for i, an := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, an.Key)
+		dst = append(dst, ':')
+		dst = appendString(dst, an.Value)
+	}
+	return append(dst, '}')
+}
+
+// appendExtra appends UserInfo.Extra as a JSON object, its keys sorted as
+// encoding/json sorts a map's.
+func appendExtra(dst []byte, m map[string][]string) []byte {
+	var buf [4]string
+	keys := buf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	return keys
-}
-
-// appendStringMap appends m as a JSON object, its keys sorted.
-func appendStringMap(dst []byte, m map[string]string) []byte {
-	var buf [16]string
-	return appendObject(dst, m, buf[:0], appendString)
-}
-
-// appendExtra appends UserInfo.Extra as a JSON object, its keys sorted.
-func appendExtra(dst []byte, m map[string][]string) []byte {
-	var buf [4]string
-	return appendObject(dst, m, buf[:0], appendStrings)
-}
-
-// appendObject appends m as a JSON object, its keys sorted (into keys,
-// the caller's room for them), each value by appendValue.
-func appendObject[V any](dst []byte, m map[string]V, keys []string, appendValue func([]byte, V) []byte) []byte {
 	dst = append(dst, '{')
-	for i, k := range sortedKeys(keys, m) {
+	for i, k := range keys {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = appendString(dst, k)
 		dst = append(dst, ':')
-		dst = appendValue(dst, m[k])
+		dst = appendStrings(dst, m[k])
 	}
 	return append(dst, '}')
 }
@@ -261,6 +268,40 @@ var plainASCII = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// Eight copies of a byte, and of its high bit, for plainPrefix.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainPrefix returns the length of s's longest prefix of plainASCII
+// bytes. Most of an event's text is such: it is tested eight bytes at a
+// time, whether any has its high bit set (a byte of UTF-8 beyond ASCII),
+// is below ' ', or is one of the five that are escaped. A byte is found
+// zero, or below n, by the borrow it takes in a subtraction (Hacker's
+// Delight, 6-1): a word holds one exactly when the result has a high bit
+// set.
+func plainPrefix(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8] // one bounds check for the eight loads, which become one
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		q, b, l, g, a := x^(ones*'"'), x^(ones*'\\'), x^(ones*'<'), x^(ones*'>'), x^(ones*'&')
+		bad := x&highs | (x-ones*' ')&^x |
+			(q-ones)&^q | (b-ones)&^b | (l-ones)&^l | (g-ones)&^g | (a-ones)&^a
+		if bad&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || !plainASCII[c] {
+			break
+		}
+	}
+	return i
+}
+
 // appendString appends s as a JSON string, escaped byte for byte as
 // encoding/json escapes it: '"' and '\' with a backslash; \b, \f, \n, \r
 // and \t as such and the other control characters as \u00XX; '<', '>',
@@ -272,12 +313,11 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0 // of the run not yet appended
 	for i := 0; i < len(s); {
+		if i += plainPrefix(s[i:]); i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if plainASCII[c] {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -52,7 +53,7 @@ func referenceMarshal(t testing.TB, e *Event) []byte {
 	r := event{Kind: e.Kind, APIVersion: e.APIVersion, Level: e.Level, AuditID: e.AuditID, Stage: e.Stage,
 		RequestURI: e.RequestURI, Verb: e.Verb, User: e.User, ImpersonatedUser: e.ImpersonatedUser, SourceIPs: e.SourceIPs, UserAgent: e.UserAgent,
 		ObjectRef: e.ObjectRef, RequestReceivedTimestamp: micro(e.RequestReceivedTimestamp),
-		StageTimestamp: micro(e.StageTimestamp), Annotations: e.Annotations}
+		StageTimestamp: micro(e.StageTimestamp), Annotations: e.Annotations.Map()}
 	if s := e.ResponseStatus; s != nil {
 		r.ResponseStatus = &status{Code: s.Code, Status: s.Status, Message: s.Message, Reason: s.Reason}
 	}
@@ -157,9 +158,8 @@ func randomEvent(r *rand.Rand) *Event {
 			Message: randomString(r), Reason: randomString(r)}
 	}
 	if r.IntN(4) > 0 {
-		ev.Annotations = map[string]string{}
 		for range r.IntN(20) {
-			ev.Annotations[randomString(r)] = randomString(r)
+			ev.Annotations.Set(randomString(r), randomString(r))
 		}
 	}
 	return ev
@@ -237,13 +237,14 @@ func decoded(ev *Event) (*Event, bool) {
 			Message: validString(s.Message), Reason: validString(s.Reason)}
 	}
 	if len(ev.Annotations) > 0 {
-		d.Annotations = map[string]string{}
-		for k, v := range ev.Annotations {
-			d.Annotations[validString(k)] = validString(v)
+		m := map[string]string{}
+		for _, an := range ev.Annotations {
+			m[validString(an.Key)] = validString(an.Value)
 		}
-		if len(d.Annotations) != len(ev.Annotations) {
+		if len(m) != len(ev.Annotations) {
 			return nil, false
 		}
+		d.Annotations = MakeAnnotations(m)
 	}
 	return d, true
 }
@@ -364,7 +365,7 @@ func FuzzEventEncode(f *testing.F) {
 		ev.SourceIPs = []string{value}
 		ev.ObjectRef = &ObjectReference{Resource: verb, Namespace: key, Name: value, Subresource: uri}
 		ev.ResponseStatus = &ResponseStatus{Code: code, Status: value, Message: uri, Reason: key}
-		ev.Annotations = map[string]string{key: value, verb: uri, user: key, "portcullis.io/route": value}
+		ev.Annotations = MakeAnnotations(map[string]string{key: value, verb: uri, user: key, "portcullis.io/route": value})
 		checkEncoding(t, ev)
 	})
 }
@@ -396,6 +397,31 @@ func TestEventListEncode(t *testing.T) {
 		want, _ := decoded(ev)
 		if diff := cmp.Diff(want, list.Items[i]); diff != "" {
 			t.Errorf("item %d (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+// TestPlainPrefix: the word-at-a-time scan stops at the first byte that
+// plainASCII does not hold, for every byte in every position of strings
+// long enough to be scanned by words and by bytes, among plain bytes next
+// to the ones it must catch.
+func TestPlainPrefix(t *testing.T) {
+	for b := range 256 {
+		plain := b < utf8.RuneSelf && plainASCII[b]
+		for _, n := range []int{1, 7, 8, 9, 16, 19} {
+			for pos := range n {
+				for _, fill := range []byte{'a', ' ', '~', 0x7f, '!', '%', '=', '?', ']', '#', '{'} {
+					w := bytes.Repeat([]byte{fill}, n)
+					w[pos] = byte(b)
+					want := pos
+					if plain {
+						want = n
+					}
+					if got := plainPrefix(string(w)); got != want {
+						t.Errorf("plainPrefix(%q) = %d, want %d", w, got, want)
+					}
+				}
+			}
 		}
 	}
 }

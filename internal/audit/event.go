@@ -111,7 +111,7 @@ type Event struct {
 	// Annotations carry what Portcullis knows beyond Kubernetes, under
 	// portcullis.io/ keys, next to the authorization.k8s.io/decision and
 	// authorization.k8s.io/reason that kube-apiserver writes.
-	Annotations map[string]string `json:"annotations,omitempty"`
+	Annotations Annotations `json:"annotations,omitempty"`
 }
 
 // UserInfo is who made a request (authentication.k8s.io/v1 UserInfo).

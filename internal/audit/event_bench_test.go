@@ -22,14 +22,14 @@ func typicalEvent() *Event {
 	ev.UserAgent = "kubectl/v1.37.2 (linux/amd64) kubernetes/abcdef0"
 	ev.ObjectRef = &ObjectReference{Resource: "pods", Namespace: "default", Name: "web-0", APIVersion: "v1"}
 	ev.ResponseStatus = &ResponseStatus{Code: 200}
-	ev.Annotations = map[string]string{
+	ev.Annotations = MakeAnnotations(map[string]string{
 		"portcullis.io/route":           "https://k8s.example.com",
 		"authorization.k8s.io/decision": "allow",
 		"authorization.k8s.io/reason":   `allowed by rule "routes[0].policy": user alice@example.com is allowed`,
 		"portcullis.io/rule":            "routes[0].policy",
 		"portcullis.io/latency":         "1.234567ms",
 		"portcullis.io/response-bytes":  "1290",
-	}
+	})
 	return ev
 }
 

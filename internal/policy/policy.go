@@ -2,7 +2,6 @@ package policy
 
 import (
 	"crypto/x509"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -128,12 +127,14 @@ func (d Decision) SignInRequired() bool {
 // page): the rule and the reasons, which are constants; never other users'
 // data nor where the configuration lives.
 func (d Decision) Message() string {
+	// Concatenated rather than formatted: the audit trail records the
+	// message of every request.
 	reasons := strings.Join(d.Reasons, ", ")
 	switch {
 	case d.Allow && d.Rule != nil:
-		return fmt.Sprintf("allowed by policy rule %s (%s)", d.Rule.Path, reasons)
+		return "allowed by policy rule " + d.Rule.Path + " (" + reasons + ")"
 	case d.Rule != nil:
-		return fmt.Sprintf("denied by policy rule %s (%s)", d.Rule.Path, reasons)
+		return "denied by policy rule " + d.Rule.Path + " (" + reasons + ")"
 	case d.HasReason(ReasonNoPolicy):
 		return "denied: the route has no policy, so nothing is allowed (" + ReasonNoPolicy + ")"
 	case d.HasReason(ReasonNoAllowRule):

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +34,38 @@ type auditor struct {
 	backends []*audit.Backend
 	written  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
+	sessions sessionExtras
+}
+
+// sessionExtras hands out the UserInfo.Extra that names a session in its
+// events (audit.ExtraSessionID: the SessionHash of its id), one map per
+// session, shared by all of the session's events and never changed once
+// made. Made for each request, the hash and the map were a third of what
+// auditing allocated per request.
+//
+// It keeps at most about maxSessionExtras sessions, and starts afresh past
+// that: by then most of those it holds have ended, and one still going
+// gets its map made again.
+type sessionExtras struct {
+	m sync.Map // session id → map[string][]string
+	n atomic.Int64
+}
+
+// maxSessionExtras bounds sessionExtras: about 2 MiB.
+const maxSessionExtras = 4096
+
+// get returns the Extra of the session sessionID.
+func (c *sessionExtras) get(sessionID string) map[string][]string {
+	if v, ok := c.m.Load(sessionID); ok {
+		return v.(map[string][]string)
+	}
+	extra := map[string][]string{audit.ExtraSessionID: {audit.SessionHash(sessionID)}}
+	if c.n.Add(1) > maxSessionExtras {
+		c.m.Clear()
+		c.n.Store(1)
+	}
+	c.m.Store(sessionID, extra)
+	return extra
 }
 
 // auditWebhookTimeout bounds one POST of a batch to the audit webhook.
@@ -155,7 +189,7 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	if id != nil {
 		ev.User = audit.UserInfo{Username: id.Email, UID: id.User, Groups: id.Groups}
 		if id.SessionID != "" {
-			ev.User.Extra = map[string][]string{audit.ExtraSessionID: {audit.SessionHash(id.SessionID)}}
+			ev.User.Extra = a.sessions.get(id.SessionID)
 		}
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -176,8 +210,8 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 		command, container, ports = strings.Join(q["command"], " "), q.Get("container"), strings.Join(q["ports"], ",")
 	}
 	traceID := tracing.TraceID(r.Context())
-	// Sized for the annotations below and finish's, so that the map of
-	// a request that is not a stream never grows.
+	// Sized for the annotations below and finish's, so that the
+	// annotations of a request that is not a stream never grow.
 	n := 3 + finishAnnotations
 	for _, v := range []string{traceID, command, container, ports} {
 		if v != "" {
@@ -190,30 +224,31 @@ func (s *Server) beginAudit(r *http.Request, start time.Time, route string, info
 	if len(d.Reasons) > 0 {
 		n++
 	}
-	ev.Annotations = make(map[string]string, n)
-	ev.Annotations["portcullis.io/route"] = route
-	ev.Annotations["authorization.k8s.io/decision"] = "forbid"
+	ev.Annotations = make(audit.Annotations, 0, n)
+	ev.Annotations.Set("portcullis.io/route", route)
 	if d.Allow {
-		ev.Annotations["authorization.k8s.io/decision"] = "allow"
+		ev.Annotations.Set("authorization.k8s.io/decision", "allow")
+	} else {
+		ev.Annotations.Set("authorization.k8s.io/decision", "forbid")
 	}
-	ev.Annotations["authorization.k8s.io/reason"] = d.Message()
+	ev.Annotations.Set("authorization.k8s.io/reason", d.Message())
 	if traceID != "" {
-		ev.Annotations["portcullis.io/trace-id"] = traceID
+		ev.Annotations.Set("portcullis.io/trace-id", traceID)
 	}
 	if d.Rule != nil {
-		ev.Annotations["portcullis.io/rule"] = d.Rule.Path
+		ev.Annotations.Set("portcullis.io/rule", d.Rule.Path)
 	}
 	if len(d.Reasons) > 0 {
-		ev.Annotations["portcullis.io/reasons"] = strings.Join(d.Reasons, ",")
+		ev.Annotations.Set("portcullis.io/reasons", strings.Join(d.Reasons, ","))
 	}
 	if command != "" {
-		ev.Annotations["portcullis.io/command"] = command
+		ev.Annotations.Set("portcullis.io/command", command)
 	}
 	if container != "" {
-		ev.Annotations["portcullis.io/container"] = container
+		ev.Annotations.Set("portcullis.io/container", container)
 	}
 	if ports != "" {
-		ev.Annotations["portcullis.io/ports"] = ports
+		ev.Annotations.Set("portcullis.io/ports", ports)
 	}
 	if st := stateFrom(r.Context()); st != nil {
 		st.audit = ra // for forwardedAs
@@ -253,7 +288,7 @@ func (ra *requestAudit) streamStarted(st *stream.Stream, code int) {
 	ev.Annotations = cloneAnnotations(ra.ev.Annotations, 1)
 	ev.Stage, ev.StageTimestamp = audit.StageResponseStarted, time.Now()
 	ev.ResponseStatus = &audit.ResponseStatus{Code: code}
-	ev.Annotations["portcullis.io/stream"] = string(st.Info.Kind)
+	ev.Annotations.Set("portcullis.io/stream", string(st.Info.Kind))
 	ra.a.log(&ev)
 }
 
@@ -277,28 +312,25 @@ func (ra *requestAudit) finish(w *responseWriter, st *stream.Stream, panicked bo
 		ra.status.Reason = respond.StatusReason(code)
 	}
 	ev.ResponseStatus = &ra.status
-	ev.Annotations["portcullis.io/latency"] = ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp).String()
-	ev.Annotations["portcullis.io/response-bytes"] = strconv.FormatInt(w.bytes, 10)
+	ev.Annotations.Set("portcullis.io/latency", ev.StageTimestamp.Sub(ev.RequestReceivedTimestamp).String())
+	ev.Annotations.Set("portcullis.io/response-bytes", strconv.FormatInt(w.bytes, 10))
 	if st != nil {
 		from, to := st.Bytes()
-		ev.Annotations["portcullis.io/stream"] = string(st.Info.Kind)
-		ev.Annotations["portcullis.io/bytes-from-upstream"] = strconv.FormatInt(from, 10)
-		ev.Annotations["portcullis.io/bytes-to-upstream"] = strconv.FormatInt(to, 10)
-		ev.Annotations["portcullis.io/stream-ended-by"] = "client or upstream"
+		ev.Annotations.Set("portcullis.io/stream", string(st.Info.Kind))
+		ev.Annotations.Set("portcullis.io/bytes-from-upstream", strconv.FormatInt(from, 10))
+		ev.Annotations.Set("portcullis.io/bytes-to-upstream", strconv.FormatInt(to, 10))
+		ev.Annotations.Set("portcullis.io/stream-ended-by", "client or upstream")
 		if e := st.Ended(); e != nil {
-			ev.Annotations["portcullis.io/stream-ended-by"] = "portcullis"
-			ev.Annotations["portcullis.io/stream-ended-reason"] = e.Message
+			ev.Annotations.Set("portcullis.io/stream-ended-by", "portcullis")
+			ev.Annotations.Set("portcullis.io/stream-ended-reason", e.Message)
 		}
 	}
 	ra.a.log(ev)
 }
 
-func cloneAnnotations(m map[string]string, more int) map[string]string {
-	c := make(map[string]string, len(m)+more)
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
+// cloneAnnotations returns a copy of a with room for more.
+func cloneAnnotations(a audit.Annotations, more int) audit.Annotations {
+	return append(make(audit.Annotations, 0, len(a)+more), a...)
 }
 
 // recordActivity counts, and writes the audit event of, a sign-in, a refused sign-in, a
@@ -331,14 +363,14 @@ func (s *Server) recordActivity(r *http.Request, act authenticate.Activity) {
 	ev.Verb = act.Action
 	ev.User = audit.UserInfo{Username: act.Email, UID: act.Subject}
 	if act.SessionID != "" {
-		ev.User.Extra = map[string][]string{audit.ExtraSessionID: {audit.SessionHash(act.SessionID)}}
+		ev.User.Extra = a.sessions.get(act.SessionID)
 	}
-	ev.Annotations = map[string]string{"portcullis.io/activity": act.Action}
+	ev.Annotations = audit.Annotations{{Key: "portcullis.io/activity", Value: act.Action}}
 	if act.Reason != "" {
-		ev.Annotations["portcullis.io/reason"] = act.Reason
+		ev.Annotations.Set("portcullis.io/reason", act.Reason)
 	}
 	if act.Route != "" {
-		ev.Annotations["portcullis.io/route"] = act.Route
+		ev.Annotations.Set("portcullis.io/route", act.Route)
 	}
 	if r != nil {
 		ev.RequestURI = r.URL.Path

@@ -299,6 +299,7 @@ func setPerson(req *policy.Request, id *identity.Identity) {
 // with the deciding rule when it denies.
 func (s *Server) authorize(route *config.Route, pol *policy.Policy, decisions *decisionCounters, next http.Handler) http.Handler {
 	kubernetes := route.IsKubernetes()
+	from := route.From.String() // for the audit trail, once rather than per request
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		_, span := s.tracer.Start(r.Context(), "authorize", trace.SpanKindInternal)
@@ -327,7 +328,7 @@ func (s *Server) authorize(route *config.Route, pol *policy.Policy, decisions *d
 		var st *stream.Stream
 		completed := false // the handler returned, rather than panicked
 		if kubernetes {
-			if ra = s.beginAudit(r, start, route.From.String(), &info, identity.FromContext(r.Context()), d); ra != nil {
+			if ra = s.beginAudit(r, start, from, &info, identity.FromContext(r.Context()), d); ra != nil {
 				// Written when the handler returns, whatever it did.
 				if rw, ok := w.(*responseWriter); ok {
 					defer func() { ra.finish(rw, st, !completed) }()
