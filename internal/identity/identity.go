@@ -40,6 +40,31 @@ type Identity struct {
 	kube *kubernetesName
 }
 
+// Claim returns the values of the person's claim name as a policy's
+// claim/<name> reads them (policy.Claims): email, sub, name and groups
+// are the identity's own, as authentication established them, whatever
+// the provider's claims of those names said (a refresh may have changed
+// them since sign-in, and a token without a session carries only these);
+// any other is the provider's text claim. Every identity has the first
+// four, even empty.
+func (id *Identity) Claim(name string) ([]string, bool) {
+	if id == nil {
+		return nil, false
+	}
+	switch name {
+	case "email":
+		return []string{id.Email}, true
+	case "sub":
+		return []string{id.User}, true
+	case "name":
+		return []string{id.Name}, true
+	case "groups":
+		return id.Groups, true
+	}
+	v, ok := id.Claims[name]
+	return v, ok
+}
+
 // kubernetesName is a user name and groups for Kubernetes.
 type kubernetesName struct {
 	user   string

@@ -202,7 +202,6 @@ func benchRequestJSON(name string, r Request) benchRequestDoc {
 		User:          r.User,
 		Email:         r.Email,
 		Groups:        r.Groups,
-		Claims:        r.Claims,
 		Method:        r.Method,
 		Path:          r.Path,
 		SourceIP:      r.SourceIP.String(),
@@ -214,6 +213,9 @@ func benchRequestJSON(name string, r Request) benchRequestDoc {
 			Namespace:   r.Kubernetes.Namespace,
 			Name:        r.Kubernetes.Name,
 		},
+	}
+	if m, ok := r.Claims.(ClaimMap); ok {
+		doc.Claims = m
 	}
 	if !r.Time.IsZero() {
 		doc.Time = r.Time.Format(time.RFC3339Nano)
@@ -227,7 +229,6 @@ func (doc benchRequestDoc) request() (Request, error) {
 		User:          doc.User,
 		Email:         doc.Email,
 		Groups:        doc.Groups,
-		Claims:        doc.Claims,
 		Method:        doc.Method,
 		Path:          doc.Path,
 		Kubernetes: Kubernetes{
@@ -238,6 +239,9 @@ func (doc benchRequestDoc) request() (Request, error) {
 			Namespace:   doc.Kubernetes.Namespace,
 			Name:        doc.Kubernetes.Name,
 		},
+	}
+	if doc.Claims != nil {
+		r.Claims = ClaimMap(doc.Claims)
 	}
 	var err error
 	if r.SourceIP, err = netip.ParseAddr(doc.SourceIP); err != nil {

@@ -82,7 +82,7 @@ func benchRequests() []Request {
 		User:          "00u1dev",
 		Email:         "dev@example.com",
 		Groups:        []string{"everyone", "dev"},
-		Claims:        map[string][]string{"department": {"web"}},
+		Claims:        ClaimMap{"department": {"web"}},
 		Method:        "POST",
 		Path:          "/api/v1/namespaces/dev/pods/web-0/exec",
 		SourceIP:      netip.MustParseAddr("10.0.3.4"),

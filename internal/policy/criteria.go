@@ -179,12 +179,16 @@ func domainOf(email string) (string, bool) {
 	return d, true
 }
 
-func (c *criterion) claimValues(claims map[string][]string) []string {
-	if v, ok := claims[c.claim]; ok {
+func (c *criterion) claimValues(claims Claims) []string {
+	if claims == nil {
+		return nil
+	}
+	if v, ok := claims.Claim(c.claim); ok {
 		return v
 	}
 	if c.claimAlt != "" {
-		return claims[c.claimAlt]
+		v, _ := claims.Claim(c.claimAlt)
+		return v
 	}
 	return nil
 }

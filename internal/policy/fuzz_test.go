@@ -140,7 +140,7 @@ func fuzzRequests() []Request {
 	rs := benchRequests()
 	rs = append(rs,
 		Request{Authenticated: true, Email: "alice@example.com", Groups: []string{"dev", "sre"},
-			Claims: map[string][]string{"a/b/c": {"1"}, "family_name": {"Smith"}}, Method: "OPTIONS", CORSPreflight: true,
+			Claims: ClaimMap{"a/b/c": {"1"}, "family_name": {"Smith"}}, Method: "OPTIONS", CORSPreflight: true,
 			SourceIP: netip.MustParseAddr("::ffff:1.2.3.4"), Time: time.Date(2025, 6, 7, 23, 59, 59, 0, time.UTC)},
 		Request{Authenticated: true, SourceIP: netip.MustParseAddr("fe80::1%eth0")},
 	)
@@ -190,11 +190,12 @@ func FuzzEvaluate(f *testing.F) {
 			r.Groups = strings.Split(groups, ",")
 		}
 		if claims != "" {
-			r.Claims = map[string][]string{}
+			m := ClaimMap{}
 			for kv := range strings.SplitSeq(claims, ",") {
 				k, v, _ := strings.Cut(kv, "=")
-				r.Claims[k] = append(r.Claims[k], v)
+				m[k] = append(m[k], v)
 			}
+			r.Claims = m
 		}
 		if a, ok := netip.AddrFromSlice(ip); ok {
 			r.SourceIP = a

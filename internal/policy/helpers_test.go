@@ -107,7 +107,7 @@ var defaultTime = time.Date(2025, 6, 4, 10, 0, 0, 0, time.UTC)
 func (tr *testRequest) build(t testing.TB) *Request {
 	t.Helper()
 	r := &Request{
-		User: tr.User, Email: tr.Email, Groups: tr.Groups, Claims: tr.Claims,
+		User: tr.User, Email: tr.Email, Groups: tr.Groups, Claims: ClaimMap(tr.Claims),
 		Method: tr.Method, Path: tr.Path, CORSPreflight: tr.CORSPreflight, Time: defaultTime,
 	}
 	r.Authenticated = tr.User != "" || tr.Email != "" || len(tr.Groups) > 0 || len(tr.Claims) > 0
@@ -238,4 +238,13 @@ func flow(s string) string {
 		items = append(items, strings.TrimPrefix(line, "- "))
 	}
 	return "[" + strings.Join(items, ", ") + "]"
+}
+
+// ClaimMap is Claims held in a map, for tests.
+type ClaimMap map[string][]string
+
+// Claim returns m[name].
+func (m ClaimMap) Claim(name string) ([]string, bool) {
+	v, ok := m[name]
+	return v, ok
 }

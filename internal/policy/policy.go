@@ -33,7 +33,8 @@ type Request struct {
 	// its JSON type, so claim/level: "3" does not match the number 3
 	// there, and text here cannot say which it was. (A policy's number or
 	// boolean operand is refused at compile time for the same reason.)
-	Claims map[string][]string
+	// Nil when the person has none.
+	Claims Claims
 
 	// Method is the HTTP method as sent (http_method).
 	Method string
@@ -56,6 +57,16 @@ type Request struct {
 	// kubernetes_* criteria, as kube.ParseRequestInfo gives them; empty
 	// for a request that is not to the Kubernetes API.
 	Kubernetes Kubernetes
+}
+
+// Claims are a person's claims, as claim/<name> reads them: an interface
+// so that the server can hand the policy the person it already holds,
+// rather than copy every claim into a map for each request when most
+// policies read none.
+type Claims interface {
+	// Claim returns the values of the claim name and whether the person
+	// has it.
+	Claim(name string) ([]string, bool)
 }
 
 // Kubernetes are the attributes kube-apiserver authorizes a request on

@@ -291,7 +291,7 @@ func policyRequest(r *http.Request, id *identity.Identity) policy.Request {
 // their groups and their claims.
 func setPerson(req *policy.Request, id *identity.Identity) {
 	req.Authenticated, req.User, req.Email, req.Groups = true, id.User, id.Email, id.Groups
-	req.Claims = policyClaims(id)
+	req.Claims = id
 }
 
 // authorize evaluates the route's compiled policy for the request and the
@@ -400,19 +400,6 @@ func decisionAttributes(d policy.Decision, info *kube.RequestInfo) []attribute.K
 			attribute.String("k8s.name", info.Name))
 	}
 	return attrs
-}
-
-// policyClaims are the claims a policy's claim/<name> sees: the provider's
-// text claims kept in the session, with email, sub, name and groups as
-// authentication established them (a refresh may have changed them since
-// sign-in, and a token without a session carries only these).
-func policyClaims(id *identity.Identity) map[string][]string {
-	c := make(map[string][]string, len(id.Claims)+4)
-	for k, v := range id.Claims {
-		c[k] = v
-	}
-	c["email"], c["sub"], c["name"], c["groups"] = []string{id.Email}, []string{id.User}, []string{id.Name}, id.Groups
-	return c
 }
 
 // newProvider builds the identity provider IDP_PROVIDER names, or nil
