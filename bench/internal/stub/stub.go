@@ -107,16 +107,20 @@ func (s *Stub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // watch holds the stream open, idle, and writes one event each time
 // Broadcast is called, like a watch on a quiet namespace.
 func (s *Stub) watch(w http.ResponseWriter, r *http.Request) {
+	// The watch is counted, and takes the event to wait for, before its
+	// client sees the response: a client that has its answer, or a
+	// harness that has counted it in Stats, may broadcast at once, and
+	// the event must reach it.
+	s.mu.Lock()
+	ch := s.event
+	s.mu.Unlock()
+	atomic.AddInt64(&s.stats.Watches, 1)
+	defer atomic.AddInt64(&s.stats.Watches, -1)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	rc.Flush()
-	atomic.AddInt64(&s.stats.Watches, 1)
-	defer atomic.AddInt64(&s.stats.Watches, -1)
 	for {
-		s.mu.Lock()
-		ch := s.event
-		s.mu.Unlock()
 		select {
 		case <-r.Context().Done():
 			return
@@ -124,6 +128,9 @@ func (s *Stub) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		ev := s.eventRaw
+		// The latest event and the channel of the next, together:
+		// broadcasts faster than the write coalesce into the latest.
+		ch = s.event
 		s.mu.Unlock()
 		if _, err := w.Write(ev); err != nil {
 			return
