@@ -698,7 +698,7 @@ func (a *Authenticator) Identify(r *http.Request, audience string, accept Creden
 			return nil, 0, err
 		}
 		if c.SessionID != "" {
-			sess, err := a.liveSession(r.Context(), c.SessionID)
+			sess, err := a.viewLiveSession(r.Context(), c.SessionID)
 			if errors.Is(err, ErrStoreUnavailable) {
 				return nil, 0, err
 			}

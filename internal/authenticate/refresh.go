@@ -117,12 +117,31 @@ func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Se
 	return a.renew(ctx, sess)
 }
 
+// viewLiveSession is liveSession without the copy (session.Store.View):
+// the session is the store's, shared with every request of the session,
+// and the caller only reads it. Identify reads one for every request a
+// token makes. A refresh that is due reads its own copy (runRefresh), so
+// nothing here changes the one viewed.
+func (a *Authenticator) viewLiveSession(ctx context.Context, id string) (*session.Session, error) {
+	sess, err := a.storeSession(ctx, id, a.opts.Store.View)
+	if err != nil {
+		return nil, err
+	}
+	return a.renew(ctx, sess)
+}
+
 // CurrentSession returns the live session with this id as the store has
 // it now, without a refresh: for deciding whether a stream opened with it
 // may go on. A session that ended gives ErrSessionEnded; a store that
 // cannot say, ErrStoreUnavailable.
 func (a *Authenticator) CurrentSession(ctx context.Context, id string) (*session.Session, error) {
-	sess, err := a.opts.Store.Get(ctx, id)
+	return a.storeSession(ctx, id, a.opts.Store.Get)
+}
+
+// storeSession reads the session id by get (the store's Get or View),
+// and says what a failure means for the request.
+func (a *Authenticator) storeSession(ctx context.Context, id string, get func(context.Context, string) (*session.Session, error)) (*session.Session, error) {
+	sess, err := get(ctx, id)
 	switch {
 	case errors.Is(err, session.ErrNoSession):
 		return nil, ErrSessionEnded

@@ -467,6 +467,9 @@ func (unavailableStore) Put(context.Context, *session.Session) error { return er
 func (unavailableStore) Get(context.Context, string) (*session.Session, error) {
 	return nil, errDown
 }
+func (unavailableStore) View(context.Context, string) (*session.Session, error) {
+	return nil, errDown
+}
 func (unavailableStore) RedeemState(context.Context, string, time.Duration, int) error {
 	return errDown
 }

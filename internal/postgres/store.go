@@ -272,12 +272,24 @@ func short(hash string) string { return hash[:8] }
 // Get returns a copy of the live session id: from this replica's memory,
 // or, the first time, from the database.
 func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
+	sess, err := s.View(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Clone(), nil
+}
+
+// View is Get without the copy: the session is this replica's cached one,
+// shared. The cache never changes a session it holds; a change to one
+// (from this replica or, by notification, another) evicts it and the next
+// read loads it afresh.
+func (s *Store) View(ctx context.Context, id string) (*session.Session, error) {
 	now := time.Now()
 	s.mu.RLock()
 	c, ok := s.cache[id]
 	var out *session.Session
 	if ok && c.Live(now) {
-		out = c.Clone()
+		out = c
 	}
 	s.mu.RUnlock()
 	if ok && out == nil {
@@ -302,7 +314,11 @@ func (s *Store) Get(ctx context.Context, id string) (*session.Session, error) {
 
 // Refetch reads session id from the database, whatever this replica holds.
 func (s *Store) Refetch(ctx context.Context, id string) (*session.Session, error) {
-	return s.load(ctx, hashID(id), id)
+	sess, err := s.load(ctx, hashID(id), id)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Clone(), nil
 }
 
 // missingTTL is how long a session the database does not have (revoked,
@@ -319,7 +335,8 @@ const missingTTL = time.Minute
 const maxMissing = 10_000
 
 // load reads a session from the database, and keeps what it learns: the
-// session, or that there is none.
+// session, or that there is none. The session it returns is the one it
+// cached: shared, not to be changed.
 func (s *Store) load(ctx context.Context, h, id string) (*session.Session, error) {
 	epoch := s.epoch.Load()
 	var (
@@ -360,7 +377,7 @@ func (s *Store) load(ctx context.Context, h, id string) (*session.Session, error
 		delete(s.ids, h)
 	}
 	s.mu.Unlock()
-	return sess.Clone(), nil
+	return sess, nil
 }
 
 // forget drops session id from memory and remembers it as missing: the

@@ -74,6 +74,13 @@ type Store interface {
 	// Get returns a copy of the live session id, ErrNoSession if there is
 	// none, or an error wrapping ErrUnavailable.
 	Get(ctx context.Context, id string) (*Session, error)
+	// View is Get without the copy, for a caller that only reads: the
+	// session is the store's, shared with every other caller of View, and
+	// must not be changed. A store never changes a session it has handed
+	// out either: Put and Update replace it. The request path reads a
+	// session on every request, and a copy of its groups and claims for
+	// each was a tenth of what a small GET allocated.
+	View(ctx context.Context, id string) (*Session, error)
 	// Refetch is Get from the store itself, never from a replica's copy:
 	// for a decision that must see every other replica's writes, such as
 	// a refresh under its lease, which must use the newest refresh token.
@@ -258,14 +265,25 @@ func (m *MemoryStore) unindexLocked(s *Session) {
 }
 
 // Get returns a copy of the live session id.
-func (m *MemoryStore) Get(_ context.Context, id string) (*Session, error) {
+func (m *MemoryStore) Get(ctx context.Context, id string) (*Session, error) {
+	s, err := m.View(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.Clone(), nil
+}
+
+// View returns the live session id, shared: the store holds its own copy
+// of every session it is given and replaces it on Update, never changing
+// one in place.
+func (m *MemoryStore) View(_ context.Context, id string) (*Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.sessions[id]
 	if !ok || !s.Live(m.now()) {
 		return nil, ErrNoSession
 	}
-	return s.Clone(), nil
+	return s, nil
 }
 
 // Clone copies s deeply enough that neither a store nor its caller can

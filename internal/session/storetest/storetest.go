@@ -76,6 +76,34 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 			t.Errorf("after changing copies: got %+v, %v; want the stored session unchanged", again, err)
 		}
 	})
+	t.Run("view gives the live session, and an update replaces it", func(t *testing.T) {
+		st := newStore(t)
+		s := sample("alice")
+		must(t, st.Put(ctx, s))
+		v, err := st.View(ctx, s.ID)
+		if err != nil || v.Email != s.Email || !slices.Equal(v.Groups, s.Groups) ||
+			!slices.Equal(v.Claims["department"], s.Claims["department"]) || !v.ExpiresAt.Equal(s.ExpiresAt) {
+			t.Fatalf("View: got %+v, %v; want %+v", v, err, s)
+		}
+		// What a viewer holds is never changed under it: an update
+		// replaces the session, and the next View sees the new one.
+		u := s.Clone()
+		u.Groups = []string{"ops"}
+		must(t, st.Update(ctx, u))
+		if v.Groups[0] != "dev" {
+			t.Errorf("the viewed session's groups became %q after an update; want them as viewed", v.Groups)
+		}
+		if v2, err := st.View(ctx, s.ID); err != nil || !slices.Equal(v2.Groups, []string{"ops"}) {
+			t.Errorf("View after the update: got %+v, %v; want groups [ops]", v2, err)
+		}
+		if _, err := st.View(ctx, session.NewSessionID()); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("View of an unknown session: got %v, want ErrNoSession", err)
+		}
+		must(t, st.Delete(ctx, s.ID))
+		if _, err := st.View(ctx, s.ID); !errors.Is(err, session.ErrNoSession) {
+			t.Errorf("View after Delete: got %v, want ErrNoSession", err)
+		}
+	})
 	t.Run("unknown and expired sessions are not there", func(t *testing.T) {
 		st := newStore(t)
 		if _, err := st.Get(ctx, session.NewSessionID()); !errors.Is(err, session.ErrNoSession) {
