@@ -110,11 +110,7 @@ func (f *flight) finished() bool {
 // a session store that cannot answer gives ErrStoreUnavailable, since the
 // session may well be live.
 func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Session, error) {
-	sess, err := a.CurrentSession(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return a.renew(ctx, sess)
+	return a.renewedSession(ctx, id, a.opts.Store.Get)
 }
 
 // viewLiveSession is liveSession without the copy (session.Store.View):
@@ -123,7 +119,13 @@ func (a *Authenticator) liveSession(ctx context.Context, id string) (*session.Se
 // token makes. A refresh that is due reads its own copy (runRefresh), so
 // nothing here changes the one viewed.
 func (a *Authenticator) viewLiveSession(ctx context.Context, id string) (*session.Session, error) {
-	sess, err := a.storeSession(ctx, id, a.opts.Store.View)
+	return a.renewedSession(ctx, id, a.opts.Store.View)
+}
+
+// renewedSession reads the live session id by get (storeSession) and
+// renews it if it is due.
+func (a *Authenticator) renewedSession(ctx context.Context, id string, get func(context.Context, string) (*session.Session, error)) (*session.Session, error) {
+	sess, err := a.storeSession(ctx, id, get)
 	if err != nil {
 		return nil, err
 	}

@@ -65,9 +65,9 @@ func (s *Server) streamInfo(kind stream.Kind, route *config.Route, r *http.Reque
 		info.User, info.Email, info.SessionID, info.Expiry = id.User, id.Email, id.SessionID, id.Expiry
 		if id.SessionID != "" {
 			// streamAccess decides a session's stream on the person as
-			// the session describes them then; the request's copy of
-			// their claims would only be held for the stream's life
-			// (about 1.5 KB of an idle watch's heap).
+			// the session describes them then; the request's person,
+			// with the session's groups and claims they point to, would
+			// only be held for the stream's life.
 			attrs.req.Email, attrs.req.Groups, attrs.req.Claims = "", nil, nil
 		}
 	}
